@@ -1,0 +1,3 @@
+from genkit.cli import entry_point
+
+entry_point()

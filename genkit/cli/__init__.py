@@ -1,0 +1,76 @@
+"""The ``genkit`` command line. Each command lives in a small module listed in ``COMMAND_MODULES``.
+
+Errors print one line: ``genkit: error: …``, exit status 2 for usage or configuration
+mistakes and 1 for failures at run time; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from genkit import __version__
+from genkit.errors import ConfigError, GenkitError
+
+COMMAND_MODULES = [
+    "genkit.cli.recipe_commands",
+    "genkit.cli.model_commands",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="genkit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """genkit: likelihood-based generative models of images, assembled from plugins."""
+    ctx.obj = {"debug": debug}
+
+
+for _module in COMMAND_MODULES:
+    for _command in importlib.import_module(_module).COMMANDS:
+        cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        cli.main(args=argv, prog_name="genkit", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("genkit: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:  # usage errors: bad option, missing argument
+        if debug:
+            raise
+        click.echo(f"genkit: error: {_one_line(exc.format_message())}", err=True)
+        return 2
+    except GenkitError as exc:
+        if debug:
+            raise
+        click.echo(f"genkit: error: {_one_line(str(exc))}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("genkit: interrupted", err=True)
+        return 130
+    except Exception as exc:  # a bug or an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        click.echo(f"genkit: error: {type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)", err=True)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+__all__ = ["cli", "main", "ConfigError"]

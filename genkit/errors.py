@@ -1,0 +1,59 @@
+"""One exception hierarchy for everything genkit reports to a user.
+
+Every message names the file, key or plugin involved and what was expected, so the CLI
+can print it as a single line.
+"""
+
+from __future__ import annotations
+
+
+class GenkitError(Exception):
+    """Base of every error genkit raises on purpose. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ConfigError(GenkitError):
+    """A recipe, an override or a command-line argument is not what was expected."""
+
+    exit_code = 2
+
+
+class RecipeError(ConfigError):
+    """A recipe value is wrong. Carries the file, the dotted key path, what was expected and what was found."""
+
+    def __init__(self, file: str | None, key: str, expected: str, found: object = None, *, note: str = ""):
+        self.file, self.key, self.expected, self.found = file, key, expected, found
+        where = f"{file}: " if file else ""
+        found_txt = "" if found is None else f", found {_describe(found)}"
+        super().__init__(f"{where}{key}: expected {expected}{found_txt}{note}")
+
+
+class PluginError(ConfigError):
+    """An unknown, duplicate or missing plugin."""
+
+
+class DataError(GenkitError):
+    """A data file is missing, corrupt or not in the expected format."""
+
+
+class CheckpointError(GenkitError):
+    """A checkpoint or model directory is missing, corrupt, or does not match the model."""
+
+
+class HubError(GenkitError):
+    """Talking to the Hugging Face Hub (or its cache) failed."""
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (bool)"
+    if isinstance(value, (int, float)):
+        return f"{value!r} ({type(value).__name__})"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    return f"{value!r}"

@@ -1,0 +1,150 @@
+"""Model directories: ``config.json`` + ``model.safetensors`` (+ ``README.md``), saved and loaded strictly.
+
+A *model directory* holds exactly what is needed to rebuild a model: the resolved recipe (with
+every plugin's providing distribution and version) and its weights as safetensors. A *run
+directory* (what ``genkit run`` writes) is accepted wherever a model directory is, and means
+its latest checkpoint's EMA weights. Anything else is taken as a Hugging Face Hub repo id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from genkit.errors import CheckpointError, GenkitError
+from genkit.recipe import Recipe, recipe_from_dict, recipe_to_dict
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def model_from_recipe(recipe: Recipe, device: torch.device | str | None = None) -> torch.nn.Module:
+    """Build the recipe's model and remember the recipe on it (for ``save_pretrained``)."""
+    with torch.device(device or "cpu"):
+        model = recipe.model.build("model")
+    model.recipe = recipe
+    return model
+
+
+def save_pretrained(
+    model: torch.nn.Module,
+    directory: str | Path,
+    *,
+    recipe: Recipe | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (``state_dict``, default the model's own) into ``directory``."""
+    recipe = recipe or getattr(model, "recipe", None)
+    if recipe is None:
+        raise GenkitError("save_pretrained needs the model's recipe: build it with genkit.pretrained.model_from_recipe or pass recipe=")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    config = {"format_version": FORMAT_VERSION, **recipe_to_dict(recipe), **(extra or {})}
+    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    return directory
+
+
+def read_config(directory: str | Path) -> tuple[Recipe, dict]:
+    """The recipe stored in a model directory's ``config.json``, and the raw config."""
+    path = Path(directory) / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not found (a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); the file is corrupt or truncated") from None
+    missing_plugins = _missing_plugins(config)
+    if missing_plugins:
+        raise CheckpointError(f"{path}: {missing_plugins}")
+    raw = {k: config[k] for k in ("model", "data", "train", "eval") if k in config}
+    return recipe_from_dict(raw, file=str(path)), config
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file (never pickle), turning damage into a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or altered") from None
+
+
+def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped tensor fails, naming it."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        raise CheckpointError(f"{source}: missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model_dir(directory: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Rebuild and load the model in a model directory; returned in eval mode."""
+    directory = Path(directory)
+    recipe, _ = read_config(directory)
+    model = model_from_recipe(recipe)
+    load_strict(model, load_state_dict(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
+    model.to(device=device or "cpu", dtype=dtype)
+    return model.eval()
+
+
+def resolve_local(path: str | Path) -> Path | None:
+    """A local model directory for ``path``: itself, or a run directory's latest checkpoint; ``None`` if it is not local."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: expected a model directory, a run directory or a Hub repo id, found a file")
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if (path / "recipe.toml").is_file():
+        from genkit.engine.checkpoint import export_latest
+
+        return export_latest(path)
+    raise CheckpointError(f"{path}: neither a model directory ({CONFIG_NAME}) nor a run directory (recipe.toml)")
+
+
+def _missing_plugins(config: dict) -> str:
+    from genkit.registry import get_registry
+
+    registry = get_registry()
+    for entry in config.get("plugins", []):
+        try:
+            names = registry.names(entry["kind"])
+        except (GenkitError, KeyError, TypeError):
+            continue
+        if entry.get("name") not in names:
+            provider = entry.get("provider", "an unknown distribution")
+            return (
+                f"the model needs the {entry['kind']} plugin {entry.get('name')!r} from the distribution "
+                f"{provider!r} {entry.get('version', '')}, which is not installed; install it with: pip install {provider}"
+            )
+    return ""
+
+
+def _atomic_write(target: Path, write) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    write(tmp)
+    tmp.replace(target)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

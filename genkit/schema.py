@@ -1,0 +1,168 @@
+"""Turn TOML tables into frozen attrs classes, checking every key, type and range.
+
+A deliberately strict converter: an integer is never silently truncated, a string is never
+parsed as a number, and every failure names the file, the dotted key path, what was
+expected and what was found.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Literal, Union
+
+import attrs
+
+from genkit.errors import RecipeError
+
+
+def structure(cls: type, data: Any, *, path: str, file: str | None) -> Any:
+    """Build ``cls`` (an attrs class) from the mapping ``data``."""
+    if not isinstance(data, dict):
+        raise RecipeError(file, path, f"a table of {cls.__name__} settings", data)
+    fields = {f.name: f for f in attrs.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields or not fields[key].init:
+            known = ", ".join(n for n, f in fields.items() if f.init) or "none"
+            raise RecipeError(file, _join(path, key), f"one of the known keys ({known})", None, note=" (unknown key)")
+    kwargs = {}
+    for name, field in fields.items():
+        kind = field.metadata.get("plugin_kind")
+        if kind is not None and name in data:
+            from genkit.components import structure_component
+
+            kwargs[name] = structure_component(kind, data[name], path=_join(path, name), file=file)
+        elif name in data:
+            kwargs[name] = convert(hints[name], data[name], path=_join(path, name), file=file)
+        elif field.default is attrs.NOTHING:
+            raise RecipeError(file, _join(path, name), f"a value ({_type_name(hints[name])})", None, note=" (missing)")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        key = getattr(exc, "key", None)
+        if key is None:
+            raise RecipeError(file, path, str(exc)) from None
+        raise RecipeError(file, _join(path, key), getattr(exc, "expected", str(exc)), getattr(exc, "found", None)) from None
+
+
+def convert(tp: Any, value: Any, *, path: str, file: str | None) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it in that type."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if attrs.has(tp):
+        return structure(tp, value, path=path, file=file)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return convert(option, value, path=path, file=file)
+            except RecipeError:
+                continue
+        raise RecipeError(file, path, _type_name(tp), value)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) in {type(c) for c in choices}:
+            return value
+        raise RecipeError(file, path, "one of " + ", ".join(repr(c) for c in choices), value)
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(file, path, _type_name(tp), value)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = [convert(args[0], v, path=f"{path}[{i}]", file=file) for i, v in enumerate(value)]
+        elif origin is tuple and args:
+            if len(args) != len(value):
+                raise RecipeError(file, path, f"an array of {len(args)} values", value)
+            items = [convert(a, v, path=f"{path}[{i}]", file=file) for i, (a, v) in enumerate(zip(args, value))]
+        else:
+            inner = args[0] if args else Any
+            items = [convert(inner, v, path=f"{path}[{i}]", file=file) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(file, path, "a table", value)
+        _, vt = typing.get_args(tp) or (str, Any)
+        return {k: convert(vt, v, path=_join(path, k), file=file) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise RecipeError(file, path, "true or false", value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise RecipeError(file, path, "an integer", value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise RecipeError(file, path, "a number", value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise RecipeError(file, path, "a string", value)
+    raise TypeError(f"genkit.schema cannot convert to {tp!r} (at {path})")
+
+
+def unstructure(obj: Any) -> Any:
+    """The inverse of :func:`structure`: plain dicts, lists and scalars, ``None`` values dropped (TOML has no null)."""
+    from genkit.components import ComponentRef, unstructure_component
+
+    if isinstance(obj, ComponentRef):
+        return unstructure_component(obj)
+    if attrs.has(type(obj)):
+        out = {}
+        for field in attrs.fields(type(obj)):
+            value = getattr(obj, field.name)
+            if value is not None and field.init:
+                out[field.name] = unstructure(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [unstructure(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: unstructure(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+def check(condition: bool, key: str, expected: str, found: Any = None) -> None:
+    """Raise a ``ValueError`` that :func:`structure` reports at ``key`` (for ``__attrs_post_init__`` checks)."""
+    if not condition:
+        exc = ValueError(f"{key}: expected {expected}, found {found!r}")
+        exc.key, exc.expected, exc.found = key, expected, found  # type: ignore[attr-defined]
+        raise exc
+
+
+def in_range(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False):
+    """An attrs validator: ``low <= value <= high`` (``<`` where open); ``None`` values pass."""
+    lo_op, hi_op = (">" if low_open else ">="), ("<" if high_open else "<=")
+    parts = [f"{lo_op} {low}" if low is not None else "", f"{hi_op} {high}" if high is not None else ""]
+    expected = "a value " + " and ".join(p for p in parts if p)
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            return
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            ok_low = low is None or (v > low if low_open else v >= low)
+            ok_high = high is None or (v < high if high_open else v <= high)
+            check(ok_low and ok_high, attribute.name, expected, value)
+
+    return validate
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        return f"an array of {_type_name(args[0]) if args else 'values'}"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))

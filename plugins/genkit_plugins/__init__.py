@@ -1,0 +1,4 @@
+"""genkit's first-party plugins. Each module implements the hooks in ``genkit.hookspecs``
+exactly as a third-party plugin would; the registry registers the modules listed here."""
+
+BUILTIN_MODULES: list[str] = []

@@ -1,0 +1,28 @@
+"""Test-suite set-up: no third-party plugin is discovered unless a test asks, and torch stays on few threads."""
+
+from __future__ import annotations
+
+import os
+
+# Before genkit is imported anywhere: entry-point discovery is kept out of the suite (tests opt in).
+os.environ["GENKIT_LOAD_PLUGINS"] = ""
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def fresh_registry():
+    """A registry rebuilt for this test and forgotten afterwards."""
+    from genkit.registry import reset_registry
+
+    reset_registry()
+    yield
+    reset_registry()
