@@ -2,10 +2,13 @@
 
 Each hook receives a ``register`` callback::
 
-    register(name, factory, config=None, description="")
+    register(name, factory, config=None, description="", example=None)
 
 ``factory`` builds the component (usually the class itself); ``config`` is a frozen attrs
-class describing the settings a recipe may give it (``None`` means "no settings"). The
+class describing the settings a recipe may give it (``None`` means "no settings");
+``example`` is an instance of ``config`` small enough for the contract tests in
+``genkit.testing`` (default: ``config()``); ``description`` defaults to the factory's
+docstring's first line. The
 built-in plugins in ``genkit_plugins`` implement these hooks exactly as a third-party
 package does; third-party packages are found through the ``genkit`` entry-point group.
 """

@@ -47,6 +47,7 @@ class PluginSpec:
     provider: str
     version: str
     description: str = ""
+    example: Any = None  # small settings the contract tests build it with (default: the settings' defaults)
 
     def build(self, settings: Any = None, **context: Any) -> Any:
         """Call the factory with its validated settings (defaults when ``None``) and the assembling context."""
@@ -75,7 +76,9 @@ class Registry:
                 impl.function(register=self._registrar(kind, provider, version, impl.plugin_name))
 
     def _registrar(self, kind: str, provider: str, version: str, module: str):
-        def register(name: str, factory: Callable[..., Any], config: type | None = None, description: str = "") -> None:
+        def register(
+            name: str, factory: Callable[..., Any], config: type | None = None, description: str = "", example: Any = None
+        ) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin module {module}: {kind} names must be non-empty strings, got {name!r}")
             existing = self._specs[kind].get(name)
@@ -89,7 +92,7 @@ class Registry:
             if not description:
                 description = (getattr(factory, "__doc__", None) or "").strip().splitlines()[0:1]
                 description = description[0] if description else ""
-            self._specs[kind][name] = PluginSpec(kind, name, factory, config or NoSettings, provider, version, description)
+            self._specs[kind][name] = PluginSpec(kind, name, factory, config or NoSettings, provider, version, description, example)
 
         return register
 
