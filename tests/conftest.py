@@ -26,3 +26,18 @@ def fresh_registry():
     reset_registry()
     yield
     reset_registry()
+
+
+@pytest.fixture
+def toy_registry():
+    """The built-in plugins plus ``tests/toy_plugins.py`` (a model ``toy`` and a latent ``toy-latent``)."""
+    from genkit.registry import Registry, make_plugin_manager, reset_registry, set_registry
+
+    import toy_plugins
+
+    pm = make_plugin_manager(load_entry_points=False)
+    pm.register(toy_plugins, name="toy_plugins")
+    registry = Registry(pm)
+    set_registry(registry)
+    yield registry
+    reset_registry()

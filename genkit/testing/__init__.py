@@ -1,0 +1,26 @@
+"""Contract tests every plugin gets for free.
+
+``test_contracts.py`` in this package is parametrised over every registered plugin of each
+kind, so a new plugin is tested the moment it registers. A plugin author runs them against
+an installed plugin with::
+
+    GENKIT_LOAD_PLUGINS=myplugin python -m pytest --pyargs genkit.testing
+
+(``GENKIT_LOAD_PLUGINS`` names the entry points to load; the built-in plugins are always there.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def plugin_params(kind: str) -> list:
+    """One ``pytest.param(spec)`` per registered plugin of ``kind``, with an id ``provider:name``."""
+    from genkit.registry import get_registry
+
+    return [pytest.param(spec, id=f"{spec.provider}:{spec.name}") for spec in get_registry().specs(kind)]
+
+
+def example_settings(spec):
+    """The settings a contract test builds ``spec`` with: its ``example`` if given, else the defaults."""
+    return spec.example if spec.example is not None else spec.config()
