@@ -1,4 +1,6 @@
 """genkit's first-party plugins. Each module implements the hooks in ``genkit.hookspecs``
 exactly as a third-party plugin would; the registry registers the modules listed here."""
 
-BUILTIN_MODULES: list[str] = []
+BUILTIN_MODULES: list[str] = [
+    "genkit_plugins.datasets.hooks",
+]
