@@ -1,0 +1,152 @@
+"""The Very Deep VAE: a hierarchical VAE with dozens of latent layers.
+
+Child (2021), "Very Deep VAEs Generalize Autoregressive Models and Can Outperform Them on Images",
+ICLR; reference implementation openai/vdvae. A bottom-up encoder (``encoder.py``) feeds a top-down
+decoder (``decoder.py``) whose every block is a latent layer with a prior p(z_i | z_<i) and a
+posterior q(z_i | z_<i, x); the output is a likelihood over the discrete pixels (DMOL by default).
+
+The loss is the negative ELBO in nats per dimension: distortion −log p(x | z) plus rate
+Σ_i KL(q_i ‖ p_i). ``latents="mean"`` puts every z at its mean (the posterior's when encoding, the
+prior's when generating), the deterministic mode in which genkit reproduces the reference's numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from genkit.errors import ConfigError
+from genkit.interfaces import GenerativeModel, LossTerms
+from genkit_plugins.vdvae.config import VDVAEConfig
+from genkit_plugins.vdvae.decoder import Decoder
+from genkit_plugins.vdvae.encoder import Encoder
+
+LATENT_MODES = ("sample", "mean")
+
+
+class VDVAE(GenerativeModel):
+    """Very Deep VAE (Child 2021) assembled from block, resampler, latent and likelihood plugins."""
+
+    def __init__(self, settings: VDVAEConfig):
+        super().__init__()
+        self.config = settings
+        self.image_shape = (settings.image_size, settings.image_size, settings.image_channels)
+        spec = settings.likelihood.spec("likelihood")
+        own = settings.likelihood.settings if settings.likelihood.settings is not None else spec.config()
+        if getattr(own, "num_mixtures", 0) is None:
+            # the reference names the mixture count in the model section; the likelihood takes it from there
+            own = attrs.evolve(own, num_mixtures=settings.num_mixtures)
+        self.likelihood = spec.build(own, channels=settings.image_channels, bits=settings.bits)
+        self.encoder = Encoder(settings)
+        self.decoder = Decoder(settings, self.likelihood.param_channels)
+
+    # --- shapes and conversions ----------------------------------------------------------------
+
+    @property
+    def n_latent_layers(self) -> int:
+        return len(self.decoder.dec_blocks)
+
+    @property
+    def layer_resolutions(self) -> list[int]:
+        """The resolution of every latent layer, top (coarsest) first."""
+        return [block.resolution for block in self.decoder.dec_blocks]
+
+    def _dtype(self) -> torch.dtype:
+        return self.decoder.gain.dtype
+
+    def preprocess(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``uint8`` ``(B, H, W, C)`` -> (encoder input, likelihood target), both ``(B, C, H, W)`` (reference ``data.py``)."""
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape:
+            raise ConfigError(f"vdvae: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), found {images.dtype} {tuple(images.shape)}")
+        c = self.config
+        x = rearrange(images, "b h w c -> b c h w").to(device=self.decoder.gain.device, dtype=self._dtype())
+        inputs = ((x / 255.0 if c.input_unit_range else x) + c.input_shift) * c.input_scale
+        if c.bits < 8:
+            step = 2 ** (8 - c.bits)
+            x = torch.floor(x / step) * step
+        return inputs, (x - 127.5) / 127.5
+
+    def to_uint8(self, levels: Tensor) -> Tensor:
+        """Level-grid values in [-1, 1] ``(B, C, H, W)`` -> ``uint8`` images ``(B, H, W, C)``; b-bit level k becomes k·2^(8−b)."""
+        top = 2**self.config.bits - 1
+        k = torch.round((levels.clamp(-1, 1) + 1) * (top / 2))
+        return rearrange((k * 2 ** (8 - self.config.bits)).to(torch.uint8), "b c h w -> b h w c")
+
+    def _temperatures(self, temperature: float | list[float] | tuple[float, ...]) -> list[float]:
+        if isinstance(temperature, (list, tuple)):
+            if len(temperature) != self.n_latent_layers:
+                raise ConfigError(f"vdvae: expected one temperature per latent layer ({self.n_latent_layers}), found {len(temperature)}")
+            values = [float(t) for t in temperature]
+        else:
+            values = [float(temperature)] * self.n_latent_layers
+        if any(t < 0 or not math.isfinite(t) for t in values):
+            raise ConfigError(f"vdvae: temperatures must be finite and ≥ 0, found {temperature}")
+        return values
+
+    @staticmethod
+    def _check_latents(latents: str) -> None:
+        if latents not in LATENT_MODES:
+            raise ConfigError(f"vdvae: latents must be 'sample' or 'mean', found {latents!r}")
+
+    # --- the objective ----------------------------------------------------------------------------
+
+    def forward(self, images: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> LossTerms:
+        self._check_latents(latents)
+        inputs, target = self.preprocess(images)
+        params, layers = self.decoder(images.shape[0], self.encoder(inputs), latents=latents, generator=generator)
+        dims = self.dims_per_image
+        distortion = -self.likelihood.log_prob(params, target) / dims
+        layer_kl = torch.stack([layer.kl for layer in layers], dim=1)  # (B, L), nats per image
+        rate = layer_kl.sum(dim=1) / dims
+        elbo = distortion + rate
+        return LossTerms(elbo.mean(), elbo, distortion, rate, layer_kl)
+
+    def importance_log_weights(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """log p(x | z) + log p(z) − log q(z | x) at one z ~ q, nats per image ``(B,)``."""
+        inputs, target = self.preprocess(images)
+        params, layers = self.decoder(images.shape[0], self.encoder(inputs), generator=generator, want_log_ratio=True)
+        return self.likelihood.log_prob(params, target) + torch.stack([layer.log_ratio for layer in layers], dim=1).sum(dim=1)
+
+    # --- likelihood parameters (for comparisons with the reference) ---------------------------------
+
+    def posterior_params(self, images: Tensor, latents: str = "mean", generator: torch.Generator | None = None) -> Tensor:
+        """The likelihood's parameters ``(B, P, H, W)`` given ``images``, z from the posterior."""
+        self._check_latents(latents)
+        inputs, _ = self.preprocess(images)
+        return self.decoder(images.shape[0], self.encoder(inputs), latents=latents, generator=generator)[0]
+
+    def prior_params(
+        self, n: int, temperature: float | list[float] = 1.0, latents: str = "sample", generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The likelihood's parameters ``(n, P, H, W)`` of ``n`` unconditional draws, z from the prior."""
+        self._check_latents(latents)
+        return self.decoder(n, None, latents=latents, temperatures=self._temperatures(temperature), generator=generator)[0]
+
+    # --- generation -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, temperature: float | list[float] = 1.0, generator: torch.Generator | None = None, latents: str = "sample"
+    ) -> Tensor:
+        params = self.prior_params(n, temperature, latents, generator)
+        return self.to_uint8(self.likelihood.sample(params, generator=generator))
+
+    @torch.no_grad()
+    def reconstruct(
+        self, images: Tensor, keep_layers: int, temperature: float = 0.1, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The first ``keep_layers`` latents drawn from the posterior, the rest from the prior at ``temperature`` (the paper's Figure 4)."""
+        if not 0 <= keep_layers <= self.n_latent_layers:
+            raise ConfigError(f"vdvae: keep_layers must be between 0 and {self.n_latent_layers}, found {keep_layers}")
+        (t,) = set(self._temperatures(temperature)[:1])
+        inputs, _ = self.preprocess(images)
+        temperatures = [1.0] * keep_layers + [t] * (self.n_latent_layers - keep_layers)
+        params, _ = self.decoder(
+            images.shape[0], self.encoder(inputs), temperatures=temperatures, posterior_layers=keep_layers, generator=generator
+        )
+        return self.to_uint8(self.likelihood.sample(params, generator=generator))
+
