@@ -161,6 +161,18 @@ class GenerativeModel(nn.Module, ABC):
     def sample(self, n: int, temperature: float | list[float] = 1.0, generator: torch.Generator | None = None) -> Tensor:
         """``n`` new ``uint8`` images ``(n, H, W, C)``."""
 
+    def save_pretrained(self, directory, *, samples: int = 16):
+        """Write this model as a model directory (config, safetensors weights, card, ``samples`` in a grid)."""
+        from genkit.pretrained import save_pretrained  # lazy: interfaces stay free of I/O imports
+
+        return save_pretrained(self, directory, samples=samples)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None, commit_message: str | None = None, **options):
+        """Publish this model as the Hub repo ``repo_id``; ``options`` as in :func:`genkit.hub.push_to_hub`."""
+        from genkit.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message, **options)
+
 
 class ImageDataset(ABC):
     """A data set of ``uint8`` images. Built as ``factory(settings)``.

@@ -1,13 +1,18 @@
 """Model directories: ``config.json`` + ``model.safetensors`` (+ ``README.md``), saved and loaded strictly.
 
 A *model directory* holds exactly what is needed to rebuild a model: the resolved recipe (with
-every plugin's providing distribution and version) and its weights as safetensors. A *run
-directory* (what ``genkit run`` writes) is accepted wherever a model directory is, and means
-its latest checkpoint's EMA weights. Anything else is taken as a Hugging Face Hub repo id.
+every plugin's providing distribution and version, and the sha256 of the weights file) and its
+weights as safetensors, plus a ``README.md`` model card (see :mod:`genkit.hub`). A *run directory*
+(what ``genkit run`` writes) is accepted wherever a model directory is, and means its latest
+checkpoint's EMA weights. Anything else is taken as a Hugging Face Hub repo id
+(:func:`from_pretrained`). Weights are read only through safetensors, never pickle, and loading
+is strict: a missing, unexpected or mis-shaped tensor, an altered file or a plugin that is not
+installed each fail with one line naming it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from genkit.errors import CheckpointError, GenkitError
+from genkit.errors import CheckpointError, ConfigError, GenkitError
 from genkit.recipe import Recipe, recipe_from_dict, recipe_to_dict
 
 CONFIG_NAME = "config.json"
@@ -39,17 +44,32 @@ def save_pretrained(
     recipe: Recipe | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
     extra: dict[str, Any] | None = None,
+    card: bool = True,
+    samples: int = 0,
 ) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (``state_dict``, default the model's own) into ``directory``."""
+    """Write a model directory: ``model.safetensors`` (``state_dict``, default the model's own), ``config.json``
+    and, with ``card``, the ``README.md`` model card, after drawing ``samples`` images into ``samples.png``."""
     recipe = recipe or getattr(model, "recipe", None)
     if recipe is None:
         raise GenkitError("save_pretrained needs the model's recipe: build it with genkit.pretrained.model_from_recipe or pass recipe=")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
-    config = {"format_version": FORMAT_VERSION, **recipe_to_dict(recipe), **(extra or {})}
     _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    config = {
+        "format_version": FORMAT_VERSION,
+        **recipe_to_dict(recipe),
+        "weights_sha256": _sha256(directory / WEIGHTS_NAME),
+        **(extra or {}),
+    }
     _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    if samples > 0 or card:
+        from genkit import hub
+
+        if samples > 0:
+            hub.write_sample_grid(model, directory / hub.SAMPLES_NAME, n=samples)
+        if card:
+            hub.write_model_card(directory, model)
     return directory
 
 
@@ -98,11 +118,49 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
 def load_model_dir(directory: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.nn.Module:
     """Rebuild and load the model in a model directory; returned in eval mode."""
     directory = Path(directory)
-    recipe, _ = read_config(directory)
+    recipe, config = read_config(directory)
+    weights = directory / WEIGHTS_NAME
+    expected = config.get("weights_sha256")
+    if expected is not None and weights.is_file() and _sha256(weights) != expected:
+        raise CheckpointError(
+            f"{weights}: its sha256 differs from the one recorded in {CONFIG_NAME}; the file was altered or truncated"
+        )
     model = model_from_recipe(recipe)
-    load_strict(model, load_state_dict(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
+    # cast before loading, so float64 weights reach a float64 model without a float32 round trip
     model.to(device=device or "cpu", dtype=dtype)
+    load_strict(model, load_state_dict(weights), str(weights))
     return model.eval()
+
+
+def from_pretrained(
+    repo_id_or_path: str | Path,
+    revision: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> torch.nn.Module:
+    """A ready model (eval mode, on ``device`` in ``dtype``) from a model directory, a run directory or the Hub.
+
+    A local directory wins over a Hub repo of the same name. From the Hub, only ``config.json``,
+    ``model.safetensors`` and ``README.md`` of ``revision`` (a branch, tag or commit; default
+    ``main``) are fetched into the Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``);
+    with ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` the cached copy is used without any
+    network call. ``endpoint`` overrides ``HF_ENDPOINT`` (a mirror, or a test server).
+    """
+    local = resolve_local(repo_id_or_path)
+    if local is not None:
+        if revision is not None:
+            raise ConfigError(f"{repo_id_or_path}: a revision ({revision!r}) applies to Hub repos, and this is a local directory")
+        return load_model_dir(local, device=device, dtype=dtype)
+    from genkit.hub import download
+
+    snapshot = download(
+        str(repo_id_or_path), revision=revision, local_files_only=local_files_only, token=token, cache_dir=cache_dir, endpoint=endpoint
+    )
+    return load_model_dir(snapshot, device=device, dtype=dtype)
 
 
 def resolve_local(path: str | Path) -> Path | None:
@@ -137,6 +195,14 @@ def _missing_plugins(config: dict) -> str:
                 f"{provider!r} {entry.get('version', '')}, which is not installed; install it with: pip install {provider}"
             )
     return ""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _atomic_write(target: Path, write) -> None:

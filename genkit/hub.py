@@ -1,0 +1,391 @@
+"""Publishing model directories to the Hugging Face Hub, fetching them back, and their model cards.
+
+What is published is exactly a model directory (see :mod:`genkit.pretrained`): ``config.json``,
+``model.safetensors``, a ``README.md`` model card whose YAML front matter carries the Hub metadata
+(``library_name: genkit``, tags, data sets, license and a ``model-index`` entry with the bits/dim),
+the sample grid ``samples.png`` and, when the model was evaluated, ``eval.json``. Fetching downloads
+only those files (never ``*.bin``/``*.pt`` pickles), through the shared Hugging Face cache, so a
+model fetched once loads offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``).
+
+Every failure the user can cause (unknown repo or revision, no cached copy while offline, a refused
+token, an unreachable endpoint) becomes one :class:`~genkit.errors.HubError` line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genkit.errors import CheckpointError, ConfigError, HubError
+from genkit.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, read_config, resolve_local, save_pretrained
+
+CARD_NAME = "README.md"
+SAMPLES_NAME = "samples.png"
+EVAL_NAME = "eval.json"
+#: the files a published model consists of; nothing else is uploaded or downloaded
+PUBLISHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME, EVAL_NAME)
+#: what loading needs: the card is fetched too (it is small and says where the numbers come from)
+DOWNLOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+#: the card line that marks a card genkit may regenerate; a card without it is the author's and is kept
+GENERATED_MARK = "<!-- genkit:generated-card (delete this line to keep your edits when pushing again) -->"
+
+# Data-set plugin names -> (display name, Hub data-set id of the source images, or None where there is none).
+KNOWN_DATASETS = {
+    "cifar10": ("CIFAR-10", "uoft-cs/cifar10"),
+    "imagenet32": ("ImageNet 32x32", "ILSVRC/imagenet-1k"),
+    "imagenet64": ("ImageNet 64x64", "ILSVRC/imagenet-1k"),
+    "ffhq256": ("FFHQ 256x256 (5 bit)", None),
+    "ffhq1024": ("FFHQ 1024x1024", None),
+    "digits": ("UCI handwritten digits (8x8)", None),
+}
+
+
+# ---- fetching ------------------------------------------------------------------------------------
+
+
+def download(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Fetch a model repo's ``config.json``, ``model.safetensors`` and card into the cache; the snapshot folder.
+
+    Nothing is downloaded when the revision is already cached and ``local_files_only`` is set or
+    ``HF_HUB_OFFLINE=1``; neither then makes any network call.
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = endpoint or constants.ENDPOINT
+    at = f" at revision {revision!r}" if revision else ""
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            allow_patterns=list(DOWNLOADED_FILES),
+            local_files_only=local_files_only,
+            token=token,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+        )
+    except HFValidationError:
+        raise CheckpointError(
+            f"{repo_id}: no such local directory, and not a Hub repo id (expected 'namespace/name')"
+        ) from None
+    except RevisionNotFoundError:
+        raise HubError(f"{repo_id}: revision {revision!r} not found on {where}") from None
+    except GatedRepoError:
+        raise HubError(f"{repo_id}: gated repository on {where}; accept its conditions and pass a token (--token or HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise HubError(
+            f"{repo_id}: no such local directory, and no such model repository on {where} "
+            "(if it is private, pass a token: --token or HF_TOKEN)"
+        ) from None
+    except LocalEntryNotFoundError as exc:
+        if local_files_only or constants.is_offline_mode():
+            why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
+            raise HubError(
+                f"{repo_id}{at}: not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and downloads are off "
+                f"({why}); load it once online, or pass a model directory"
+            ) from None
+        raise HubError(f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({_first_line(exc)})") from None
+    except HfHubHTTPError as exc:
+        raise HubError(f"{repo_id}{at}: {where} answered {_status(exc)}") from None
+    folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{repo_id}{at}: the repository has no {CONFIG_NAME}, so it is not a genkit model")
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise CheckpointError(
+            f"{repo_id}{at}: the repository has no {WEIGHTS_NAME}; genkit loads weights only from safetensors, "
+            "never from pickle files (*.bin, *.pt, *.th)"
+        )
+    return folder
+
+
+# ---- publishing ----------------------------------------------------------------------------------
+
+
+def push_to_hub(
+    model_or_path: torch.nn.Module | str | Path,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    revision: str | None = None,
+    license: str = "mit",
+    samples: int = 16,
+    evaluation: dict[str, Any] | None = None,
+    endpoint: str | None = None,
+):
+    """Publish a model (a built model, a model directory or a run directory) as the Hub repo ``repo_id``.
+
+    Creates the repo if needed (``private`` applies only then) and the branch ``revision`` if it is
+    not ``main``, then uploads the model directory in one commit. A directory is first loaded
+    strictly, so a damaged one is never published. The card is (re)written unless the directory's
+    card is the author's own (it lacks :data:`GENERATED_MARK`); ``samples`` images are drawn for
+    the grid when the directory has none. Returns the ``huggingface_hub`` ``CommitInfo``.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+
+    if constants.is_offline_mode():
+        raise HubError(f"cannot push {repo_id}: HF_HUB_OFFLINE=1 forbids network calls")
+    where = endpoint or constants.ENDPOINT
+    with _staged(model_or_path) as (staging, model, source):
+        if evaluation is not None:
+            (staging / EVAL_NAME).write_text(json.dumps(evaluation, indent=2) + "\n")
+        if not (staging / SAMPLES_NAME).exists() and samples > 0:
+            write_sample_grid(model, staging / SAMPLES_NAME, n=samples)
+        if _is_generated_card(staging / CARD_NAME):
+            write_model_card(staging, model, repo_id=repo_id, license=license)
+        files = [name for name in PUBLISHED_FILES if (staging / name).is_file()]
+        message = commit_message or f"Upload {model.recipe.model.name} model with genkit {_genkit_version(staging)}"
+        api = HfApi(endpoint=endpoint, token=token)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision not in (None, constants.DEFAULT_REVISION):
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(staging / name)) for name in files]
+            return api.create_commit(repo_id, operations, commit_message=message, revision=revision)
+        except HFValidationError as exc:
+            raise ConfigError(f"{repo_id}: not a valid Hub repo id ({_first_line(exc)})") from None
+        except OfflineModeIsEnabled:
+            raise HubError(f"cannot push {repo_id}: HF_HUB_OFFLINE=1 forbids network calls") from None
+        except HfHubHTTPError as exc:
+            status = getattr(exc.response, "status_code", None)
+            hint = " (log in with `hf auth login`, set HF_TOKEN or pass --token)" if status in (401, 403) else ""
+            raise HubError(f"pushing {source} to {repo_id} on {where}: the Hub answered {_status(exc)}{hint}") from None
+        except _transport_errors() as exc:  # connection refused, DNS, TLS, timeouts
+            raise HubError(f"pushing {source} to {repo_id}: could not reach {where} ({_first_line(exc)})") from None
+
+
+@contextmanager
+def _staged(model_or_path):
+    """A temporary copy of the model directory to publish, with the strictly loaded model it holds."""
+    with tempfile.TemporaryDirectory(prefix="genkit-push-") as tmp:
+        staging = Path(tmp)
+        if isinstance(model_or_path, torch.nn.Module):
+            model, source = model_or_path, f"the {type(model_or_path).__name__} model"
+            save_pretrained(model, staging)
+            _mark_generated(staging)
+        else:
+            source = str(model_or_path)
+            directory = resolve_local(model_or_path)
+            if directory is None:
+                raise CheckpointError(f"{model_or_path}: no such model directory or run directory to push")
+            model = load_model_dir(directory)  # strict: a damaged directory fails here, before anything is sent
+            for name in PUBLISHED_FILES:
+                if (directory / name).is_file():
+                    shutil.copyfile(directory / name, staging / name)
+            if not (staging / CARD_NAME).exists():
+                _mark_generated(staging)
+        yield staging, model, source
+
+
+def _mark_generated(directory: Path) -> None:
+    (directory / CARD_NAME).write_text(GENERATED_MARK + "\n")
+
+
+def _is_generated_card(path: Path) -> bool:
+    return not path.exists() or GENERATED_MARK in path.read_text(errors="replace")
+
+
+# ---- model cards ---------------------------------------------------------------------------------
+
+
+def write_sample_grid(model: torch.nn.Module, path: Path, *, n: int = 16, seed: int = 0) -> Path:
+    """Draw ``n`` unconditional samples at the recipe's sampling temperature (fixed seed) into a PNG grid."""
+    from genkit.images import save_grid
+
+    temperature = model.recipe.train.sample_temperature
+    device = next(model.parameters(), torch.empty(0)).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        images = model.sample(n, temperature=temperature, generator=generator)
+    height = model.image_shape[0]
+    return save_grid(images, path, scale=max(1, math.ceil(64 / height)))
+
+
+def write_model_card(directory: str | Path, model: torch.nn.Module | None = None, *, repo_id: str | None = None, license: str = "mit") -> Path:
+    """Write ``README.md`` for a model directory: Hub metadata, results, samples, how to load it, provenance."""
+    directory = Path(directory)
+    recipe, config = read_config(directory)
+    evaluation = read_evaluation(directory)
+    path = directory / CARD_NAME
+    path.write_text(model_card(recipe, config, evaluation=evaluation, repo_id=repo_id, license=license,
+                               image_shape=getattr(model, "image_shape", None), has_samples=(directory / SAMPLES_NAME).is_file()))
+    return path
+
+
+def read_evaluation(directory: Path) -> dict | None:
+    """The model directory's ``eval.json`` (``split``, ``bits_per_dim``, ``images``, ``method``), if it has one."""
+    path = Path(directory) / EVAL_NAME
+    if not path.is_file():
+        return None
+    try:
+        evaluation = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    for key, kind in (("split", str), ("bits_per_dim", (int, float)), ("method", str)):
+        if not isinstance(evaluation.get(key), kind):
+            raise CheckpointError(f"{path}: {key}: expected a {'number' if key == 'bits_per_dim' else 'string'}, found {evaluation.get(key)!r}")
+    return evaluation
+
+
+def card_metadata(recipe, *, evaluation: dict | None, repo_id: str | None, license: str):
+    """The card's Hub metadata as ``huggingface_hub.ModelCardData``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    data_name = recipe.data.name
+    display, hub_dataset = KNOWN_DATASETS.get(data_name, (data_name, None))
+    name = repo_id.split("/")[-1] if repo_id else f"{recipe.model.name}-{data_name}"
+    results = None
+    if evaluation is not None:
+        results = [
+            EvalResult(
+                task_type="unconditional-image-generation",
+                task_name="Unconditional image generation",
+                dataset_type=data_name,
+                dataset_name=display,
+                dataset_split=evaluation["split"],
+                metric_type="bits-per-dim",
+                metric_value=round(float(evaluation["bits_per_dim"]), 4),
+                metric_name=f"{evaluation['method']} (bits/dim)",
+            )
+        ]
+    return ModelCardData(
+        library_name="genkit",
+        license=license,
+        pipeline_tag="unconditional-image-generation",
+        tags=["genkit", recipe.model.name, data_name, "likelihood-based", "unconditional-image-generation"],
+        datasets=[hub_dataset] if hub_dataset else None,
+        metrics=["bits-per-dim"],
+        model_name=name,
+        eval_results=results,
+    )
+
+
+def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | None, license: str,
+               image_shape: tuple[int, int, int] | None = None, has_samples: bool = False) -> str:
+    """The model card text: YAML front matter, then prose a reader (and the Hub page) can use."""
+    from genkit.recipe import dump_recipe
+
+    metadata = card_metadata(recipe, evaluation=evaluation, repo_id=repo_id, license=license)
+    display = KNOWN_DATASETS.get(recipe.data.name, (recipe.data.name, None))[0]
+    ref = repo_id or "path/to/this/directory"
+    shape = f" of {image_shape[0]}×{image_shape[1]} images with {image_shape[2]} channels" if image_shape else ""
+    lines = [
+        "---",
+        metadata.to_yaml(),
+        "---",
+        GENERATED_MARK,
+        "",
+        f"# {metadata.model_name}",
+        "",
+        f"A `{recipe.model.name}` generative model{shape}, trained on {display}, published with "
+        f"[genkit](https://github.com/genkit-torch/genkit) {config.get('genkit', {}).get('version', '')}.",
+        "",
+        "## Results",
+        "",
+    ]
+    if evaluation is None:
+        lines += ["Not evaluated: no `eval.json` was published with this model.", ""]
+    else:
+        images = evaluation.get("images")
+        lines += [
+            "| data | split | bits/dim | images | how it was computed |",
+            "|---|---|---|---|---|",
+            f"| {display} | {evaluation['split']} | {float(evaluation['bits_per_dim']):.4f} | "
+            f"{images if images is not None else 'all'} | {evaluation['method']} |",
+            "",
+            "Bits per dimension = negative log-likelihood bound in nats per dimension ÷ ln 2 (lower is better).",
+            "",
+        ]
+    if has_samples:
+        lines += ["## Samples", "", f"![samples]({SAMPLES_NAME})", "",
+                  f"Unconditional samples at temperature {recipe.train.sample_temperature:g}, seed 0.", ""]
+    lines += [
+        "## How to load",
+        "",
+        "```python",
+        "import genkit",
+        "",
+        f'model = genkit.from_pretrained("{ref}")  # eval mode; device="cuda", dtype=torch.bfloat16 also work',
+        "images = model.sample(16)  # uint8, (16, H, W, C)",
+        "```",
+        "",
+        "Weights are stored as safetensors only. Offline, the cached copy loads with `HF_HUB_OFFLINE=1`",
+        "or `local_files_only=True`.",
+        "",
+        "## Provenance",
+        "",
+        "| kind | plugin | distribution | version |",
+        "|---|---|---|---|",
+        *(f"| {p['kind']} | {p['name']} | {p['provider']} | {p['version']} |" for p in config.get("plugins", [])),
+        "",
+        "The resolved recipe (also in `config.json`):",
+        "",
+        "```toml",
+        dump_recipe(recipe).rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures of the HTTP client huggingface_hub uses (httpx2 in 2.x, httpx in 1.x, requests before)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _genkit_version(directory: Path) -> str:
+    try:
+        return json.loads((directory / CONFIG_NAME).read_text())["genkit"]["version"]
+    except (KeyError, TypeError, ValueError, OSError):
+        return "(unknown version)"
+
+
+def _status(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    message = response.headers.get("X-Error-Message") if response is not None else None
+    return f"{code} ({message or _first_line(exc)})" if code else _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    return text[:300] if text else type(exc).__name__
+
+
+__all__ = ["download", "push_to_hub", "write_model_card", "model_card", "card_metadata", "read_evaluation"]
