@@ -1,0 +1,119 @@
+"""Checkpoints of a run, each one also a model directory.
+
+``RUN/checkpoints/step-00001000/`` holds
+
+* ``config.json`` + ``model.safetensors``: the recipe and the **EMA** weights, i.e. a complete
+  model directory (``genkit sample RUN/checkpoints/step-00001000`` works, and so does ``RUN``);
+* ``trained.safetensors``: the weights being optimised;
+* ``state.pt``: optimizer and scheduler state, step, skipped-update count and every rank's RNG
+  state (tensors and plain values only, read back with ``weights_only=True``).
+
+A checkpoint is written into a hidden temporary folder, flushed, and renamed into place: a
+rename is atomic, so every ``step-*`` folder is complete and a crash mid-write leaves only a
+temporary folder that the next write clears. The newest ``keep_checkpoints`` are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from genkit.errors import CheckpointError
+from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, save_pretrained
+
+CHECKPOINTS = "checkpoints"
+TRAINED_NAME = "trained.safetensors"
+STATE_NAME = "state.pt"
+PATTERN = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := PATTERN.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def latest(run_dir: str | Path) -> Path:
+    found = checkpoint_dirs(run_dir)
+    if not found:
+        raise CheckpointError(f"{Path(run_dir) / CHECKPOINTS}: no checkpoint yet (expected step-NNNNNNNN folders written by genkit run)")
+    return found[-1]
+
+
+def export_latest(run_dir: str | Path) -> Path:
+    """The model directory (EMA weights) of a run's latest complete checkpoint."""
+    return latest(run_dir)
+
+
+def save(
+    run_dir: str | Path,
+    *,
+    step: int,
+    trained: torch.nn.Module,
+    ema_model: torch.nn.Module,
+    recipe,
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write checkpoint ``step`` atomically and delete all but the newest ``keep``."""
+    folder = Path(run_dir) / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"step-{step:08d}"
+    tmp = folder / f".tmp-step-{step:08d}"
+    for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".del-step-*")]:  # from a crash mid-write or mid-delete
+        shutil.rmtree(leftover, ignore_errors=True)
+    save_pretrained(ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step})
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in trained.state_dict().items()}
+    save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
+    torch.save(state, tmp / STATE_NAME)
+    _fsync_folder(tmp)
+    if target.exists():  # the same step written again (e.g. interrupted right after a periodic checkpoint)
+        _remove(target)
+    os.replace(tmp, target)
+    _fsync(folder)
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        _remove(old)
+    return target
+
+
+def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Module) -> dict[str, Any]:
+    """Load weights into ``trained`` and ``ema_model``; return the rest of the state."""
+    load_strict(trained, load_state_dict(checkpoint / TRAINED_NAME), str(checkpoint / TRAINED_NAME))
+    load_strict(ema_model, load_state_dict(checkpoint / WEIGHTS_NAME), str(checkpoint / WEIGHTS_NAME))
+    path = checkpoint / STATE_NAME
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not found; a training checkpoint holds {STATE_NAME} beside the weights") from None
+    except Exception as exc:  # unpickling damage comes in many types
+        raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__}); the checkpoint is damaged") from None
+
+
+def _remove(path: Path) -> None:
+    # rename first so that a half-deleted folder never looks like a checkpoint
+    doomed = path.with_name(".del-" + path.name)
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    for file in folder.iterdir():
+        _fsync(file)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

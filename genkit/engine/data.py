@@ -1,0 +1,95 @@
+"""Feeding batches: a resumable, rank-sharded sampler and loaders that keep the accelerator busy.
+
+Training draws epoch after epoch of seeded permutations of the training split. Batch ``b`` of
+the run (counting from the first step) is a fixed function of ``(seed, b)``, and rank ``r`` of
+``W`` takes the ``r``-th slice of it, so resuming at step ``s`` only needs ``s``, and ``W``
+processes of batch ``B`` see exactly the images one process of batch ``W·B`` sees.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genkit.errors import ConfigError
+
+
+class EpochBatchSampler:
+    """Index batches for one rank, forever, starting at global batch ``start``."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start: int = 0):
+        self.global_batch = batch_size * world_size
+        if n < self.global_batch:
+            raise ConfigError(
+                f"train.batch_size: {batch_size} per process × {world_size} processes = {self.global_batch} images per step, "
+                f"but the training split has only {n}"
+            )
+        self.n, self.batch_size, self.seed, self.rank, self.start = n, batch_size, seed, rank, start
+        self.batches_per_epoch = n // self.global_batch  # the incomplete last batch of each epoch is dropped
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=generator)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch = self.start
+        while True:
+            epoch, within = divmod(batch, self.batches_per_epoch)
+            order = self.permutation(epoch)
+            for position in range(within, self.batches_per_epoch):
+                first = position * self.global_batch + self.rank * self.batch_size
+                yield order[first : first + self.batch_size].tolist()
+            batch = (epoch + 1) * self.batches_per_epoch
+
+
+def collate(items: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """A batch ``(B, H, W, C)`` ``uint8``: data sets with ``__getitems__`` already return one tensor."""
+    return items if isinstance(items, torch.Tensor) else torch.stack(list(items))
+
+
+def train_loader(
+    dataset: Dataset, batch_size: int, *, seed: int, start: int, num_workers: int, device: torch.device, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    sampler = EpochBatchSampler(len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",  # page-locked batches let the copy to the GPU overlap compute
+        prefetch_factor=4 if num_workers else None,
+    )
+
+
+class _Shard(torch.utils.data.Sampler):
+    def __init__(self, indices: range):
+        self.indices = indices
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def eval_loader(
+    dataset: Dataset, batch_size: int, *, max_images: int | None, num_workers: int, device: torch.device, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    """The first ``max_images`` images (all by default), in order; rank ``r`` takes every ``W``-th batch-sized block."""
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    blocks = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    mine = [i for block in blocks[rank::world_size] for i in block]
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=_Shard(mine),
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device, non_blocking=True)

@@ -1,0 +1,44 @@
+"""The end of a run: the test figure beside the trivial baselines, printed and written to results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def write_results(path: Path, final: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(final, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def summary_lines(final: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{final['split']} bits/dim: {final['bits_per_dim']:.4f} (negative ELBO, EMA weights, {final['images']} images, step {final['step']}; "
+        f"distortion {final['distortion_bits_per_dim']:.4f} + rate {final['rate_bits_per_dim']:.4f})"
+    ]
+    if "iw_bits_per_dim" in final:
+        lines.append(f"importance-weighted bound, K={final['importance_samples']}: {final['iw_bits_per_dim']:.4f} bits/dim")
+    baselines = final.get("baselines")
+    if baselines:
+        best_name, best = min(
+            [("uniform over the levels", baselines["uniform"]), ("per-pixel independent histogram", baselines["pixel_histogram"])],
+            key=lambda item: item[1],
+        )
+        lines.append(
+            f"trivial baselines on the same images: uniform {baselines['uniform']:.4f} bits/dim, per-pixel independent histogram "
+            f"{baselines['pixel_histogram']:.4f} bits/dim (fitted on train, add-{baselines['pixel_histogram_alpha']} smoothing)"
+        )
+        margin = best - final["bits_per_dim"]
+        verdict = "below" if margin > 0 else "ABOVE"
+        lines.append(f"the model is {abs(margin):.4f} bits/dim ({abs(margin) / best:.0%}) {verdict} the best trivial baseline ({best_name})")
+    return lines
+
+
+def print_summary(final: dict[str, Any], run_dir: Path) -> None:
+    for line in summary_lines(final):
+        click.echo(line)
+    click.echo(f"run directory: {run_dir} (samples in {run_dir / 'samples'}, model directory: {run_dir})")

@@ -1,0 +1,320 @@
+"""``genkit run``: train the model a recipe describes, on one device or many.
+
+Single process::
+
+    genkit run recipes/digits.toml                      # the embedded data set, CPU, minutes
+    genkit run recipes/cifar10.toml --set data.root=~/data/cifar-10-python.tar.gz
+    genkit run recipes/cifar10.toml --resume runs/cifar10
+
+Many GPUs (and machines) through torchrun; ``train.batch_size`` is per process::
+
+    torchrun --standalone --nproc_per_node=8 -m genkit run recipes/cifar10.toml
+
+The loop follows the reference VDVAE (Child 2021): AdamW with linear warm-up, gradient clipping,
+skipped updates, an EMA of the weights used for every evaluation, sample and export.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import attrs
+import click
+import torch
+
+from genkit.engine import checkpoint
+from genkit.engine.baselines import trivial_baselines
+from genkit.engine.data import to_device, train_loader
+from genkit.engine.distributed import Distributed, setup, teardown
+from genkit.engine.metrics import MetricsLog, Progress
+from genkit.engine.step import EMA, TrainStep, build_optimizer
+from genkit.errors import CheckpointError, ConfigError, DataError
+from genkit.evaluate import evaluate_dataset
+from genkit.images import save_grid
+from genkit.pretrained import model_from_recipe
+from genkit.recipe import Recipe, read_toml, recipe_to_dict, save_recipe
+
+LN2 = math.log(2.0)
+SAMPLES = "samples"
+RESULTS_NAME = "results.json"
+
+
+@attrs.define
+class TrainResult:
+    run_dir: Path
+    step: int
+    model: torch.nn.Module  # the weights being optimised
+    ema_model: torch.nn.Module  # their EMA: what is evaluated, sampled and exported
+    final: dict[str, Any] | None = None  # the final evaluation and baselines, when the run reached train.steps
+
+
+def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Path | None = None) -> TrainResult:
+    """Train ``recipe`` into ``run_dir`` (default ``<train.out_dir>/<recipe name>``), or continue the run in ``resume``."""
+    context = setup()
+    try:
+        return Trainer(recipe, context, run_dir=run_dir, resume=resume).run()
+    finally:
+        teardown(context)
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop; a second SIGINT stops at once."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, context: Distributed, *, run_dir=None, resume=None):
+        self.recipe, self.context, self.config = recipe, context, recipe.train
+        self.run_dir = Path(context.broadcast(str(self._choose_run_dir(run_dir, resume)) if context.is_main else None))
+        self.resuming = resume is not None
+        self.dataset = recipe.data.build("dataset")
+        torch.manual_seed(self.config.seed)  # the same initial weights on every rank
+        self.model = model_from_recipe(recipe, context.device)
+        if tuple(self.dataset.image_shape) != tuple(self.model.image_shape):
+            raise ConfigError(
+                f"{recipe.source or 'recipe'}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} (H, W, C) "
+                f"but the model is built for {tuple(self.model.image_shape)}; change [model] or [data]"
+            )
+        if self.config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, self.config.ema_rate)
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.config)
+        self.step, self.skipped_updates = 0, 0
+        torch.manual_seed(self.config.seed * 1_000_003 + 1 + context.rank)  # latents differ between ranks
+        if self.resuming:
+            self._restore()
+        self.global_batch = self.config.batch_size * context.world_size
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def _choose_run_dir(self, run_dir, resume) -> Path:
+        if resume is not None:
+            resume = Path(resume)
+            if run_dir is not None and Path(run_dir).resolve() != resume.resolve():
+                raise ConfigError(f"--out {run_dir} and --resume {resume} name different run directories; give only --resume")
+            if not (resume / "recipe.toml").is_file():
+                raise CheckpointError(f"{resume}: not a run directory (no recipe.toml); expected a folder written by genkit run")
+            self._check_same_model(resume / "recipe.toml")
+            return resume
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            if checkpoint.checkpoint_dirs(run_dir):
+                raise ConfigError(f"{run_dir}: already holds a run with checkpoints; continue it with --resume {run_dir} or choose another --out")
+            return run_dir
+        base = Path(self.config.out_dir) / self.recipe.name
+        candidate, n = base, 1
+        while candidate.exists() and any(candidate.iterdir()):  # never overwrite an earlier run
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        return candidate
+
+    def _check_same_model(self, saved_recipe: Path) -> None:
+        saved = read_toml(saved_recipe)
+        current = recipe_to_dict(self.recipe, provenance=False)
+        for table in ("model", "data"):
+            if saved.get(table) != current.get(table):
+                raise ConfigError(
+                    f"{saved_recipe}: the run was trained with a different [{table}] table than {self.recipe.source or 'this recipe'}; "
+                    "resume with the recipe the run was started with (only [train] and [eval] may change)"
+                )
+
+    def _restore(self) -> None:
+        latest = checkpoint.latest(self.run_dir)
+        state = checkpoint.load(latest, trained=self.model, ema_model=self.ema.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.skipped_updates = int(state["step"]), int(state["skipped_updates"])
+        rng = state["rng"]
+        if len(rng) == self.context.world_size:
+            torch.set_rng_state(rng[self.context.rank]["cpu"])
+            if self.context.device.type == "cuda" and "cuda" in rng[self.context.rank]:
+                torch.cuda.set_rng_state(rng[self.context.rank]["cuda"], self.context.device)
+        elif self.context.is_main:
+            click.echo(f"resuming {len(rng)}-process run with {self.context.world_size} processes: latents draw new random numbers", err=True)
+        if self.context.is_main:
+            click.echo(f"resuming from {latest} (step {self.step})", err=True)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        context, config = self.context, self.config
+        if context.is_main:
+            save_recipe(self.recipe, self.run_dir)
+        context.barrier()
+        log = MetricsLog(self.run_dir, resume_step=self.step if self.resuming else None) if context.is_main else None
+        forward = self.model
+        if context.enabled:
+            forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[context.device] if context.device.type == "cuda" else None
+            )
+        if config.compile:
+            forward = torch.compile(forward)
+        step_fn = TrainStep(forward, self.model, self.optimizer, self.ema, config, context)
+        batches = iter(
+            train_loader(
+                self.dataset.split("train"), config.batch_size, seed=config.seed, start=self.step, num_workers=config.num_workers,
+                device=context.device, rank=context.rank, world_size=context.world_size,
+            )
+        )
+        progress = Progress(config.steps, self.step, enabled=context.is_main)
+        device = context.device
+        sums = torch.zeros(5, device=device)  # loss, distortion, rate, grad norm over applied steps; applied count
+        skipped_total = torch.zeros((), device=device)
+        final = None
+        try:
+            with _StopRequest() as stop:
+                while self.step < config.steps:
+                    out = step_fn(to_device(next(batches), device))
+                    self.scheduler.step()
+                    self.step += 1
+                    applied = 1.0 - out["skipped"]
+                    values = torch.stack([out["loss"], out["distortion"], out["rate"], out["grad_norm"].float(), torch.ones_like(applied)])
+                    sums += torch.where(applied > 0, values, torch.zeros_like(values))
+                    skipped_total += out["skipped"]
+                    progress.advance()
+                    last = self.step == config.steps
+                    # alone, a signal is acted on at once; under DDP the ranks agree at logging steps
+                    stopping = stop.signal is not None and not context.enabled
+                    if self.step % config.log_every == 0 or last:
+                        self._log(sums, skipped_total, progress, log)
+                        sums.zero_()
+                        if context.enabled:
+                            flag = torch.tensor(float(stop.signal is not None), device=device)
+                            stopping = bool(context.all_reduce_(flag, "max").item())
+                    if self.step % config.eval_every == 0 or last:
+                        self._validate(log)
+                    if self.step % config.checkpoint_every == 0 or last or stopping:
+                        self._checkpoint(skipped_total)
+                    if stopping and not last:
+                        if context.is_main:
+                            progress.write(f"stopped by a signal at step {self.step}; checkpoint written; continue with --resume {self.run_dir}")
+                        raise KeyboardInterrupt
+            progress.close()
+            if self.step >= config.steps:
+                final = self._final_evaluation(log)
+        finally:
+            progress.close()
+            if log is not None:
+                log.close()
+        return TrainResult(self.run_dir, self.step, self.model, self.ema.model, final)
+
+    def _log(self, sums: torch.Tensor, skipped_total: torch.Tensor, progress: Progress, log: MetricsLog | None) -> None:
+        totals = self.context.all_reduce_(sums.clone())
+        totals[:4] /= self.context.world_size  # every rank counted the same applied steps
+        loss, distortion, rate, grad_norm, applied = totals.tolist()  # the host sync, once per interval
+        applied = applied / self.context.world_size
+        self.skipped_updates = int(skipped_total.item())
+        per = max(applied, 1.0)
+        record = {
+            "step": self.step,
+            "split": "train",
+            "loss_bpd": loss / per / LN2,
+            "distortion_bpd": distortion / per / LN2,
+            "rate_bpd": rate / per / LN2,
+            "grad_norm": grad_norm / per,
+            "skipped_updates": self.skipped_updates,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": progress.images_per_second(self.step, self.global_batch),
+        }
+        if log is not None:
+            log.write(record)
+            progress.show(record)
+
+    def _evaluation_rng(self):
+        """Evaluation draws its own random numbers and leaves the training stream exactly where it was."""
+        devices = [self.context.device] if self.context.device.type == "cuda" else []
+        rng = torch.random.fork_rng(devices=devices)
+        return rng
+
+    def _validate(self, log: MetricsLog | None) -> None:
+        with self._evaluation_rng():
+            torch.manual_seed(self.config.seed + 7919 * (self.context.rank + 1))
+            result = evaluate_dataset(
+                self.ema.model, self.dataset.split("validation"), batch_size=self.recipe.eval.batch_size,
+                max_images=self.recipe.eval.validation_max_images, progress=False, context=self.context,
+            )
+            if self.context.is_main:
+                self._save_pictures()
+        if log is not None:
+            log.write({"step": self.step, "split": "validation", **result})
+
+    @torch.no_grad()
+    def _save_pictures(self) -> None:
+        """The EMA model's samples and (if it can) the Figure-4 reconstructions, as PNGs under RUN/samples."""
+        model, folder = self.ema.model, self.run_dir / SAMPLES
+        scale = max(1, 96 // model.image_shape[0])  # small images are enlarged to be seen
+        generator = torch.Generator(self.context.device).manual_seed(self.config.seed)
+        samples = model.sample(self.config.n_samples, self.config.sample_temperature, generator=generator)
+        save_grid(samples, folder / f"step-{self.step:08d}-samples.png", scale=scale)
+        if hasattr(model, "reconstruct"):
+            from genkit.engine.pictures import reconstruction_grid
+
+            grid, columns = reconstruction_grid(model, self.dataset.split("validation"), generator=generator, temperature=self.config.sample_temperature)
+            save_grid(grid, folder / f"step-{self.step:08d}-reconstructions.png", nrow=columns, scale=scale)
+
+    def _checkpoint(self, skipped_total: torch.Tensor) -> None:
+        self.skipped_updates = int(skipped_total.item())
+        rng = {"cpu": torch.get_rng_state()}
+        if self.context.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.context.device)
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "skipped_updates": self.skipped_updates,
+            "rng": self.context.gather(rng),
+            "world_size": self.context.world_size,
+        }
+        if self.context.is_main:
+            checkpoint.save(
+                self.run_dir, step=self.step, trained=self.model, ema_model=self.ema.model, recipe=self.recipe, state=state,
+                keep=self.config.keep_checkpoints,
+            )
+        self.context.barrier()
+
+    def _final_evaluation(self, log: MetricsLog | None) -> dict[str, Any]:
+        """The EMA model on ``eval.split`` (test by default), beside the trivial baselines, printed and saved."""
+        split = self.recipe.eval.split
+        with self._evaluation_rng():
+            torch.manual_seed(self.config.seed + 104729)
+            result = evaluate_dataset(
+                self.ema.model, self.dataset.split(split), batch_size=self.recipe.eval.batch_size, max_images=self.recipe.eval.max_images,
+                importance_samples=self.recipe.eval.importance_samples, progress=self.context.is_main, context=self.context,
+            )
+        final: dict[str, Any] = {"step": self.step, "split": split, **result}
+        if self.context.is_main:
+            try:
+                final["baselines"] = trivial_baselines(
+                    self.dataset.split("train"), self.dataset.split("validation"), self.dataset.split(split),
+                    self.dataset.bits, max_images=self.recipe.eval.max_images,
+                )
+            except (DataError, ValueError, IndexError) as exc:  # a data set whose pixels exceed its declared depth
+                click.echo(f"trivial baselines not computed: {exc}", err=True)
+            log.write({**final, "split": f"final-{split}"})
+            from genkit.engine.report import print_summary, write_results
+
+            write_results(self.run_dir / RESULTS_NAME, final)
+            print_summary(final, self.run_dir)
+        return final
