@@ -17,6 +17,7 @@ from genkit.errors import ConfigError, GenkitError
 COMMAND_MODULES = [
     "genkit.cli.recipe_commands",
     "genkit.cli.model_commands",
+    "genkit.cli.convert_commands",
 ]
 
 
