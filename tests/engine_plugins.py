@@ -107,3 +107,17 @@ def install_registry():
     registry = Registry(pm)
     set_registry(registry)
     return registry
+
+
+def ddp_worker(rank: int, world_size: int, port: int, raw_recipe: dict, out: str) -> None:
+    """One rank of a ``torch.multiprocessing.spawn`` run (gloo on CPU): train, then save this rank's weights."""
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    install_registry()
+    from genkit.engine.trainer import train
+    from genkit.recipe import recipe_from_dict
+
+    result = train(recipe_from_dict(raw_recipe, file="ddp.toml"), run_dir=f"{out}/run")
+    torch.save({k: v.clone() for k, v in result.model.state_dict().items()}, f"{out}/rank{rank}.pt")

@@ -60,6 +60,9 @@ def train_loader(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",  # page-locked batches let the copy to the GPU overlap compute
         prefetch_factor=4 if num_workers else None,
+        # the loader draws its workers' base seed from this generator, not from the global RNG,
+        # whose stream (latent noise) must be the same whether or not the run was resumed
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
@@ -88,6 +91,7 @@ def eval_loader(
         collate_fn=collate,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),  # leaves the global RNG alone
     )
 
 

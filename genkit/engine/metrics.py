@@ -74,9 +74,5 @@ class Progress:
             refresh=False,
         )
 
-    def write(self, text: str) -> None:
-        if not self.bar.disable:
-            self.bar.write(text)
-
     def close(self) -> None:
         self.bar.close()

@@ -208,8 +208,9 @@ class Trainer:
                     if self.step % config.checkpoint_every == 0 or last or stopping:
                         self._checkpoint(skipped_total)
                     if stopping and not last:
+                        progress.close()
                         if context.is_main:
-                            progress.write(f"stopped by a signal at step {self.step}; checkpoint written; continue with --resume {self.run_dir}")
+                            click.echo(f"stopped by a signal at step {self.step}; checkpoint written; continue with --resume {self.run_dir}", err=True)
                         raise KeyboardInterrupt
             progress.close()
             if self.step >= config.steps:
