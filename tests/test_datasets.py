@@ -230,3 +230,15 @@ def test_digits_from_a_corrupt_file_is_one_line(tmp_path):
     with pytest.raises(DataError) as info:
         build("digits", root=str(path))
     assert "\n" not in str(info.value) and "1797 rows × 65" in str(info.value) and "scikit-learn" in str(info.value)
+
+
+def test_digits_at_5_bits_keep_the_17_counts_apart_in_the_top_five_bits():
+    from sklearn.datasets import load_digits
+
+    data = build("digits", bits=5)
+    counts = load_digits().images
+    order = np.random.RandomState(0).permutation(1797)
+    expected = (np.rint(counts * 31 / 16).astype(np.uint8) * 8)[..., None]
+    assert data.bits == 5
+    assert np.array_equal(images_of(data.split("validation")), expected[order[1257:1437]])
+    assert len(np.unique(expected)) == 17 and (expected % 8 == 0).all()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import numpy as np
@@ -36,9 +37,15 @@ def bundled_file() -> Path:
     return Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
 
 
-def to_8bit(counts: np.ndarray) -> np.ndarray:
-    """Counts 0–16 onto the 8-bit range: ``round(255·k/16)``."""
-    return np.rint(counts.astype(np.float64) * 255.0 / MAX_COUNT).astype(np.uint8)
+def to_levels(counts: np.ndarray, bits: int) -> np.ndarray:
+    """Counts 0–16 onto the ``bits``-bit levels ``round((2**bits − 1)·k/16)``, stored as 8-bit pixels.
+
+    A ``bits``-bit level ``l`` is stored as ``l · 2**(8 − bits)`` (its top bits), the convention of
+    the reference's 5-bit FFHQ-256, which models such pixels by flooring to multiples of ``2**(8 − bits)``.
+    """
+    top = 2**bits - 1
+    levels = np.rint(counts.astype(np.float64) * top / MAX_COUNT).astype(np.int64)
+    return (levels << (8 - bits)).astype(np.uint8)
 
 
 def read_digits(path: Path) -> np.ndarray:
@@ -65,6 +72,8 @@ class DigitsSettings:
     validation_size: int = attrs.field(default=180, validator=in_range(1))
     test_size: int = attrs.field(default=360, validator=in_range(1))
     split_seed: int = 0
+    # 8: round(255·k/16); 5: the smallest depth whose levels keep all 17 counts apart (17 of 32 used)
+    bits: Literal[5, 8] = 8
 
 
 class Digits(ArrayImageDataset):
@@ -72,7 +81,7 @@ class Digits(ArrayImageDataset):
 
     def __init__(self, settings: DigitsSettings):
         path = Path(settings.root).expanduser() if settings.root else bundled_file()
-        images = to_8bit(read_digits(path))
+        images = to_levels(read_digits(path), settings.bits)
         if settings.validation_size + settings.test_size >= len(images):
             raise DataError(f"{path}: {len(images)} images cannot give {settings.validation_size} for validation and {settings.test_size} for test")
         order = np.random.RandomState(settings.split_seed).permutation(len(images))
@@ -82,5 +91,6 @@ class Digits(ArrayImageDataset):
                 "train": ArraySplit(images, order[:n_train]),
                 "validation": ArraySplit(images, order[n_train : n_train + settings.validation_size]),
                 "test": ArraySplit(images, order[n_train + settings.validation_size :]),
-            }
+            },
+            bits=settings.bits,
         )
