@@ -132,3 +132,11 @@ def test_the_step_runs_on_cuda_in_bfloat16():
     step = TrainStep(model, model, optimizer, EMA(model, 0.9), config, Distributed(device=torch.device("cuda")))
     out = step(images().cuda())
     assert out["loss"].is_cuda and torch.isfinite(out["loss"])
+
+
+def test_bfloat16_autocast_trains_on_cpu_with_float32_weights():
+    model, _, _, ema, step = make(TrainConfig(dtype="bfloat16", warmup_iters=0))
+    before = model.logits.detach().clone()
+    out = step(images())
+    assert out["skipped"].item() == 0.0 and torch.isfinite(out["loss"])
+    assert model.logits.dtype == torch.float32 and not torch.equal(model.logits, before)
