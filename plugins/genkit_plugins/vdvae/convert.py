@@ -38,8 +38,8 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        text = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"{path}: not a loadable PyTorch state dict ({text})") from None
+        # torch's message advises retrying with weights_only=False, which would run the file's pickled code
+        raise CheckpointError(f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: expected a state dict (names to tensors), found {type(state).__name__}")
     return OrderedDict((map_key(k), v) for k, v in state.items())
@@ -71,7 +71,7 @@ def summarise(keys: list[str]) -> str:
     for key in keys:
         group = key.rsplit(".", 2)[0] + ".*" if key.count(".") >= 3 else key
         groups[group] = groups.get(group, 0) + 1
-    return ", ".join(f"{g} ({n})" if n > 1 else g for g, n in groups.items())
+    return ", ".join(f"{g} ({n} tensors)" if n > 1 else g for g, n in groups.items())
 
 
 def infer_encoder_string(state: dict[str, torch.Tensor], recipe: Recipe) -> str | None:
