@@ -34,6 +34,8 @@ EVAL_NAME = "eval.json"
 PUBLISHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME, EVAL_NAME)
 #: what loading needs: the card is fetched too (it is small and says where the numbers come from)
 DOWNLOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+#: how ``genkit eval --split`` computes bits/dim, unless ``eval.json`` says otherwise
+DEFAULT_METHOD = "negative ELBO, one posterior sample per image"
 #: the card line that marks a card genkit may regenerate; a card without it is the author's and is kept
 GENERATED_MARK = "<!-- genkit:generated-card (delete this line to keep your edits when pushing again) -->"
 
@@ -153,6 +155,7 @@ def push_to_hub(
     where = endpoint or constants.ENDPOINT
     with _staged(model_or_path) as (staging, model, source):
         if evaluation is not None:
+            check_evaluation(evaluation, "evaluation")
             (staging / EVAL_NAME).write_text(json.dumps(evaluation, indent=2) + "\n")
         if not (staging / SAMPLES_NAME).exists() and samples > 0:
             write_sample_grid(model, staging / SAMPLES_NAME, n=samples)
@@ -238,7 +241,12 @@ def write_model_card(directory: str | Path, model: torch.nn.Module | None = None
 
 
 def read_evaluation(directory: Path) -> dict | None:
-    """The model directory's ``eval.json`` (``split``, ``bits_per_dim``, ``images``, ``method``), if it has one."""
+    """The model directory's ``eval.json``, if it has one, with ``method`` filled in.
+
+    The file is what ``genkit eval MODEL --split test --json eval.json`` writes: ``split`` and
+    ``bits_per_dim`` (required), ``images``, and with ``--importance-samples K`` also
+    ``importance_samples`` and ``iw_bits_per_dim``. ``method`` says how the number was computed.
+    """
     path = Path(directory) / EVAL_NAME
     if not path.is_file():
         return None
@@ -246,10 +254,27 @@ def read_evaluation(directory: Path) -> dict | None:
         evaluation = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    for key, kind in (("split", str), ("bits_per_dim", (int, float)), ("method", str)):
-        if not isinstance(evaluation.get(key), kind):
-            raise CheckpointError(f"{path}: {key}: expected a {'number' if key == 'bits_per_dim' else 'string'}, found {evaluation.get(key)!r}")
+    return {"method": DEFAULT_METHOD, **check_evaluation(evaluation, str(path), error=CheckpointError)}
+
+
+def check_evaluation(evaluation: Any, source: str, error: type[Exception] = ConfigError) -> dict:
+    """``evaluation`` if it holds a ``split`` name and a ``bits_per_dim`` number; otherwise one line naming ``source``."""
+    if not isinstance(evaluation, dict):
+        raise error(f"{source}: expected a JSON object, found {type(evaluation).__name__}")
+    for key, kind, expected in (("split", str, "a split name"), ("bits_per_dim", (int, float), "a number")):
+        value = evaluation.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise error(f"{source}: {key}: expected {expected}, found {value!r} (write it with genkit eval MODEL --split test --json FILE)")
     return evaluation
+
+
+def _metrics(evaluation: dict) -> list[tuple[str, float, str]]:
+    """(metric id, bits/dim, how it was computed) for the ELBO and, when measured, the importance-weighted bound."""
+    rows = [("bits-per-dim", float(evaluation["bits_per_dim"]), evaluation["method"])]
+    if isinstance(evaluation.get("iw_bits_per_dim"), (int, float)):
+        k = evaluation.get("importance_samples", "K")
+        rows.append(("bits-per-dim-iw", float(evaluation["iw_bits_per_dim"]), f"importance-weighted bound (Burda et al. 2016), {k} samples per image"))
+    return rows
 
 
 def card_metadata(recipe, *, evaluation: dict | None, repo_id: str | None, license: str):
@@ -268,10 +293,11 @@ def card_metadata(recipe, *, evaluation: dict | None, repo_id: str | None, licen
                 dataset_type=data_name,
                 dataset_name=display,
                 dataset_split=evaluation["split"],
-                metric_type="bits-per-dim",
-                metric_value=round(float(evaluation["bits_per_dim"]), 4),
-                metric_name=f"{evaluation['method']} (bits/dim)",
+                metric_type=metric,
+                metric_value=round(value, 4),
+                metric_name=f"{method} (bits/dim)",
             )
+            for metric, value, method in _metrics(evaluation)
         ]
     return ModelCardData(
         library_name="genkit",
@@ -311,14 +337,13 @@ def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | 
     if evaluation is None:
         lines += ["Not evaluated: no `eval.json` was published with this model.", ""]
     else:
-        images = evaluation.get("images")
+        images = evaluation.get("images", "all")
         lines += [
             "| data | split | bits/dim | images | how it was computed |",
             "|---|---|---|---|---|",
-            f"| {display} | {evaluation['split']} | {float(evaluation['bits_per_dim']):.4f} | "
-            f"{images if images is not None else 'all'} | {evaluation['method']} |",
+            *(f"| {display} | {evaluation['split']} | {value:.4f} | {images} | {method} |" for _, value, method in _metrics(evaluation)),
             "",
-            "Bits per dimension = negative log-likelihood bound in nats per dimension ÷ ln 2 (lower is better).",
+            "Bits per dimension = a bound on the negative log-likelihood in nats per dimension ÷ ln 2 (lower is better).",
             "",
         ]
     if has_samples:
@@ -332,6 +357,13 @@ def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | 
         "",
         f'model = genkit.from_pretrained("{ref}")  # eval mode; device="cuda", dtype=torch.bfloat16 also work',
         "images = model.sample(16)  # uint8, (16, H, W, C)",
+        "```",
+        "",
+        "or from the command line:",
+        "",
+        "```bash",
+        f"genkit sample {ref} --n 16 --out samples.png",
+        f"genkit eval {ref} --split test",
         "```",
         "",
         "Weights are stored as safetensors only. Offline, the cached copy loads with `HF_HUB_OFFLINE=1`",

@@ -357,4 +357,7 @@ def hub_env(fake_hub, tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
     monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    # What HF_ENDPOINT sets at import: calls that name no endpoint reach this server, never the real Hub.
+    monkeypatch.setattr(hf_constants, "ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
     return {"HF_ENDPOINT": fake_hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_DISABLE_TELEMETRY": "1"}
