@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "genkit.cli.recipe_commands",
     "genkit.cli.model_commands",
     "genkit.cli.convert_commands",
+    "genkit.cli.hub_commands",
 ]
 
 
