@@ -122,7 +122,7 @@ def eval_command(model_path, images_path, split, latents, dtype, device, batch_s
 
         torch.manual_seed(seed)
         dataset = model.recipe.data.build("dataset").split(split)
-        result = evaluate_dataset(model, dataset, batch_size=batch_size, max_images=max_images, importance_samples=importance_samples, device=device)
+        result = {"split": split, **evaluate_dataset(model, dataset, batch_size=batch_size, max_images=max_images, importance_samples=importance_samples, device=device)}
         summary = {k: v for k, v in result.items() if not isinstance(v, list)}
         click.echo("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     else:
