@@ -305,8 +305,7 @@ def card_metadata(recipe, *, evaluation: dict | None, repo_id: str | None, licen
         pipeline_tag="unconditional-image-generation",
         tags=["genkit", recipe.model.name, data_name, "likelihood-based", "unconditional-image-generation"],
         datasets=[hub_dataset] if hub_dataset else None,
-        metrics=["bits-per-dim"],
-        model_name=name,
+        model_name=name if results else None,  # the Hub reads it only inside model-index
         eval_results=results,
     )
 
@@ -317,6 +316,7 @@ def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | 
     from genkit.recipe import dump_recipe
 
     metadata = card_metadata(recipe, evaluation=evaluation, repo_id=repo_id, license=license)
+    title = repo_id.split("/")[-1] if repo_id else f"{recipe.model.name}-{recipe.data.name}"
     display = KNOWN_DATASETS.get(recipe.data.name, (recipe.data.name, None))[0]
     ref = repo_id or "path/to/this/directory"
     shape = f" of {image_shape[0]}×{image_shape[1]} images with {image_shape[2]} channels" if image_shape else ""
@@ -326,11 +326,12 @@ def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | 
         "---",
         GENERATED_MARK,
         "",
-        f"# {metadata.model_name}",
+        f"# {title}",
         "",
         f"A `{recipe.model.name}` generative model{shape}, trained on {display}, published with "
         f"[genkit](https://github.com/genkit-torch/genkit) {config.get('genkit', {}).get('version', '')}.",
         "",
+        *([f"Converted from the checkpoint `{Path(str(config['converted_from'])).name}` with `genkit convert`.", ""] if config.get("converted_from") else []),
         "## Results",
         "",
     ]
