@@ -207,3 +207,19 @@ def test_the_cache_dir_argument_keeps_downloads_there(fake_hub, hub_env, tiny_di
     (snapshot,) = (tmp_path / "elsewhere" / "models--genkit-tester--tiny-vdvae" / "snapshots").iterdir()
     assert sorted(p.name for p in snapshot.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert json.loads((snapshot / "config.json").read_text()) == json.loads((tiny_dir / "config.json").read_text())
+
+
+def test_push_of_a_run_directory_publishes_its_latest_ema_weights_and_never_the_training_state(fake_hub, hub_env, tiny_model, tiny_recipe, tmp_path):
+    from genkit.engine import checkpoint
+    from genkit.pretrained import model_from_recipe
+    from genkit.recipe import save_recipe
+
+    run = tmp_path / "run"
+    save_recipe(tiny_recipe, run)
+    older = perturbed(model_from_recipe(tiny_recipe), seed=11)
+    checkpoint.save(run, step=10, trained=older, ema_model=older, recipe=tiny_recipe, state={"step": 10}, keep=3)
+    checkpoint.save(run, step=20, trained=older, ema_model=tiny_model, recipe=tiny_recipe, state={"step": 20}, keep=3)
+    push_to_hub(run, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
+    files = {f.path for f in _api(fake_hub).list_repo_tree(REPO)}
+    assert "state.pt" not in files and "trained.safetensors" not in files
+    assert tensor_digests(from_pretrained(REPO, endpoint=fake_hub.url)) == tensor_digests(tiny_model)
