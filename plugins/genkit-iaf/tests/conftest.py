@@ -9,7 +9,14 @@ os.environ["GENKIT_LOAD_PLUGINS"] = ""
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one intra-op thread is as fast, and far faster when the cores are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture
@@ -30,3 +37,14 @@ def randomise(module: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.n
         for parameter in module.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=g, dtype=parameter.dtype) * scale)
     return module
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """A registry rebuilt with no entry points loaded (what a user without ``genkit-iaf`` installed gets)."""
+    from genkit.registry import reset_registry
+
+    monkeypatch.setenv("GENKIT_LOAD_PLUGINS", "")
+    reset_registry()
+    yield
+    reset_registry()
