@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -189,7 +190,7 @@ def _staged(model_or_path):
         staging = Path(tmp)
         if isinstance(model_or_path, torch.nn.Module):
             model, source = model_or_path, f"the {type(model_or_path).__name__} model"
-            save_pretrained(model, staging)
+            save_pretrained(model, staging, card=False)  # the card is written below, with the repo id
             _mark_generated(staging)
         else:
             source = str(model_or_path)
@@ -199,10 +200,19 @@ def _staged(model_or_path):
             model = load_model_dir(directory)  # strict: a damaged directory fails here, before anything is sent
             for name in PUBLISHED_FILES:
                 if (directory / name).is_file():
-                    shutil.copyfile(directory / name, staging / name)
+                    # only the weights are linked: the card and eval.json may be rewritten in the staging copy
+                    (_link_or_copy if name == WEIGHTS_NAME else shutil.copyfile)(directory / name, staging / name)
             if not (staging / CARD_NAME).exists():
                 _mark_generated(staging)
         yield staging, model, source
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows it: weights of hundreds of MB are not duplicated to be uploaded."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _mark_generated(directory: Path) -> None:

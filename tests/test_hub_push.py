@@ -223,3 +223,9 @@ def test_push_of_a_run_directory_publishes_its_latest_ema_weights_and_never_the_
     files = {f.path for f in _api(fake_hub).list_repo_tree(REPO)}
     assert "state.pt" not in files and "trained.safetensors" not in files
     assert tensor_digests(from_pretrained(REPO, endpoint=fake_hub.url)) == tensor_digests(tiny_model)
+
+
+def test_pushing_leaves_the_model_directory_untouched(fake_hub, hub_env, tiny_dir):
+    before = {p.name: p.read_bytes() for p in tiny_dir.iterdir()}
+    push_to_hub(tiny_dir, REPO, token=TOKEN, endpoint=fake_hub.url, samples=4, evaluation={"split": "validation", "bits_per_dim": 4.5})
+    assert {p.name: p.read_bytes() for p in tiny_dir.iterdir()} == before
