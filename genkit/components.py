@@ -1,4 +1,4 @@
-"""References from a recipe to plugins: ``posterior = "gaussian"`` or ``[model.posterior] name = "iaf" …``."""
+"""References from a recipe to plugins: ``posterior = "gaussian"`` or ``[model.posterior] name = "gaussian" …``."""
 
 from __future__ import annotations
 
