@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from genkit.errors import PluginError, RecipeError
 from genkit_iaf import IafPosterior, IafSettings
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"  # present in a genkit checkout, not in an installed sdist
+CHECKOUT = Path(__file__).resolve().parents[3]
+RECIPES = CHECKOUT / "recipes"  # present in a genkit checkout, not in an installed sdist
 needs_recipes = pytest.mark.skipif(not (RECIPES / "digits-iaf.toml").is_file(), reason="needs genkit's recipes/ folder")
 
 
@@ -36,10 +38,11 @@ def test_without_the_entry_point_a_recipe_naming_the_provider_is_told_what_to_in
         get_registry().get("latent", "iaf", provider="genkit-iaf")
 
 
-def test_genkit_plugins_lists_iaf_with_distribution_and_version():
-    result = genkit("plugins", "--json", load="iaf")
-    assert result.returncode == 0, result.stderr
-    rows = [r for r in json.loads(result.stdout) if r["name"] == "iaf"]
+def test_genkit_plugins_lists_iaf_with_distribution_and_version(iaf_registry, capsys):
+    from genkit.cli import main
+
+    assert main(["plugins", "--json"]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["name"] == "iaf"]
     assert rows == [
         {
             "kind": "latent",
@@ -80,3 +83,12 @@ def test_genkit_contract_suite_passes_for_iaf(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.skipif(not (CHECKOUT / "genkit" / "registry.py").is_file(), reason="needs a genkit checkout")
+def test_genkit_core_and_builtin_plugins_never_mention_this_plugin():
+    """genkit finds the plugin through its entry point alone: no line of its code or packaging names it."""
+    mention = re.compile(r"\biaf\b|genkit[-_]iaf", re.IGNORECASE)
+    files = [*(CHECKOUT / "genkit").rglob("*.py"), *(CHECKOUT / "plugins" / "genkit_plugins").rglob("*.py"), CHECKOUT / "pyproject.toml"]
+    offending = [f"{path.relative_to(CHECKOUT)}:{n}" for path in files for n, line in enumerate(path.read_text().splitlines(), 1) if mention.search(line)]
+    assert offending == []
