@@ -142,16 +142,25 @@ def test_mean_is_the_flow_applied_to_the_base_mean():
     assert torch.equal(posterior(p).mean, posterior.flow(loc, context)[0])
 
 
-def test_a_new_flow_starts_as_the_same_gentle_contraction_everywhere():
-    """Kingma et al. (2016) start every σ near 1: with gate_bias b, each step scales z by sigmoid(b) and shifts nothing."""
+def test_a_new_flow_is_exactly_the_identity_so_the_posterior_starts_as_its_base_gaussian():
     posterior = IafPosterior(IafSettings(steps=3, gate_bias=2.0), zdim=4).to(DTYPE)
     g = torch.Generator().manual_seed(19)
     z0 = torch.randn(2, 4, 3, 3, generator=g, dtype=DTYPE)
     h = torch.randn(2, 16, 3, 3, generator=g, dtype=DTYPE)
     z, log_det = posterior.flow(z0, h)
-    sigma = 1 / (1 + math.exp(-2.0))
-    assert torch.allclose(z, z0 * sigma**3, atol=1e-12)
-    assert torch.allclose(log_det, torch.full_like(log_det, 3 * math.log(sigma)), atol=1e-12)
+    assert torch.allclose(z, z0, atol=1e-14)
+    assert log_det.abs().max() < 1e-14
+
+
+def test_a_step_can_stretch_an_element_by_at_most_the_inverse_initial_gate():
+    """Kingma et al.'s gate σ = sigmoid(s) < 1, divided by its initial value g₀ = sigmoid(gate_bias): scales lie in (0, 1/g₀)."""
+    step = randomise(IafPosterior(IafSettings(steps=1, gate_bias=1.5, context=0), zdim=3).to(DTYPE), 23, scale=5.0).flow.steps[0]
+    z = torch.randn(1000, 3, 2, 2, generator=torch.Generator().manual_seed(24), dtype=DTYPE) * 10
+    with torch.no_grad():
+        _, log_scale = step(z, None)
+    bound = math.log1p(math.exp(-1.5))  # log(1/g₀)
+    assert bound - 1e-3 < log_scale.max() <= bound + 1e-15  # reached where s saturates the sigmoid
+    assert log_scale.min() < -5  # while shrinking has no such limit
 
 
 def test_the_kl_has_no_closed_form_so_genkit_uses_monte_carlo():

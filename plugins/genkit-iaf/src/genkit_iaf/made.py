@@ -37,8 +37,9 @@ class Made(nn.Module):
     """``(z, h) -> (m, s)``, each ``(B, zdim, H, W)``, with ``m_d`` and ``s_d`` functions of ``z_<d`` and ``h`` only.
 
     ``depth`` hidden layers of ``hidden`` units with ELU activations (the IAF paper's choice).
-    The output layer starts at zero with ``s``'s bias at ``gate_bias``, so before training every
-    step is the same contraction ``σ = sigmoid(gate_bias)`` close to 1 (Kingma et al. 2016, §4).
+    The output layer starts at zero with ``s``'s bias at ``gate_bias``: before training ``m = 0``
+    and ``σ = sigmoid(gate_bias)`` everywhere, a clearly positive gate bias as Kingma et al. (2016, §4)
+    advise; :mod:`genkit_iaf.flow` divides by that initial gate so a new step is the identity.
     """
 
     def __init__(self, zdim: int, context: int, hidden: int, depth: int, gate_bias: float):

@@ -37,7 +37,7 @@ class IafSettings:
     hidden: int = attrs.field(default=64, validator=in_range(1))  # units in each hidden layer of every MADE
     depth: int = attrs.field(default=1, validator=in_range(1, 8))  # hidden layers of every MADE
     context: int = attrs.field(default=16, validator=in_range(0))  # channels of h; 0 = unconditioned flow
-    gate_bias: float = attrs.field(default=2.0, validator=in_range(0, 10))  # initial s: σ starts at sigmoid(2) ≈ 0.88
+    gate_bias: float = attrs.field(default=2.0, validator=in_range(0, 10))  # initial s: σ starts at sigmoid(2) ≈ 0.88; a step stretches z by at most 1/0.88
 
 
 class IafDistribution(LatentDistribution):
