@@ -233,7 +233,7 @@ def test_resampler_changes_the_resolution_by_the_factor_and_keeps_constants(spec
 
 
 @pytest.fixture(scope="module")
-def _model_cache():
+def contract_model_cache():
     return {}
 
 
@@ -247,8 +247,8 @@ def _model(spec, cache) -> GenerativeModel:
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_loss_terms_have_the_documented_shapes_and_relations(spec, _model_cache):
-    model = _model(spec, _model_cache)
+def test_model_loss_terms_have_the_documented_shapes_and_relations(spec, contract_model_cache):
+    model = _model(spec, contract_model_cache)
     h, w, c = model.image_shape
     images = torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     terms = model(images)
@@ -267,8 +267,8 @@ def test_model_loss_terms_have_the_documented_shapes_and_relations(spec, _model_
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_gradients_reach_every_parameter(spec, _model_cache):
-    model = _model(spec, _model_cache)
+def test_model_gradients_reach_every_parameter(spec, contract_model_cache):
+    model = _model(spec, contract_model_cache)
     model.zero_grad(set_to_none=True)
     h, w, c = model.image_shape
     images = torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
@@ -278,8 +278,8 @@ def test_model_gradients_reach_every_parameter(spec, _model_cache):
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_samples_are_uint8_images_of_its_shape(spec, _model_cache):
-    model = _model(spec, _model_cache)
+def test_model_samples_are_uint8_images_of_its_shape(spec, contract_model_cache):
+    model = _model(spec, contract_model_cache)
     with torch.no_grad():
         images = model.sample(3, temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert images.dtype == torch.uint8
