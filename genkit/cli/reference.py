@@ -18,21 +18,26 @@ and checked against it by the test suite.
 """
 
 
-def _help(command: click.Command, name: str) -> str:
-    with click.Context(command, info_name=name, terminal_width=100, max_content_width=100) as ctx:
-        return command.get_help(ctx)
+def _help(command: click.Command, name: str, parent: click.Context | None = None) -> tuple[str, click.Context]:
+    # Each command's context hangs off its parent's, as when a user types it, so settings such as
+    # the `-h` alias of `--help` are inherited exactly as in the real help.
+    settings = {**getattr(command, "context_settings", {}), "terminal_width": 100, "max_content_width": 100}
+    ctx = click.Context(command, info_name=name, parent=parent, **settings)
+    return command.get_help(ctx), ctx
 
 
 def render_reference() -> str:
     from genkit.cli import cli
 
-    parts = [HEADER, "## genkit\n", "```text", _help(cli, "genkit"), "```\n"]
+    text, root = _help(cli, "genkit")
+    parts = [HEADER, "## genkit\n", "```text", text, "```\n"]
     for name in sorted(cli.commands):
         command = cli.commands[name]
-        parts += [f"## genkit {name}\n", "```text", _help(command, f"genkit {name}"), "```\n"]
+        text, ctx = _help(command, name, root)
+        parts += [f"## genkit {name}\n", "```text", text, "```\n"]
         if isinstance(command, click.Group):
             for sub in sorted(command.commands):
-                parts += [f"### genkit {name} {sub}\n", "```text", _help(command.commands[sub], f"genkit {name} {sub}"), "```\n"]
+                parts += [f"### genkit {name} {sub}\n", "```text", _help(command.commands[sub], sub, ctx)[0], "```\n"]
     return "\n".join(parts)
 
 
