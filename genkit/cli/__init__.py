@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "genkit.cli.model_commands",
     "genkit.cli.convert_commands",
     "genkit.cli.hub_commands",
+    "genkit.cli.bench_commands",
 ]
 
 

@@ -1,0 +1,186 @@
+"""``genkit bench``: how fast a recipe's model trains, samples and evaluates on this device.
+
+Measures, with the device synchronised around every timed region and medians over the timed
+repetitions after warm-up:
+
+* training images/s — the engine's real step (forward, backward, clipping, on-device skip
+  decision, AdamW, EMA) on random images of the recipe's shape;
+* the time from the start of the benchmark to the end of the first training step (building the
+  model, and compiling when asked);
+* peak GPU memory during training (CUDA only);
+* the latency of sampling 64 images at temperature 1, and evaluation images/s (no gradients);
+* model FLOPs per image for forward + backward, counted by ``torch.utils.flop_counter`` on the
+  meta device (nothing is allocated), and the fraction of the device's peak that the measured
+  training speed achieves (MFU), where the device's peak is known.
+
+Figures depend on the device, the software and the moment; ``genkit bench`` prints them with
+all three so that a figure in the docs can name where it came from.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from genkit.engine.distributed import Distributed
+from genkit.engine.step import EMA, TrainStep, build_optimizer
+from genkit.pretrained import model_from_recipe
+from genkit.recipe import Recipe
+
+# Dense peak throughput (FLOP/s) of tensor-core matrix work, by device-name fragment and dtype.
+# float32 counts TF32 tensor cores, which PyTorch uses for convolutions by default.
+DEVICE_PEAKS: list[tuple[str, dict[str, float]]] = [
+    ("H100 PCIe", {"bfloat16": 756e12, "float32": 378e12}),
+    ("H100", {"bfloat16": 989.4e12, "float32": 494.7e12}),
+    ("H200", {"bfloat16": 989.4e12, "float32": 494.7e12}),
+    ("A100", {"bfloat16": 312e12, "float32": 156e12}),
+]
+
+
+def device_peak(device: torch.device, dtype: str) -> float | None:
+    """The device's dense peak FLOP/s for ``dtype``, or ``None`` when genkit does not know it (CPUs included)."""
+    if device.type != "cuda":
+        return None
+    return peak_for_name(torch.cuda.get_device_name(device), dtype)
+
+
+def peak_for_name(name: str, dtype: str) -> float | None:
+    """The dense peak FLOP/s of the device called ``name`` (as CUDA reports it) for ``dtype``."""
+    for fragment, peaks in DEVICE_PEAKS:
+        if fragment in name:
+            return peaks.get(dtype)
+    return None
+
+
+def flops_per_image(recipe: Recipe) -> float:
+    """Forward + backward FLOPs of one training image, counted on the meta device."""
+    model = model_from_recipe(recipe, "meta")
+    h, w, c = model.image_shape
+    images = torch.zeros(1, h, w, c, dtype=torch.uint8, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        model(images).loss.backward()
+    return float(counter.get_total_flops())
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_benchmark(
+    recipe: Recipe,
+    *,
+    batch: int,
+    steps: int = 25,
+    warmup: int = 8,
+    device: torch.device | None = None,
+    sample_batch: int = 64,
+    sample_repeats: int = 5,
+    count_flops: bool = True,
+) -> dict[str, Any]:
+    """Measure ``recipe`` (its ``train.dtype``, ``train.compile``, ``train.channels_last``) and return the figures."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    config = recipe.train
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    model = model_from_recipe(recipe, device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = build_optimizer(model, config)
+    ema = EMA(model, config.ema_rate)
+    forward = torch.compile(model) if config.compile else model
+    step = TrainStep(forward, model, optimizer, ema, config, Distributed(device=device))
+    h, w, c = model.image_shape
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    images = torch.randint(0, 256, (batch, h, w, c), dtype=torch.uint8, generator=generator).to(device)
+
+    def train_step() -> None:
+        step(images)
+        scheduler.step()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    train_step()
+    _synchronize(device)
+    first_step_s = time.perf_counter() - started
+    step_s = _median_seconds(train_step, device, max(0, warmup - 1), steps)
+    peak_bytes = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+    sampler = ema.model.eval()
+    with torch.no_grad():
+        sample_s = _median_seconds(lambda: sampler.sample(sample_batch, temperature=1.0), device, 2, sample_repeats)
+        with step.autocast():
+            eval_s = _median_seconds(lambda: sampler(images), device, 2, max(3, steps // 2))
+
+    flops = flops_per_image(recipe) if count_flops else None
+    images_per_s = batch / step_s
+    peak = device_peak(device, config.dtype)
+    return {
+        "recipe": recipe.source,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "dtype": config.dtype,
+        "compile": config.compile,
+        "channels_last": config.channels_last,
+        "batch": batch,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_images_per_s": images_per_s,
+        "train_ms_per_step": 1000 * step_s,
+        "first_step_s": first_step_s,
+        "peak_memory_gib": None if peak_bytes is None else peak_bytes / 2**30,
+        "memory_mib_per_image": None if peak_bytes is None else peak_bytes / 2**20 / batch,
+        "sample_batch": sample_batch,
+        "sample_ms": 1000 * sample_s,
+        "eval_images_per_s": batch / eval_s,
+        "gflop_per_image": None if flops is None else flops / 1e9,
+        "device_peak_tflops": None if peak is None else peak / 1e12,
+        "mfu": None if (flops is None or peak is None) else flops * images_per_s / peak,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The figures as a two-column table for the terminal."""
+
+    def show(value: Any, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    rows = [
+        ("device", result["device"]),
+        ("torch / date", f"{result['torch']} / {result['date']}"),
+        ("dtype / compile / channels-last", f"{result['dtype']} / {result['compile']} / {result['channels_last']}"),
+        ("parameters", f"{result['parameters']:,}"),
+        ("batch", str(result["batch"])),
+        ("train images/s", show(result["train_images_per_s"], ".1f")),
+        ("train ms/step (median)", show(result["train_ms_per_step"], ".1f")),
+        ("start to first step (s)", show(result["first_step_s"], ".1f")),
+        ("peak train memory (GiB)", show(result["peak_memory_gib"], ".2f")),
+        ("memory per image (MiB)", show(result["memory_mib_per_image"], ".0f")),
+        (f"sample {result['sample_batch']} images, T=1 (ms)", show(result["sample_ms"], ".1f")),
+        ("eval images/s", show(result["eval_images_per_s"], ".1f")),
+        ("GFLOP per image (fwd+bwd)", show(result["gflop_per_image"], ".2f")),
+        ("MFU", "n/a (device peak unknown)" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
