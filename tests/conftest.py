@@ -14,8 +14,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from locations import FIXTURES, ROOT  # noqa: E402,F401  (re-exported for older imports)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from genkit.bench import flops_per_image, peak_for_name
 from genkit.cli import main
 from genkit.recipe import load_recipe
 
-from conftest import ROOT
+from locations import ROOT
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, ROOT
+from locations import FIXTURES, ROOT
 from PIL import Image
 
 from genkit.cli import main

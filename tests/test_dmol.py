@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES
+from locations import FIXTURES
 from einops import rearrange
 
 from genkit.interfaces import levels

@@ -9,7 +9,7 @@ import shlex
 import click
 import pytest
 
-from conftest import ROOT
+from locations import ROOT
 
 PAGE = ROOT / "docs" / "publishing.md"
 

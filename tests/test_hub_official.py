@@ -17,7 +17,7 @@ from hub_server import TOKEN, USER, fake_hub, hub_env  # noqa: F401
 from genkit.cli import main
 from genkit.pretrained import from_pretrained
 
-from conftest import FIXTURES, ROOT
+from locations import FIXTURES, ROOT
 
 FIXTURE = FIXTURES / "vdvae-tiny-8bit"
 

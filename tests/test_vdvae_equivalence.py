@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, ROOT
+from locations import FIXTURES, ROOT
 from einops import rearrange
 
 from genkit.pretrained import load_model_dir, save_pretrained

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT
+from locations import ROOT
 
 from genkit.errors import ConfigError, RecipeError
 from genkit.modelinfo import parameter_counts
@@ -142,7 +142,7 @@ def test_training_a_tiny_vdvae_drives_the_loss_well_below_its_start():
     import numpy as np
     import torch.nn.functional as F
 
-    from conftest import FIXTURES
+    from locations import FIXTURES
 
     pictures = torch.from_numpy(np.load(FIXTURES / "vdvae-tiny-8bit" / "images_uint8.npy")).permute(0, 3, 1, 2).float()
     images = F.avg_pool2d(pictures, 4).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (4, 8, 8, 3)

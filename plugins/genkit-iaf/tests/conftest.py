@@ -30,15 +30,6 @@ def iaf_registry(monkeypatch):
     reset_registry()
 
 
-def randomise(module: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn.Module:
-    """Overwrite every learned weight with N(0, scale²) so no test relies on the near-identity initialisation."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=g, dtype=parameter.dtype) * scale)
-    return module
-
-
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """A registry rebuilt with no entry points loaded (what a user without ``genkit-iaf`` installed gets)."""

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import randomise
+from iaf_helpers import randomise
 from torch.autograd.functional import jacobian
 
 from genkit_iaf import IafPosterior, IafSettings
