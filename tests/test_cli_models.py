@@ -83,3 +83,21 @@ def test_eval_rejects_images_of_the_wrong_shape(model_dir, tmp_path, capsys):
     np.save(bad, np.zeros((2, 8, 8, 3), dtype=np.uint8))
     assert main(["eval", str(model_dir), "--images", str(bad)]) == 1
     assert "expected uint8 images of shape (N, 16, 16, 3)" in capsys.readouterr().err
+
+
+def test_rate_plot_legend_shows_each_resolutions_bar_colour(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genkit.cli import model_commands
+
+    saved = {}
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, *a, **k: saved.setdefault("fig", fig))
+    table = [{"layer": 0, "resolution": 1, "bits_per_dim": 0.1}, {"layer": 1, "resolution": 4, "bits_per_dim": 0.2}]
+    model_commands.plot_rates(table, str(tmp_path / "rates.png"))
+    ax = saved["fig"].axes[0]
+    bar_colours = {p.get_facecolor() for p in ax.patches}
+    legend_colours = {h.get_facecolor() for h in ax.get_legend().legend_handles}
+    assert len(legend_colours) == 2 and legend_colours == bar_colours

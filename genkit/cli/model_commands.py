@@ -239,18 +239,19 @@ def plot_rates(table: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     resolutions = sorted({row["resolution"] for row in table if row["resolution"] is not None})
     colours = {r: plt.cm.viridis(i / max(1, len(resolutions) - 1)) for i, r in enumerate(resolutions)}
     fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(table)), 3.5))
     for row in table:
         ax.bar(row["layer"], row["bits_per_dim"], color=colours.get(row["resolution"], "grey"))
-    for r in resolutions:
-        ax.bar([], [], color=colours[r], label=f"{r}×{r}")
     ax.set_xlabel("latent layer (top first)")
     ax.set_ylabel("rate (bits/dim)")
     if resolutions:
-        ax.legend(title="resolution", fontsize="small", ncol=2)
+        # explicit swatches: an empty bar() has no patch to take its colour from
+        handles = [Patch(color=colours[r], label=f"{r}×{r}") for r in resolutions]
+        ax.legend(handles=handles, title="resolution", fontsize="small", ncol=2)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
