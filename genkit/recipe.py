@@ -44,6 +44,7 @@ class TrainConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     channels_last: bool = False
+    cuda_graph: bool = False  # capture the whole step in one CUDA graph (one process on one CUDA device)
     num_workers: int = attrs.field(default=2, validator=in_range(0))
     log_every: int = attrs.field(default=50, validator=in_range(1))
     eval_every: int = attrs.field(default=1000, validator=in_range(1))

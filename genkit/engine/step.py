@@ -6,8 +6,9 @@ norm reaches ``skip_threshold`` or anything is not finite → AdamW → EMA of t
 Everything stays on the device: the skip decision is a tensor handed to the fused AdamW kernel
 as ``found_inf`` (the mechanism ``torch.amp.GradScaler`` uses), which leaves weights, moments and
 step count untouched, and the EMA update is multiplied by the same flag. Nothing is read back
-to the host, so the step can later be captured in a CUDA graph; metrics are device tensors that
-the trainer reads only at its logging interval.
+to the host, so the step can be captured in a CUDA graph (:class:`GraphedTrainStep`, switched on
+by ``train.cuda_graph``); metrics are device tensors that the trainer reads only at its logging
+interval.
 """
 
 from __future__ import annotations
@@ -36,13 +37,44 @@ class LinearWarmup:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over every trainable parameter with the recipe's betas, eps and (decoupled) weight decay."""
+    """AdamW over every trainable parameter with the recipe's betas, eps and (decoupled) weight decay.
+
+    With ``train.cuda_graph`` the optimizer is made capturable: its learning rate is a device
+    tensor that the scheduler fills in place between replays (a Python float would be frozen
+    into the graph at its capture-time value).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device if params else torch.device("cpu")
+    lr = torch.tensor(config.lr, dtype=torch.float32, device=device) if config.cuda_graph else config.lr
     optimizer = torch.optim.AdamW(
-        params, lr=config.lr, betas=tuple(config.betas), eps=config.eps, weight_decay=config.weight_decay, fused=True
+        params, lr=lr, betas=tuple(config.betas), eps=config.eps, weight_decay=config.weight_decay, fused=True,
+        capturable=config.cuda_graph,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(config.warmup_iters))
+    _plain_base_lrs(scheduler)
     return optimizer, scheduler
+
+
+def adapt_loaded_optimizer(optimizer: torch.optim.Optimizer, scheduler, config: TrainConfig) -> None:
+    """After ``load_state_dict`` of both: give the param groups the form this run's step needs.
+
+    A checkpoint written with and one written without ``train.cuda_graph`` differ in the groups'
+    ``capturable`` flag and in whether ``lr`` is a float or a tensor (loaded onto the CPU);
+    either may resume either way.
+    """
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        group["capturable"] = config.cuda_graph
+        group["lr"] = torch.tensor(lr, dtype=torch.float32, device=group["params"][0].device) if config.cuda_graph else lr
+        if "initial_lr" in group:
+            group["initial_lr"] = float(group["initial_lr"])
+    _plain_base_lrs(scheduler)
+
+
+def _plain_base_lrs(scheduler) -> None:
+    # the warm-up factor multiplies Python floats, whatever form the groups' lr takes: the scheduler
+    # then fills a tensor lr in place (no allocation, no host sync) or sets a float one
+    scheduler.base_lrs = [float(base) for base in scheduler.base_lrs]
 
 
 class EMA:
@@ -83,7 +115,8 @@ class TrainStep:
 
     def autocast(self):
         if self.config.dtype == "bfloat16":
-            return torch.autocast(self.device_type, dtype=torch.bfloat16)
+            # no cache of cast weights: inside a captured graph it would outlive the replay it was made in
+            return torch.autocast(self.device_type, dtype=torch.bfloat16, cache_enabled=not self.config.cuda_graph)
         return contextlib.nullcontext()
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -111,3 +144,60 @@ class TrainStep:
             "grad_norm": grad_norm.detach(),
             "skipped": 1.0 - applied,
         }
+
+
+class GraphedTrainStep:
+    """A :class:`TrainStep` captured whole — forward, backward, clipping, skip, AdamW, EMA — in one CUDA graph.
+
+    The first ``warmup`` calls run the step eagerly on a side stream (what capture needs first:
+    cuDNN/cuBLAS workspaces and algorithm choices, compilation, the optimizer's lazily created
+    moments); each is a real update. The next call captures the step on a static copy of its
+    batch and every call from then on copies its batch in and replays the graph: one launch per
+    step instead of thousands, and no host synchronisation. The latent noise keeps coming from
+    the default CUDA generator, whose offset every replay advances.
+
+    Every call does exactly one update, graphed or not, so a run's results do not depend on
+    where capture happened beyond floating-point rounding. The returned metrics are the graph's
+    static outputs: read (or copy) them before the next call overwrites them.
+    """
+
+    def __init__(self, step: TrainStep, warmup: int = 3):
+        if step.device_type != "cuda":
+            raise ValueError("GraphedTrainStep needs a CUDA device")
+        self.step, self.warmup = step, warmup
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_images: torch.Tensor | None = None
+        self.static_out: dict[str, torch.Tensor] | None = None
+        self.side_stream = torch.cuda.Stream(step.context.device)
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        if self.graph is None and self.calls <= self.warmup:
+            main = torch.cuda.current_stream()
+            self.side_stream.wait_stream(main)
+            with torch.cuda.stream(self.side_stream):
+                out = self.step(images)
+            main.wait_stream(self.side_stream)
+            return out
+        if self.graph is None:
+            self._capture(images)
+        else:
+            self.static_images.copy_(images, non_blocking=True)
+        self.graph.replay()
+        return self.static_out
+
+    def _capture(self, images: torch.Tensor) -> None:
+        self.static_images = images.clone()
+        for param in self.step.params:  # the graph allocates (and then owns) the gradients
+            param.grad = None
+        torch.cuda.synchronize(self.step.context.device)
+        graph = torch.cuda.CUDAGraph()
+        # thread-local: the data loader's pin-memory thread may touch CUDA while this thread captures
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            self.static_out = self.step(self.static_images)
+        self.graph = graph

@@ -31,7 +31,7 @@ from genkit.engine.baselines import trivial_baselines
 from genkit.engine.data import to_device, train_loader
 from genkit.engine.distributed import Distributed, setup, teardown
 from genkit.engine.metrics import MetricsLog, Progress
-from genkit.engine.step import EMA, TrainStep, build_optimizer
+from genkit.engine.step import EMA, GraphedTrainStep, TrainStep, adapt_loaded_optimizer, build_optimizer
 from genkit.errors import CheckpointError, ConfigError, DataError
 from genkit.evaluate import evaluate_dataset
 from genkit.images import save_grid
@@ -89,6 +89,7 @@ class Trainer:
         self.recipe, self.context, self.config = recipe, context, recipe.train
         self.run_dir = Path(context.broadcast(str(self._choose_run_dir(run_dir, resume)) if context.is_main else None))
         self.resuming = resume is not None
+        self._check_cuda_graph()
         self.dataset = recipe.data.build("dataset")
         torch.manual_seed(self.config.seed)  # the same initial weights on every rank
         self.model = model_from_recipe(recipe, context.device)
@@ -108,6 +109,18 @@ class Trainer:
         self.global_batch = self.config.batch_size * context.world_size
 
     # --- set-up ---------------------------------------------------------------------------------
+
+    def _check_cuda_graph(self) -> None:
+        if not self.config.cuda_graph:
+            return
+        where = self.recipe.source or "recipe"
+        if self.context.device.type != "cuda":
+            raise ConfigError(f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {self.context.device}; set train.cuda_graph = false")
+        if self.context.enabled:
+            raise ConfigError(
+                f"{where}: train.cuda_graph = true works in one process only, and this run has {self.context.world_size} "
+                "(torchrun); set train.cuda_graph = false"
+            )
 
     def _choose_run_dir(self, run_dir, resume) -> Path:
         if resume is not None:
@@ -145,6 +158,7 @@ class Trainer:
         state = checkpoint.load(latest, trained=self.model, ema_model=self.ema.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        adapt_loaded_optimizer(self.optimizer, self.scheduler, self.config)
         self.step, self.skipped_updates = int(state["step"]), int(state["skipped_updates"])
         rng = state["rng"]
         if len(rng) == self.context.world_size:
@@ -172,6 +186,8 @@ class Trainer:
         if config.compile:
             forward = torch.compile(forward)
         step_fn = TrainStep(forward, self.model, self.optimizer, self.ema, config, context)
+        if config.cuda_graph:
+            step_fn = GraphedTrainStep(step_fn)
         batches = iter(
             train_loader(
                 self.dataset.split("train"), config.batch_size, seed=config.seed, start=self.step, num_workers=config.num_workers,
