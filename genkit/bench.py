@@ -11,7 +11,17 @@ repetitions after warm-up:
 * the latency of sampling 64 images at temperature 1, and evaluation images/s (no gradients);
 * model FLOPs per image for forward + backward, counted by ``torch.utils.flop_counter`` on the
   meta device (nothing is allocated), and the fraction of the device's peak that the measured
-  training speed achieves (MFU), where the device's peak is known.
+  training speed achieves (MFU), where the device's peak is known;
+* the numerical guard: the loss of one fixed batch (latents at their means, so nothing random)
+  through the measured path — its dtype, compilation and memory layout — against the same
+  weights (as they are after the timed steps) in plain float32, as a relative difference;
+* how many images per second the recipe's data path delivers to the device (its loader, worker
+  processes and pinned memory as in training), when the recipe's data is on this machine — the
+  data path must outrun the training step, or it is the bottleneck.
+
+The images are the recipe's validation images when its data set can be read here, random
+images of its shape otherwise (or when ``use_data`` is false); ``weights`` loads trained weights (a model or run directory) in
+place of the initialisation, which matters for the numerical guard.
 
 Figures depend on the device, the software and the moment; ``genkit bench`` prints them with
 all three so that a figure in the docs can name where it came from.
@@ -20,6 +30,7 @@ all three so that a figure in the docs can name where it came from.
 from __future__ import annotations
 
 import datetime
+import math
 import platform
 import statistics
 import time
@@ -28,9 +39,11 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from genkit.engine.data import to_device, train_loader
 from genkit.engine.distributed import Distributed
-from genkit.engine.step import EMA, TrainStep, build_optimizer
-from genkit.pretrained import model_from_recipe
+from genkit.engine.step import EMA, GraphedTrainStep, TrainStep, build_optimizer
+from genkit.errors import ConfigError, GenkitError
+from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, model_from_recipe, resolve_local
 from genkit.recipe import Recipe
 
 # Dense peak throughput (FLOP/s) of tensor-core matrix work, by device-name fragment and dtype.
@@ -86,6 +99,45 @@ def _median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, re
     return statistics.median(times)
 
 
+def _bench_images(recipe: Recipe, batch: int, image_shape: tuple[int, int, int], use_data: bool) -> tuple[torch.Tensor, Any, str]:
+    """(``batch`` fixed images, the data set or ``None``, where the images came from)."""
+    try:
+        if not use_data:
+            raise ConfigError("data not asked for")
+        dataset = recipe.data.build("dataset")
+        validation = dataset.split("validation")
+        if tuple(dataset.image_shape) == tuple(image_shape) and len(validation) >= batch:
+            images = torch.stack([validation[i] for i in range(batch)])
+            return images, dataset, f"{recipe.data.name} validation images"
+    except GenkitError:  # the data set is not on this machine: random images of the right shape
+        pass
+    h, w, c = image_shape
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    return torch.randint(0, 256, (batch, h, w, c), dtype=torch.uint8, generator=generator), None, "random images"
+
+
+def data_images_per_s(dataset, recipe: Recipe, batch: int, device: torch.device, batches: int = 50) -> float:
+    """Images/s that the training data path (loader, workers, pinned memory, copy) hands to ``device``."""
+    config = recipe.train
+    loader = iter(train_loader(dataset.split("train"), batch, seed=config.seed, start=0, num_workers=config.num_workers, device=device))
+    for _ in range(min(5, batches)):  # workers start and fill their queues
+        to_device(next(loader), device)
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        to_device(next(loader), device)
+    _synchronize(device)
+    return batches * batch / (time.perf_counter() - start)
+
+
+def load_weights(model: torch.nn.Module, weights: str) -> None:
+    """Trained weights from a model directory or a run directory (its latest checkpoint) into ``model``."""
+    directory = resolve_local(weights)
+    if directory is None:
+        raise ConfigError(f"--weights {weights}: no such model or run directory")
+    load_strict(model, load_state_dict(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
+
+
 def run_benchmark(
     recipe: Recipe,
     *,
@@ -96,25 +148,31 @@ def run_benchmark(
     sample_batch: int = 64,
     sample_repeats: int = 5,
     count_flops: bool = True,
+    weights: str | None = None,
+    use_data: bool = True,
 ) -> dict[str, Any]:
-    """Measure ``recipe`` (its ``train.dtype``, ``train.compile``, ``train.channels_last``) and return the figures."""
+    """Measure ``recipe`` (its ``train.dtype``, ``compile``, ``channels_last``, ``cuda_graph``) and return the figures."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = recipe.train
+    if config.cuda_graph and device.type != "cuda":
+        raise ConfigError(f"{recipe.source or 'recipe'}: train.cuda_graph = true needs a CUDA device, and this benchmark runs on {device}")
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     model = model_from_recipe(recipe, device)
+    if weights is not None:
+        load_weights(model, weights)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer, scheduler = build_optimizer(model, config)
     ema = EMA(model, config.ema_rate)
     forward = torch.compile(model) if config.compile else model
     step = TrainStep(forward, model, optimizer, ema, config, Distributed(device=device))
-    h, w, c = model.image_shape
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    images = torch.randint(0, 256, (batch, h, w, c), dtype=torch.uint8, generator=generator).to(device)
+    run_step = GraphedTrainStep(step, warmup=min(3, warmup)) if config.cuda_graph else step
+    images, dataset, images_from = _bench_images(recipe, batch, model.image_shape, use_data)
+    images = images.to(device)
 
     def train_step() -> None:
-        step(images)
+        run_step(images)
         scheduler.step()
 
     if device.type == "cuda":
@@ -131,6 +189,14 @@ def run_benchmark(
         with step.autocast():
             eval_s = _median_seconds(lambda: sampler(images), device, 2, max(3, steps // 2))
 
+    # the numerical guard, after the timed steps (so compiling it costs the timings nothing)
+    with torch.no_grad():
+        model.eval()
+        float32_loss = model(images, latents="mean").loss.float().item()
+        with step.autocast():
+            fast_loss = forward(images, latents="mean").loss.float().item()
+
+    data_rate = data_images_per_s(dataset, recipe, batch, device) if dataset is not None else None
     flops = flops_per_image(recipe) if count_flops else None
     images_per_s = batch / step_s
     peak = device_peak(device, config.dtype)
@@ -142,8 +208,11 @@ def run_benchmark(
         "dtype": config.dtype,
         "compile": config.compile,
         "channels_last": config.channels_last,
+        "cuda_graph": config.cuda_graph,
         "batch": batch,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "images": images_from,
+        "weights": weights,
         "train_images_per_s": images_per_s,
         "train_ms_per_step": 1000 * step_s,
         "first_step_s": first_step_s,
@@ -152,6 +221,10 @@ def run_benchmark(
         "sample_batch": sample_batch,
         "sample_ms": 1000 * sample_s,
         "eval_images_per_s": batch / eval_s,
+        "data_images_per_s": data_rate,
+        "loss_float32_bpd": float32_loss / math.log(2.0),
+        "loss_measured_path_bpd": fast_loss / math.log(2.0),
+        "loss_relative_difference": abs(fast_loss - float32_loss) / abs(float32_loss),
         "gflop_per_image": None if flops is None else flops / 1e9,
         "device_peak_tflops": None if peak is None else peak / 1e12,
         "mfu": None if (flops is None or peak is None) else flops * images_per_s / peak,
@@ -169,9 +242,9 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("device", result["device"]),
         ("torch / date", f"{result['torch']} / {result['date']}"),
-        ("dtype / compile / channels-last", f"{result['dtype']} / {result['compile']} / {result['channels_last']}"),
+        ("dtype / compile / channels-last / CUDA graph", f"{result['dtype']} / {result['compile']} / {result['channels_last']} / {result['cuda_graph']}"),
         ("parameters", f"{result['parameters']:,}"),
-        ("batch", str(result["batch"])),
+        ("batch / images", f"{result['batch']} / {result['images']}" + (f" (weights {result['weights']})" if result["weights"] else "")),
         ("train images/s", show(result["train_images_per_s"], ".1f")),
         ("train ms/step (median)", show(result["train_ms_per_step"], ".1f")),
         ("start to first step (s)", show(result["first_step_s"], ".1f")),
@@ -179,6 +252,9 @@ def format_table(result: dict[str, Any]) -> str:
         ("memory per image (MiB)", show(result["memory_mib_per_image"], ".0f")),
         (f"sample {result['sample_batch']} images, T=1 (ms)", show(result["sample_ms"], ".1f")),
         ("eval images/s", show(result["eval_images_per_s"], ".1f")),
+        ("data path images/s", "n/a (no data set here)" if result["data_images_per_s"] is None else f"{result['data_images_per_s']:.0f}"),
+        ("loss, float32 / this path (bits/dim)", f"{result['loss_float32_bpd']:.4f} / {result['loss_measured_path_bpd']:.4f}"),
+        ("loss relative difference", f"{100 * result['loss_relative_difference']:.3f}%"),
         ("GFLOP per image (fwd+bwd)", show(result["gflop_per_image"], ".2f")),
         ("MFU", "n/a (device peak unknown)" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"),
     ]

@@ -50,3 +50,54 @@ def test_bench_overrides_dtype_from_the_command_line(tmp_path):
     assert main(["bench", str(recipe), "--batch", "1", "--steps", "1", "--warmup", "1", "--dtype", "bfloat16", "--no-flops", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["dtype"] == "bfloat16" and result["gflop_per_image"] is None
+
+
+def test_bench_reports_the_numerical_guard_and_the_data_path_on_real_images(tmp_path):
+    out = tmp_path / "bench.json"
+    digits = ROOT / "recipes" / "digits.toml"
+    assert main(["bench", str(digits), "--batch", "4", "--steps", "1", "--warmup", "1", "--no-flops", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["images"] == "digits validation images" and result["data_images_per_s"] > 0
+    # float32 eager is the reference path itself: not a rounding apart
+    assert result["loss_relative_difference"] == 0.0 and result["loss_float32_bpd"] == result["loss_measured_path_bpd"]
+    assert 0 < result["loss_float32_bpd"] < 16
+
+    assert main(["bench", str(digits), "--batch", "4", "--steps", "1", "--warmup", "1", "--no-flops", "--dtype", "bfloat16", "--no-data", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["images"] == "random images" and result["data_images_per_s"] is None
+    # bf16 rounds: the losses differ, and the reported difference is theirs
+    assert result["loss_relative_difference"] > 0
+    assert result["loss_relative_difference"] == pytest.approx(
+        abs(result["loss_measured_path_bpd"] - result["loss_float32_bpd"]) / result["loss_float32_bpd"], rel=1e-9
+    )
+    assert result["loss_relative_difference"] < 0.02
+
+
+def test_bench_measures_trained_weights_and_rejects_a_model_of_another_shape(tmp_path, capsys):
+    from genkit.pretrained import model_from_recipe
+
+    digits = ROOT / "recipes" / "digits.toml"
+    model = model_from_recipe(load_recipe(digits))
+    model.save_pretrained(tmp_path / "digits-model", samples=0)
+    out = tmp_path / "bench.json"
+    args = ["bench", str(digits), "--batch", "2", "--steps", "1", "--warmup", "1", "--no-flops", "--no-data", "--json", str(out)]
+    assert main([*args, "--weights", str(tmp_path / "digits-model")]) == 0
+    assert json.loads(out.read_text())["weights"] == str(tmp_path / "digits-model")
+
+    other = model_from_recipe(load_recipe(ROOT / "recipes" / "vdvae-tiny-5bit.toml"))
+    other.save_pretrained(tmp_path / "other-model", samples=0)
+    capsys.readouterr()
+    assert main([*args, "--weights", str(tmp_path / "other-model")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other-model" in err[0] and "model.safetensors" in err[0]
+    assert main([*args, "--weights", str(tmp_path / "nowhere")]) == 2
+
+
+def test_asking_the_bench_for_a_cuda_graph_without_cuda_fails_with_one_line(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["bench", str(ROOT / "recipes" / "digits.toml"), "--cuda-graph", "--no-flops"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.cuda_graph = true needs a CUDA device" in err[0]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from genkit.cli.options import overrides_option
+from genkit.cli.options import overrides_option, write_json
 
 
 @click.command()
@@ -18,11 +17,15 @@ from genkit.cli.options import overrides_option
 @click.option("--warmup", type=click.IntRange(min=1), default=8, show_default=True, help="Untimed steps first (compilation happens here).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None, help="Override train.dtype.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="Override train.compile.")
+@click.option("--channels-last/--no-channels-last", "channels_last", default=None, help="Override train.channels_last.")
+@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None, help="Override train.cuda_graph (capture the whole step; CUDA only).")
+@click.option("--weights", default=None, help="Measure trained weights: a model directory or a run directory (its latest checkpoint).")
+@click.option("--no-data", is_flag=True, help="Leave the recipe's data set alone: random images, no data-path figure.")
 @click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs (and so MFU).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the figures to this JSON file.")
-def bench(recipe, overrides, batch, steps, warmup, dtype, compile_, device, no_flops, json_path) -> None:
-    """Measure training images/s, peak memory, sampling latency, evaluation speed and MFU of RECIPE's model."""
+def bench(recipe, overrides, batch, steps, warmup, dtype, compile_, channels_last, cuda_graph, weights, no_data, device, no_flops, json_path) -> None:
+    """Measure training images/s, peak memory, sampling latency, evaluation speed, MFU, the data path and the numerical guard of RECIPE's model."""
     import torch
 
     from genkit.bench import format_table, run_benchmark
@@ -31,8 +34,9 @@ def bench(recipe, overrides, batch, steps, warmup, dtype, compile_, device, no_f
     extra = list(overrides)
     if dtype is not None:
         extra.append(f"train.dtype={json.dumps(dtype)}")
-    if compile_ is not None:
-        extra.append(f"train.compile={'true' if compile_ else 'false'}")
+    for key, flag in (("compile", compile_), ("channels_last", channels_last), ("cuda_graph", cuda_graph)):
+        if flag is not None:
+            extra.append(f"train.{key}={'true' if flag else 'false'}")
     resolved = load_recipe(recipe, extra)
     result = run_benchmark(
         resolved,
@@ -41,11 +45,12 @@ def bench(recipe, overrides, batch, steps, warmup, dtype, compile_, device, no_f
         warmup=warmup,
         device=torch.device(device) if device else None,
         count_flops=not no_flops,
+        weights=weights,
+        use_data=not no_data,
     )
     click.echo(format_table(result))
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(json_path, result)
 
 
 COMMANDS = [bench]

@@ -6,7 +6,6 @@ MODEL is a model directory, a run directory (its latest EMA weights) or a Hub re
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import click
 import numpy as np
 import torch
 
+from genkit.cli.options import write_json
 from genkit.errors import ConfigError, DataError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -90,12 +90,6 @@ def _takes_generator(model) -> bool:
     import inspect
 
     return "generator" in inspect.signature(model.forward).parameters
-
-
-def write_json(path: str, data: dict) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(data, indent=2) + "\n")
 
 
 @click.command(name="eval")

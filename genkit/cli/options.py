@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
 overrides_option = click.option(
@@ -11,3 +14,10 @@ overrides_option = click.option(
     metavar="KEY=VALUE",
     help="Override a recipe value, e.g. --set train.lr=1e-4 (repeatable; VALUE is read as TOML, else as a string).",
 )
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write ``data`` as indented JSON, making the folder if needed (the ``--json`` option of several commands)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=2) + "\n")
