@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "genkit.cli.convert_commands",
     "genkit.cli.hub_commands",
     "genkit.cli.bench_commands",
+    "genkit.cli.curve_commands",
 ]
 
 
