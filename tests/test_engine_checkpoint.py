@@ -126,20 +126,30 @@ sys.exit(main(["run", {recipe!r}, "--out", {out!r}]))
 
 
 @pytest.mark.slow
-def test_sigterm_writes_a_final_checkpoint_and_stops(tmp_path):
+@pytest.mark.parametrize(
+    "workers, to_group, sig",
+    [(0, False, signal.SIGTERM), (2, True, signal.SIGTERM), (2, True, signal.SIGINT)],
+    ids=["sigterm-to-the-process", "sigterm-to-the-process-group-with-loader-workers", "ctrl-c-to-the-process-group-with-loader-workers"],
+)
+def test_a_stop_signal_writes_a_final_checkpoint_and_stops(tmp_path, workers, to_group, sig):
+    # timeout(1), Ctrl-C in a terminal and batch schedulers signal the whole process group, the
+    # data loader's worker processes included: the run must still end with a checkpoint
     recipe_file = tmp_path / "long.toml"
     recipe_file.write_text(
         '[model]\nname = "pixels"\n[data]\nname = "digits"\n'
-        "[train]\nsteps = 1000000\nbatch_size = 4\nnum_workers = 0\nlog_every = 5\ncheckpoint_every = 1000000\neval_every = 1000000\n"
+        f"[train]\nsteps = 1000000\nbatch_size = 4\nnum_workers = {workers}\nlog_every = 5\ncheckpoint_every = 1000000\neval_every = 1000000\n"
     )
     out = tmp_path / "run"
     script = SIGNAL_SCRIPT.format(tests=str(TESTS), recipe=str(recipe_file), out=str(out))
     env = {**os.environ, "GENKIT_LOAD_PLUGINS": ""}
-    process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 60
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    if to_group:
+        os.killpg(process.pid, sig)
+    else:
+        process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     saved = checkpoint.latest(out)

@@ -8,6 +8,7 @@ processes of batch ``B`` see exactly the images one process of batch ``W·B`` se
 
 from __future__ import annotations
 
+import signal
 from typing import Iterator, Sequence
 
 import torch
@@ -49,6 +50,23 @@ def collate(items: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     return items if isinstance(items, torch.Tensor) else torch.stack(list(items))
 
 
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """``worker_init_fn`` of every loader: a worker ignores Ctrl-C and the first SIGTERM.
+
+    Ctrl-C in a terminal, ``timeout`` and batch schedulers signal the whole process group. The
+    main process answers by finishing its step and writing a checkpoint, for which it may still
+    need batches; a worker killed by the same signal would instead make the loader raise and the
+    run end without one. The main process shuts the workers down itself afterwards (and a second
+    SIGTERM, such as the loader's own ``terminate()``, still ends a worker).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _default_after_the_first_sigterm)
+
+
+def _default_after_the_first_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def train_loader(
     dataset: Dataset, batch_size: int, *, seed: int, start: int, num_workers: int, device: torch.device, rank: int = 0, world_size: int = 1
 ) -> DataLoader:
@@ -60,6 +78,7 @@ def train_loader(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",  # page-locked batches let the copy to the GPU overlap compute
         prefetch_factor=4 if num_workers else None,
+        worker_init_fn=leave_stop_signals_to_the_main_process,
         # the loader draws its workers' base seed from this generator, not from the global RNG,
         # whose stream (latent noise) must be the same whether or not the run was resumed
         generator=torch.Generator().manual_seed(seed),
@@ -91,6 +110,7 @@ def eval_loader(
         collate_fn=collate,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        worker_init_fn=leave_stop_signals_to_the_main_process,
         generator=torch.Generator().manual_seed(0),  # leaves the global RNG alone
     )
 
