@@ -1,0 +1,40 @@
+"""tools/: the converter the GPU sessions use writes a tarball the cifar10 data set reads image for image."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from genkit.errors import DataError
+from genkit_plugins.datasets.cifar import Cifar10, Cifar10Settings
+from locations import ROOT
+
+
+def test_npy_arrays_become_a_cifar10_tarball_the_data_set_reads_back(tmp_path):
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (23, 32, 32, 3), dtype=np.uint8)
+    test = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "train.npy", train)
+    np.save(tmp_path / "test.npy", test)
+    out = tmp_path / "data" / "cifar-10-python.tar.gz"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "npy_to_cifar10.py"), str(tmp_path / "train.npy"), str(tmp_path / "test.npy"), str(out)], check=True)
+
+    with pytest.raises(DataError, match="MD5"):  # not the official file, and the reader says so
+        Cifar10(Cifar10Settings(root=str(out)))
+    data = Cifar10(Cifar10Settings(root=str(out), md5="", validation_size=3))
+    held_in, held_out = data.split("train"), data.split("validation")
+    seen = np.stack([held_in[i].numpy() for i in range(len(held_in))] + [held_out[i].numpy() for i in range(len(held_out))])
+    assert len(held_in) == 20 and len(held_out) == 3
+    # the same images, each whole (rows keep their pixels), in the reference's shuffled split
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, train))
+    np.testing.assert_array_equal(np.stack([data.split("test")[i].numpy() for i in range(7)]), test)
+
+
+def test_the_converter_refuses_arrays_of_another_shape(tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((5, 28, 28, 1), np.uint8))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "npy_to_cifar10.py"), str(tmp_path / "bad.npy"), str(tmp_path / "bad.npy"), str(tmp_path / "x.tar.gz")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == "npy_to_cifar10: error: train: expected uint8 (N, 32, 32, 3), found uint8 (5, 28, 28, 1)"
