@@ -8,7 +8,8 @@ repetitions after warm-up:
 * the time from the start of the benchmark to the end of the first training step (building the
   model, and compiling when asked);
 * peak GPU memory during training (CUDA only);
-* the latency of sampling 64 images at temperature 1, and evaluation images/s (no gradients);
+* the latency of sampling 64 images at temperature 1 (replayed from a CUDA graph of its own
+  when the training step is graphed), and evaluation images/s (no gradients);
 * model FLOPs per image for forward + backward, counted by ``torch.utils.flop_counter`` on the
   meta device (nothing is allocated), and the fraction of the device's peak that the measured
   training speed achieves (MFU), where the device's peak is known;
@@ -41,10 +42,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from genkit.engine.data import to_device, train_loader
 from genkit.engine.distributed import Distributed
+from genkit.engine.graphs import GraphedCall
 from genkit.engine.step import EMA, GraphedTrainStep, TrainStep, build_optimizer
 from genkit.errors import ConfigError, GenkitError
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, model_from_recipe, resolve_local
 from genkit.recipe import Recipe
+
+GRAPH_WARMUP = 3  # eager steps before a CUDA graph is captured
 
 # Dense peak throughput (FLOP/s) of tensor-core matrix work, by device-name fragment and dtype.
 # float32 counts TF32 tensor cores, which PyTorch uses for convolutions by default.
@@ -167,7 +171,11 @@ def run_benchmark(
     ema = EMA(model, config.ema_rate)
     forward = torch.compile(model) if config.compile else model
     step = TrainStep(forward, model, optimizer, ema, config, Distributed(device=device))
-    run_step = GraphedTrainStep(step, warmup=min(3, warmup)) if config.cuda_graph else step
+    if config.cuda_graph:
+        warmup = max(warmup, GRAPH_WARMUP + 1)  # eager warm-up steps and the capture stay out of the timed steps
+        run_step = GraphedTrainStep(step, warmup=GRAPH_WARMUP)
+    else:
+        run_step = step
     images, dataset, images_from = _bench_images(recipe, batch, model.image_shape, use_data)
     images = images.to(device)
 
@@ -185,7 +193,11 @@ def run_benchmark(
 
     sampler = ema.model.eval()
     with torch.no_grad():
-        sample_s = _median_seconds(lambda: sampler.sample(sample_batch, temperature=1.0), device, 2, sample_repeats)
+        draw = lambda: sampler.sample(sample_batch, temperature=1.0)  # noqa: E731
+        if config.cuda_graph:  # sampling replayed from a graph of its own
+            sample_s = _median_seconds(GraphedCall(draw, device=device, warmup=2), device, 3, sample_repeats)
+        else:
+            sample_s = _median_seconds(draw, device, 2, sample_repeats)
         with step.autocast():
             eval_s = _median_seconds(lambda: sampler(images), device, 2, max(3, steps // 2))
 

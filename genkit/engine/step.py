@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from genkit.engine.distributed import Distributed
+from genkit.engine.graphs import GraphedCall
 from genkit.recipe import TrainConfig
 
 
@@ -146,58 +147,20 @@ class TrainStep:
         }
 
 
-class GraphedTrainStep:
+class GraphedTrainStep(GraphedCall):
     """A :class:`TrainStep` captured whole — forward, backward, clipping, skip, AdamW, EMA — in one CUDA graph.
 
-    The first ``warmup`` calls run the step eagerly on a side stream (what capture needs first:
-    cuDNN/cuBLAS workspaces and algorithm choices, compilation, the optimizer's lazily created
-    moments); each is a real update. The next call captures the step on a static copy of its
-    batch and every call from then on copies its batch in and replays the graph: one launch per
-    step instead of thousands, and no host synchronisation. The latent noise keeps coming from
-    the default CUDA generator, whose offset every replay advances.
-
-    Every call does exactly one update, graphed or not, so a run's results do not depend on
-    where capture happened beyond floating-point rounding. The returned metrics are the graph's
-    static outputs: read (or copy) them before the next call overwrites them.
+    See :class:`genkit.engine.graphs.GraphedCall`: the first ``warmup`` steps run eagerly (each a
+    real update, creating the optimizer's moments), the next is captured, the rest are replays.
+    Every call does exactly one update, so where capture happened changes nothing beyond
+    floating-point rounding, and the latent noise keeps coming from the default CUDA generator,
+    whose offset each replay advances.
     """
 
     def __init__(self, step: TrainStep, warmup: int = 3):
-        if step.device_type != "cuda":
-            raise ValueError("GraphedTrainStep needs a CUDA device")
-        self.step, self.warmup = step, warmup
-        self.calls = 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.static_images: torch.Tensor | None = None
-        self.static_out: dict[str, torch.Tensor] | None = None
-        self.side_stream = torch.cuda.Stream(step.context.device)
+        super().__init__(step, device=step.context.device, warmup=warmup)
+        self.step = step
 
-    @property
-    def captured(self) -> bool:
-        return self.graph is not None
-
-    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.calls += 1
-        if self.graph is None and self.calls <= self.warmup:
-            main = torch.cuda.current_stream()
-            self.side_stream.wait_stream(main)
-            with torch.cuda.stream(self.side_stream):
-                out = self.step(images)
-            main.wait_stream(self.side_stream)
-            return out
-        if self.graph is None:
-            self._capture(images)
-        else:
-            self.static_images.copy_(images, non_blocking=True)
-        self.graph.replay()
-        return self.static_out
-
-    def _capture(self, images: torch.Tensor) -> None:
-        self.static_images = images.clone()
+    def before_capture(self) -> None:
         for param in self.step.params:  # the graph allocates (and then owns) the gradients
             param.grad = None
-        torch.cuda.synchronize(self.step.context.device)
-        graph = torch.cuda.CUDAGraph()
-        # thread-local: the data loader's pin-memory thread may touch CUDA while this thread captures
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.static_out = self.step(self.static_images)
-        self.graph = graph
