@@ -14,11 +14,9 @@ from locations import ROOT
 
 
 def test_npy_arrays_become_a_cifar10_tarball_the_data_set_reads_back(tmp_path):
-    rng = np.random.default_rng(0)
-    train = rng.integers(0, 256, (23, 32, 32, 3), dtype=np.uint8)
-    test = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
-    np.save(tmp_path / "train.npy", train)
-    np.save(tmp_path / "test.npy", test)
+    train, test = np.split(np.random.default_rng(0).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), [23])
+    for name, images in (("train", train), ("test", test)):
+        np.save(tmp_path / f"{name}.npy", images)
     out = tmp_path / "data" / "cifar-10-python.tar.gz"
     subprocess.run([sys.executable, str(ROOT / "tools" / "npy_to_cifar10.py"), str(tmp_path / "train.npy"), str(tmp_path / "test.npy"), str(out)], check=True)
 
