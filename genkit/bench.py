@@ -7,7 +7,8 @@ repetitions after warm-up:
   decision, AdamW, EMA) on random images of the recipe's shape;
 * the time from the start of the benchmark to the end of the first training step (building the
   model, and compiling when asked);
-* peak GPU memory during training (CUDA only);
+* peak GPU memory during training (CUDA only), and on any device the memory per image that
+  autograd saves for the backward pass in eager mode (the part of peak memory the batch multiplies);
 * the latency of sampling 64 images at temperature 1 (replayed from a CUDA graph of its own
   when the training step is graphed), and evaluation images/s (no gradients);
 * model FLOPs per image for forward + backward, counted by ``torch.utils.flop_counter`` on the
@@ -83,6 +84,37 @@ def flops_per_image(recipe: Recipe) -> float:
     with FlopCounterMode(display=False) as counter:
         model(images).loss.backward()
     return float(counter.get_total_flops())
+
+
+def saved_bytes(model: torch.nn.Module, images: torch.Tensor, autocast) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one loss (weights left out).
+
+    Each storage counts once however many views of it are saved; parameters do not count.
+    """
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
+        loss = model(images).loss
+    del loss  # frees the graph: nothing is kept beyond the count
+    return sum(kept.values())
+
+
+def saved_activation_mib_per_image(model: torch.nn.Module, images: torch.Tensor, autocast_factory) -> float:
+    """MiB per image that autograd saves for backward in eager mode: the slope between batches of 1 and 2.
+
+    The slope leaves out what does not grow with the batch (bf16 copies of the weights, say), so
+    it is the part of peak training memory that the batch multiplies.
+    """
+    one = saved_bytes(model, images[:1].clone(), autocast_factory())  # clones: a view would keep the whole batch
+    two = saved_bytes(model, images[:2].clone(), autocast_factory())
+    return (two - one) / 2**20
 
 
 def _synchronize(device: torch.device) -> None:
@@ -201,6 +233,9 @@ def run_benchmark(
         with step.autocast():
             eval_s = _median_seconds(lambda: sampler(images), device, 2, max(3, steps // 2))
 
+    model.train()
+    activations_mib = saved_activation_mib_per_image(model, images.expand(2, *images.shape[1:]) if len(images) < 2 else images, step.autocast)
+
     # the numerical guard, after the timed steps (so compiling it costs the timings nothing)
     with torch.no_grad():
         model.eval()
@@ -230,6 +265,7 @@ def run_benchmark(
         "first_step_s": first_step_s,
         "peak_memory_gib": None if peak_bytes is None else peak_bytes / 2**30,
         "memory_mib_per_image": None if peak_bytes is None else peak_bytes / 2**20 / batch,
+        "saved_activations_mib_per_image": activations_mib,
         "sample_batch": sample_batch,
         "sample_ms": 1000 * sample_s,
         "eval_images_per_s": batch / eval_s,
@@ -262,6 +298,7 @@ def format_table(result: dict[str, Any]) -> str:
         ("start to first step (s)", show(result["first_step_s"], ".1f")),
         ("peak train memory (GiB)", show(result["peak_memory_gib"], ".2f")),
         ("memory per image (MiB)", show(result["memory_mib_per_image"], ".0f")),
+        ("saved for backward, eager (MiB/image)", show(result["saved_activations_mib_per_image"], ".1f")),
         (f"sample {result['sample_batch']} images, T=1 (ms)", show(result["sample_ms"], ".1f")),
         ("eval images/s", show(result["eval_images_per_s"], ".1f")),
         ("data path images/s", "n/a (no data set here)" if result["data_images_per_s"] is None else f"{result['data_images_per_s']:.0f}"),

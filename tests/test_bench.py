@@ -101,3 +101,25 @@ def test_asking_the_bench_for_a_cuda_graph_without_cuda_fails_with_one_line(caps
     assert main(["bench", str(ROOT / "recipes" / "digits.toml"), "--cuda-graph", "--no-flops"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train.cuda_graph = true needs a CUDA device" in err[0]
+
+
+def test_saved_activations_count_what_autograd_keeps_per_image_and_leave_weights_out():
+    import contextlib
+    from types import SimpleNamespace
+
+    import torch
+
+    from genkit.bench import saved_activation_mib_per_image, saved_bytes
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 8, bias=False)
+
+        def forward(self, x):
+            # mm keeps its input (the weight is a parameter), GELU keeps its input; sum keeps nothing
+            return SimpleNamespace(loss=torch.nn.functional.gelu(self.linear(x)).sum())
+
+    model, x = Tiny(), torch.randn(3, 4)
+    assert saved_bytes(model, x, contextlib.nullcontext()) == 3 * (4 + 8) * 4
+    assert saved_activation_mib_per_image(model, x, contextlib.nullcontext) * 2**20 == (4 + 8) * 4
