@@ -7,28 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from iaf_helpers import randomise
+from iaf_helpers import DTYPE, family, params, pixel_map, randomise
 from torch.autograd.functional import jacobian
 
 from genkit_iaf import IafPosterior, IafSettings
-
-DTYPE = torch.float64
-
-
-def family(zdim: int = 4, seed: int = 0, **settings) -> IafPosterior:
-    options = dict(steps=3, hidden=12, depth=2, context=3) | settings
-    return randomise(IafPosterior(IafSettings(**options), zdim=zdim).to(DTYPE), seed)
-
-
-def params(posterior: IafPosterior, n: int = 1, h: int = 1, w: int = 1, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, posterior.param_channels, h, w, generator=g, dtype=DTYPE) * 0.5
-
-
-def pixel_map(fn, zdim: int):
-    """Wrap a map of (1, zdim, 1, 1) latents as a map of vectors (zdim,), for autograd's jacobian."""
-    return lambda v: fn(v.reshape(1, zdim, 1, 1)).reshape(zdim)
-
 
 def test_every_step_has_a_triangular_jacobian_in_its_declared_order_with_diagonal_sigma():
     posterior = family(zdim=5)

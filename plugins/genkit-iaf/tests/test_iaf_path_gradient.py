@@ -1,6 +1,6 @@
 """The KL estimate genkit forms with this posterior: unbiased in value, and the path gradient (Roeder et al. 2017) exact.
 
-Every flow here has random weights (``randomise``), so no check leans on the identity a new flow starts as.
+Every flow here has random weights (``family`` randomises them), so no check leans on the identity a new flow starts as.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ import math
 
 import pytest
 import torch
-from iaf_helpers import randomise
-from test_iaf_flow import DTYPE, family, params, pixel_map
+from iaf_helpers import DTYPE, family, params
 from torch.autograd.functional import jacobian
 
 from genkit.interfaces import kl_divergence
