@@ -75,13 +75,36 @@ class LatentDistribution(ABC):
         """Analytic KL(self ‖ other) per element ``(B, zdim, H, W)``, or ``None`` where there is no closed form."""
         return None
 
+    def path_log_prob(self, z: Tensor) -> Tensor:
+        """``log_prob(z)`` in value, with a gradient that reaches this distribution's parameters only through ``z``.
+
+        The path derivative of Roeder, Wu & Duvenaud (2017), "Sticking the Landing": the parameters
+        (the network output that built the distribution, and any weights its family holds) are
+        constants of the density, so for a reparameterised draw ``z`` the gradient of ``log q(z)``
+        drops the score ``∂/∂θ log q_θ(z)`` at fixed ``z``. The score has expectation zero under
+        ``z ~ q``, so the expected gradient is unchanged; where ``q`` matches what it is fitted to (a
+        latent layer at its prior, or at the exact posterior) it is all the noise there is, and
+        without it that gradient vanishes draw by draw. Far from that, the path term alone can be
+        the noisier of the two. With ``z`` held fixed no gradient reaches the parameters.
+
+        The default is ``log_prob(z)`` itself, the total gradient: a family overrides it where it can
+        hold its parameters fixed.
+        """
+        return self.log_prob(z)
+
 
 def kl_divergence(q: LatentDistribution, p: LatentDistribution, z: Tensor) -> Tensor:
-    """KL(q ‖ p) per element: analytic where both allow it, otherwise the one-sample Monte-Carlo estimate at ``z ~ q``."""
+    """KL(q ‖ p) per element ``(B, zdim, H, W)``, for ``z`` a reparameterised draw of ``q``.
+
+    Analytic where ``q.kl(p)`` gives it. Otherwise the one-sample Monte-Carlo estimate
+    ``log q(z) − log p(z)``, unbiased in value, with ``log q`` from ``q.path_log_prob``: its
+    gradient is unbiased too, and the part that reaches ``q``'s parameters vanishes where ``q``
+    equals ``p``.
+    """
     analytic = q.kl(p)
     if analytic is not None:
         return analytic
-    return q.log_prob(z) - p.log_prob(z)
+    return q.path_log_prob(z) - p.log_prob(z)
 
 
 class LatentFamily(nn.Module, ABC):

@@ -36,6 +36,9 @@ class DiagonalGaussian(LatentDistribution):
     def log_prob(self, z: Tensor) -> Tensor:
         return -0.5 * ((z - self._mean) * torch.exp(-self.log_sigma)) ** 2 - self.log_sigma - HALF_LOG_TWO_PI
 
+    def path_log_prob(self, z: Tensor) -> Tensor:
+        return DiagonalGaussian(self._mean.detach(), self.log_sigma.detach()).log_prob(z)
+
     def kl(self, other: LatentDistribution) -> Tensor | None:
         if not isinstance(other, DiagonalGaussian):
             return None

@@ -7,28 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from iaf_helpers import randomise
+from iaf_helpers import DTYPE, family, params, pixel_map, randomise
 from torch.autograd.functional import jacobian
 
 from genkit_iaf import IafPosterior, IafSettings
-
-DTYPE = torch.float64
-
-
-def family(zdim: int = 4, seed: int = 0, **settings) -> IafPosterior:
-    options = dict(steps=3, hidden=12, depth=2, context=3) | settings
-    return randomise(IafPosterior(IafSettings(**options), zdim=zdim).to(DTYPE), seed)
-
-
-def params(posterior: IafPosterior, n: int = 1, h: int = 1, w: int = 1, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, posterior.param_channels, h, w, generator=g, dtype=DTYPE) * 0.5
-
-
-def pixel_map(fn, zdim: int):
-    """Wrap a map of (1, zdim, 1, 1) latents as a map of vectors (zdim,), for autograd's jacobian."""
-    return lambda v: fn(v.reshape(1, zdim, 1, 1)).reshape(zdim)
-
 
 def test_every_step_has_a_triangular_jacobian_in_its_declared_order_with_diagonal_sigma():
     posterior = family(zdim=5)
@@ -162,18 +144,3 @@ def test_a_step_can_stretch_an_element_by_at_most_the_inverse_initial_gate():
     assert bound - 1e-3 < log_scale.max() <= bound + 1e-15  # reached where s saturates the sigmoid
     assert log_scale.min() < -5  # while shrinking has no such limit
 
-
-def test_the_kl_has_no_closed_form_so_genkit_uses_monte_carlo():
-    from genkit.interfaces import kl_divergence
-
-    posterior = family(zdim=3, seed=20)
-    q = posterior(params(posterior, seed=21))
-    p = torch.distributions.Normal(0.0, 1.0)
-
-    class StandardNormal:
-        def log_prob(self, z):
-            return p.log_prob(z)
-
-    z = q.rsample(torch.Generator().manual_seed(22))
-    assert q.kl(StandardNormal()) is None
-    assert torch.allclose(kl_divergence(q, StandardNormal(), z), q.log_prob(z) - p.log_prob(z), atol=0)

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from genkit_iaf.made import Made
@@ -67,6 +69,33 @@ class IafStep(nn.Module):
             z = (self.initial_gate * z_next - (1 - gate) * m) / gate
         return z
 
+    def shift_and_gate_jacobians(self, z: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(m, s, ∂m/∂z, ∂s/∂z)`` in the natural channel order, the Jacobians ``(B, H, W, zdim, zdim)`` per pixel."""
+        zdim = z.shape[1]
+        if not self.reverse:
+            m, s, jacobian = self.made.jacobian(z, h)
+            return m, s, jacobian[..., :zdim, :], jacobian[..., zdim:, :]
+        m, s, jacobian = self.made.jacobian(z.flip(1), h)
+        # reading the channels backwards reverses both the rows and the columns
+        return m.flip(1), s.flip(1), jacobian[..., :zdim, :].flip(-1, -2), jacobian[..., zdim:, :].flip(-1, -2)
+
+    def pull_back(self, z: Tensor, h: Tensor | None, grad: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z', ∇_{z'} F)`` for ``F = φ − Σ weights ⊙ log(σ/g₀)`` as a function of ``z' = step(z)``, given ``grad = ∇φ`` at ``z``.
+
+        Both terms are functions of ``z``, so ``∇_{z'} F = J⁻ᵀ (∇φ − (∂s/∂z)ᵀ (weights ⊙ (1 − σ)))``
+        with the step's Jacobian ``J = (diag(σ) + diag((z − m) ⊙ σ(1 − σ)) ∂s/∂z + diag(1 − σ) ∂m/∂z) / g₀``,
+        triangular in the step's order: one triangular solve per pixel. Weights and ``h`` are constants.
+        """
+        column = lambda t: rearrange(t, "b c h w -> b h w c 1")  # noqa: E731  (per-pixel column vectors)
+        m, s, dm, ds = self.shift_and_gate_jacobians(z, h)
+        gate = s.sigmoid()
+        grad = column(grad) - ds.transpose(-1, -2) @ column(weights * (1 - gate))
+        jacobian = (torch.diag_embed(column(gate).squeeze(-1)) + column((z - m) * gate * (1 - gate)) * ds + column(1 - gate) * dm) / self.initial_gate
+        # J is lower triangular when the step reads first-to-last, so Jᵀ is upper
+        grad = torch.linalg.solve_triangular(jacobian.transpose(-1, -2), grad, upper=not self.reverse)
+        z_next = (gate * z + (1 - gate) * m) / self.initial_gate
+        return z_next, rearrange(grad, "b h w c 1 -> b c h w")
+
 
 class InverseAutoregressiveFlow(nn.Module):
     """``steps`` IAF steps in alternating channel order, starting from the base sample ``z₀``."""
@@ -91,3 +120,16 @@ class InverseAutoregressiveFlow(nn.Module):
             z = step.inverse(z, h)
         _, log_det = self(z, h)
         return z, log_det
+
+    def pull_back(self, z0: Tensor, h: Tensor | None, grad: Tensor, weights: Tensor) -> Tensor:
+        """``∇_z`` of ``φ(z₀) − Σ weights ⊙ log_det(z₀)`` with ``z₀ = flow⁻¹(z)``, given ``grad = ∇φ`` at ``z₀``; weights and ``h`` held fixed.
+
+        With ``φ = log N(·; μ, σ)`` and ``weights = 1`` this is ``∇_z log q(z)`` at ``z = flow(z₀)``.
+        The log-determinant is a sum of per-step terms, each a function of its step's input, so
+        :meth:`IafStep.pull_back` carries the gradient forward one step at a time, from ``z₀``,
+        without inverting anything.
+        """
+        z = z0
+        for step in self.steps:
+            z, grad = step.pull_back(z, h, grad, weights)
+        return grad

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -31,6 +32,11 @@ class MaskedConv1x1(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias)
+
+    @property
+    def matrix(self) -> Tensor:
+        """The masked weight as an ``(out, in)`` matrix: the layer's Jacobian at every pixel."""
+        return (self.weight * self.mask)[:, :, 0, 0]
 
 
 class Made(nn.Module):
@@ -66,3 +72,25 @@ class Made(nn.Module):
             a = F.elu(layer(a))
         m, s = self.out(a).chunk(2, dim=1)
         return m, s
+
+    def jacobian(self, z: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(m, s, ∂[m; s]/∂z)``: the outputs, and their Jacobian at every pixel ``(B, H, W, 2·zdim, zdim)``.
+
+        The chain rule through the layers, ``W_out · diag(elu'(a_L)) · W_L ⋯ diag(elu'(a_1)) · W_inp``
+        with the masked weights, so both halves are strictly lower triangular; ``h`` is an input
+        of the first layer only, held fixed here.
+        """
+        a = self.inp(z)
+        if self.context is not None:
+            a = a + self.context(h)
+        jacobian = rearrange(elu_derivative(a), "b k h w -> b h w k 1") * self.inp.matrix  # ∂ELU(a)/∂z (B, H, W, hidden, zdim)
+        for layer in self.hidden:
+            a = layer(F.elu(a))
+            jacobian = rearrange(elu_derivative(a), "b k h w -> b h w k 1") * torch.einsum("jk,bhwkz->bhwjz", layer.matrix, jacobian)
+        m, s = self.out(F.elu(a)).chunk(2, dim=1)
+        return m, s, torch.einsum("ok,bhwkz->bhwoz", self.out.matrix, jacobian)
+
+
+def elu_derivative(a: Tensor) -> Tensor:
+    """ELU'(a): 1 where a > 0, else exp(a)."""
+    return torch.where(a > 0, torch.ones_like(a), a.exp())
