@@ -25,6 +25,18 @@ from genkit_plugins.vdvae.blockstr import Stage
 from genkit_plugins.vdvae.config import VDVAEConfig
 
 
+def at_least_float32(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32, or as it is when it is already that precise (float64 stays float64).
+
+    Under bf16 autocast the networks' outputs are bf16; the densities, KLs and likelihoods built
+    from them are computed in float32. In bf16 arithmetic a layer's analytic KL — a sum of terms
+    near ½ that cancel to ~1e-4 — comes out negative at initialisation (the CIFAR-10 model's rate
+    read −0.042 bits/dim against +0.002 in float32), and near ±1 a bf16 value's spacing is a whole
+    8-bit pixel bin, too coarse for the likelihood's means.
+    """
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 class LayerOutput(NamedTuple):
     state: Tensor  # (B, width, R, R)
     kl: Tensor | None  # KL(q ‖ p) of the layer, nats per image (B,), when encoding
@@ -63,12 +75,12 @@ class DecoderBlock(nn.Module):
         """``activation`` is the encoder's at this resolution (z from the posterior) or ``None`` (z from the prior)."""
         features = self.prior(state)
         n = self.prior_family.param_channels
-        prior = self.prior_family(features[:, :n], temperature)
+        prior = self.prior_family(at_least_float32(features[:, :n]), temperature)
         kl = log_ratio = None
         if activation is None:
             z = prior.mean if latents == "mean" else prior.rsample(generator)
         else:
-            posterior = self.posterior_family(self.enc(torch.cat([state, activation], dim=1)))
+            posterior = self.posterior_family(at_least_float32(self.enc(torch.cat([state, activation], dim=1))))
             z = posterior.mean if latents == "mean" else posterior.rsample(generator)
             kl = kl_divergence(posterior, prior, z).sum(dim=(1, 2, 3))
             if want_log_ratio:
@@ -86,6 +98,11 @@ class OutNet(nn.Module):
         self.out_conv = conv(width, param_channels, 1)
 
     def forward(self, state: Tensor) -> Tensor:
+        # outside autocast, in the weights' precision: the likelihood's parameters need float32 (see at_least_float32)
+        kind = state.device.type
+        if torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
+            with torch.autocast(kind, enabled=False):
+                return self.out_conv(state.to(self.out_conv.weight.dtype))
         return self.out_conv(state)
 
 
