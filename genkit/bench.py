@@ -137,16 +137,15 @@ def _median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, re
 
 def _bench_images(recipe: Recipe, batch: int, image_shape: tuple[int, int, int], use_data: bool) -> tuple[torch.Tensor, Any, str]:
     """(``batch`` fixed images, the data set or ``None``, where the images came from)."""
-    try:
-        if not use_data:
-            raise ConfigError("data not asked for")
-        dataset = recipe.data.build("dataset")
-        validation = dataset.split("validation")
-        if tuple(dataset.image_shape) == tuple(image_shape) and len(validation) >= batch:
-            images = torch.stack([validation[i] for i in range(batch)])
-            return images, dataset, f"{recipe.data.name} validation images"
-    except GenkitError:  # the data set is not on this machine: random images of the right shape
-        pass
+    if use_data:
+        try:
+            dataset = recipe.data.build("dataset")
+            validation = dataset.split("validation")
+            if tuple(dataset.image_shape) == tuple(image_shape) and len(validation) >= batch:
+                images = torch.stack([validation[i] for i in range(batch)])
+                return images, dataset, f"{recipe.data.name} validation images"
+        except GenkitError:  # the data set is not on this machine: random images of the right shape
+            pass
     h, w, c = image_shape
     generator = torch.Generator(device="cpu").manual_seed(0)
     return torch.randint(0, 256, (batch, h, w, c), dtype=torch.uint8, generator=generator), None, "random images"
