@@ -36,7 +36,8 @@ import math
 import platform
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -135,7 +136,9 @@ def _median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, re
     return statistics.median(times)
 
 
-def _bench_images(recipe: Recipe, batch: int, image_shape: tuple[int, int, int], use_data: bool) -> tuple[torch.Tensor, Any, str]:
+def _bench_images(
+    recipe: Recipe, batch: int, image_shape: tuple[int, int, int], use_data: bool
+) -> tuple[torch.Tensor, Any, str]:
     """(``batch`` fixed images, the data set or ``None``, where the images came from)."""
     if use_data:
         try:
@@ -154,7 +157,11 @@ def _bench_images(recipe: Recipe, batch: int, image_shape: tuple[int, int, int],
 def data_images_per_s(dataset, recipe: Recipe, batch: int, device: torch.device, batches: int = 50) -> float:
     """Images/s that the training data path (loader, workers, pinned memory, copy) hands to ``device``."""
     config = recipe.train
-    loader = iter(train_loader(dataset.split("train"), batch, seed=config.seed, start=0, num_workers=config.num_workers, device=device))
+    loader = iter(
+        train_loader(
+            dataset.split("train"), batch, seed=config.seed, start=0, num_workers=config.num_workers, device=device
+        )
+    )
     for _ in range(min(5, batches)):  # workers start and fill their queues
         to_device(next(loader), device)
     _synchronize(device)
@@ -190,7 +197,9 @@ def run_benchmark(
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = recipe.train
     if config.cuda_graph and device.type != "cuda":
-        raise ConfigError(f"{recipe.source or 'recipe'}: train.cuda_graph = true needs a CUDA device, and this benchmark runs on {device}")
+        raise ConfigError(
+            f"{recipe.source or 'recipe'}: train.cuda_graph = true needs a CUDA device, and this benchmark runs on {device}"
+        )
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     model = model_from_recipe(recipe, device)
@@ -233,7 +242,9 @@ def run_benchmark(
             eval_s = _median_seconds(lambda: sampler(images), device, 2, max(3, steps // 2))
 
     model.train()
-    activations_mib = saved_activation_mib_per_image(model, images.expand(2, *images.shape[1:]) if len(images) < 2 else images, step.autocast)
+    activations_mib = saved_activation_mib_per_image(
+        model, images.expand(2, *images.shape[1:]) if len(images) < 2 else images, step.autocast
+    )
 
     # the numerical guard, after the timed steps (so compiling it costs the timings nothing)
     with torch.no_grad():
@@ -248,7 +259,9 @@ def run_benchmark(
     peak = device_peak(device, config.dtype)
     return {
         "recipe": recipe.source,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
         "dtype": config.dtype,
@@ -289,9 +302,16 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("device", result["device"]),
         ("torch / date", f"{result['torch']} / {result['date']}"),
-        ("dtype / compile / channels-last / CUDA graph", f"{result['dtype']} / {result['compile']} / {result['channels_last']} / {result['cuda_graph']}"),
+        (
+            "dtype / compile / channels-last / CUDA graph",
+            f"{result['dtype']} / {result['compile']} / {result['channels_last']} / {result['cuda_graph']}",
+        ),
         ("parameters", f"{result['parameters']:,}"),
-        ("batch / images", f"{result['batch']} / {result['images']}" + (f" (weights {result['weights']})" if result["weights"] else "")),
+        (
+            "batch / images",
+            f"{result['batch']} / {result['images']}"
+            + (f" (weights {result['weights']})" if result["weights"] else ""),
+        ),
         ("train images/s", show(result["train_images_per_s"], ".1f")),
         ("train ms/step (median)", show(result["train_ms_per_step"], ".1f")),
         ("start to first step (s)", show(result["first_step_s"], ".1f")),
@@ -300,8 +320,14 @@ def format_table(result: dict[str, Any]) -> str:
         ("saved for backward, eager (MiB/image)", show(result["saved_activations_mib_per_image"], ".1f")),
         (f"sample {result['sample_batch']} images, T=1 (ms)", show(result["sample_ms"], ".1f")),
         ("eval images/s", show(result["eval_images_per_s"], ".1f")),
-        ("data path images/s", "n/a (no data set here)" if result["data_images_per_s"] is None else f"{result['data_images_per_s']:.0f}"),
-        ("loss, float32 / this path (bits/dim)", f"{result['loss_float32_bpd']:.4f} / {result['loss_measured_path_bpd']:.4f}"),
+        (
+            "data path images/s",
+            "n/a (no data set here)" if result["data_images_per_s"] is None else f"{result['data_images_per_s']:.0f}",
+        ),
+        (
+            "loss, float32 / this path (bits/dim)",
+            f"{result['loss_float32_bpd']:.4f} / {result['loss_measured_path_bpd']:.4f}",
+        ),
         ("loss relative difference", f"{100 * result['loss_relative_difference']:.3f}%"),
         ("GFLOP per image (fwd+bwd)", show(result["gflop_per_image"], ".2f")),
         ("MFU", "n/a (device peak unknown)" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"),

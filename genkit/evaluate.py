@@ -45,17 +45,29 @@ def evaluate_dataset(
     from genkit.engine.data import eval_loader, to_device
     from genkit.engine.distributed import Distributed
 
-    context = context or Distributed(device=torch.device(device) if device is not None else next(model.parameters()).device)
+    context = context or Distributed(
+        device=torch.device(device) if device is not None else next(model.parameters()).device
+    )
     device = context.device
     if importance_samples and not hasattr(model, "importance_log_weights"):
-        raise ConfigError(f"eval.importance_samples: {type(model).__name__} has no importance_log_weights, so it has no importance-weighted bound")
+        raise ConfigError(
+            f"eval.importance_samples: {type(model).__name__} has no importance_log_weights, so it has no importance-weighted bound"
+        )
     loader = eval_loader(
-        dataset, batch_size, max_images=max_images, num_workers=num_workers, device=device, rank=context.rank, world_size=context.world_size
+        dataset,
+        batch_size,
+        max_images=max_images,
+        num_workers=num_workers,
+        device=device,
+        rank=context.rank,
+        world_size=context.world_size,
     )
     was_training = model.training
     model.eval()
     dims = math.prod(model.image_shape)
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # elbo, distortion, rate, iw (nats per dim, summed over images)
+    sums = torch.zeros(
+        4, dtype=torch.float64, device=device
+    )  # elbo, distortion, rate, iw (nats per dim, summed over images)
     layer_sums: torch.Tensor | None = None
     count = torch.zeros((), dtype=torch.float64, device=device)
     bar = tqdm(loader, desc="evaluate", unit="batch", disable=not (progress and context.is_main), leave=False)
@@ -69,7 +81,9 @@ def evaluate_dataset(
             layer = terms.layer_kl.double().sum(0)
             layer_sums = layer if layer_sums is None else layer_sums + layer
         if importance_samples:
-            log_weights = torch.stack([model.importance_log_weights(images).double() for _ in range(importance_samples)])
+            log_weights = torch.stack(
+                [model.importance_log_weights(images).double() for _ in range(importance_samples)]
+            )
             bound = torch.logsumexp(log_weights, 0) - math.log(importance_samples)  # nats per image, (B,)
             sums[3] += (-bound / dims).sum()
         count += images.shape[0]

@@ -97,7 +97,9 @@ def download(
     except RevisionNotFoundError:
         raise HubError(f"{repo_id}: revision {revision!r} not found on {where}") from None
     except GatedRepoError:
-        raise HubError(f"{repo_id}: gated repository on {where}; accept its conditions and pass a token (--token or HF_TOKEN)") from None
+        raise HubError(
+            f"{repo_id}: gated repository on {where}; accept its conditions and pass a token (--token or HF_TOKEN)"
+        ) from None
     except RepositoryNotFoundError:
         raise HubError(
             f"{repo_id}: no such local directory, and no such model repository on {where} "
@@ -110,7 +112,9 @@ def download(
                 f"{repo_id}{at}: not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and downloads are off "
                 f"({why}); load it once online, or pass a model directory"
             ) from None
-        raise HubError(f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({_first_line(exc)})") from None
+        raise HubError(
+            f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({_first_line(exc)})"
+        ) from None
     except HfHubHTTPError as exc:
         raise HubError(f"{repo_id}{at}: {where} answered {_status(exc)}") from None
     folder = Path(folder)
@@ -239,14 +243,25 @@ def write_sample_grid(model: torch.nn.Module, path: Path, *, n: int = 16, seed: 
     return save_grid(images, path, scale=max(1, math.ceil(64 / height)))
 
 
-def write_model_card(directory: str | Path, model: torch.nn.Module | None = None, *, repo_id: str | None = None, license: str = "mit") -> Path:
+def write_model_card(
+    directory: str | Path, model: torch.nn.Module | None = None, *, repo_id: str | None = None, license: str = "mit"
+) -> Path:
     """Write ``README.md`` for a model directory: Hub metadata, results, samples, how to load it, provenance."""
     directory = Path(directory)
     recipe, config = read_config(directory)
     evaluation = read_evaluation(directory)
     path = directory / CARD_NAME
-    path.write_text(model_card(recipe, config, evaluation=evaluation, repo_id=repo_id, license=license,
-                               image_shape=getattr(model, "image_shape", None), has_samples=(directory / SAMPLES_NAME).is_file()))
+    path.write_text(
+        model_card(
+            recipe,
+            config,
+            evaluation=evaluation,
+            repo_id=repo_id,
+            license=license,
+            image_shape=getattr(model, "image_shape", None),
+            has_samples=(directory / SAMPLES_NAME).is_file(),
+        )
+    )
     return path
 
 
@@ -274,7 +289,9 @@ def check_evaluation(evaluation: Any, source: str, error: type[Exception] = Conf
     for key, kind, expected in (("split", str, "a split name"), ("bits_per_dim", (int, float), "a number")):
         value = evaluation.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise error(f"{source}: {key}: expected {expected}, found {value!r} (write it with genkit eval MODEL --split test --json FILE)")
+            raise error(
+                f"{source}: {key}: expected {expected}, found {value!r} (write it with genkit eval MODEL --split test --json FILE)"
+            )
     return evaluation
 
 
@@ -283,7 +300,13 @@ def _metrics(evaluation: dict) -> list[tuple[str, float, str]]:
     rows = [("bits-per-dim", float(evaluation["bits_per_dim"]), evaluation["method"])]
     if isinstance(evaluation.get("iw_bits_per_dim"), (int, float)):
         k = evaluation.get("importance_samples", "K")
-        rows.append(("bits-per-dim-iw", float(evaluation["iw_bits_per_dim"]), f"importance-weighted bound (Burda et al. 2016), {k} samples per image"))
+        rows.append(
+            (
+                "bits-per-dim-iw",
+                float(evaluation["iw_bits_per_dim"]),
+                f"importance-weighted bound (Burda et al. 2016), {k} samples per image",
+            )
+        )
     return rows
 
 
@@ -320,8 +343,16 @@ def card_metadata(recipe, *, evaluation: dict | None, repo_id: str | None, licen
     )
 
 
-def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | None, license: str,
-               image_shape: tuple[int, int, int] | None = None, has_samples: bool = False) -> str:
+def model_card(
+    recipe,
+    config: dict,
+    *,
+    evaluation: dict | None,
+    repo_id: str | None,
+    license: str,
+    image_shape: tuple[int, int, int] | None = None,
+    has_samples: bool = False,
+) -> str:
     """The model card text: YAML front matter, then prose a reader (and the Hub page) can use."""
     from genkit.recipe import dump_recipe
 
@@ -341,7 +372,11 @@ def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | 
         f"A `{recipe.model.name}` generative model{shape}, trained on {display}, published with "
         f"[genkit](https://github.com/genkit-torch/genkit) {config.get('genkit', {}).get('version', '')}.",
         "",
-        *([f"Converted from the checkpoint `{Path(str(config['converted_from'])).name}` with `genkit convert`.", ""] if config.get("converted_from") else []),
+        *(
+            [f"Converted from the checkpoint `{Path(str(config['converted_from'])).name}` with `genkit convert`.", ""]
+            if config.get("converted_from")
+            else []
+        ),
         "## Results",
         "",
     ]
@@ -352,14 +387,23 @@ def model_card(recipe, config: dict, *, evaluation: dict | None, repo_id: str | 
         lines += [
             "| data | split | bits/dim | images | how it was computed |",
             "|---|---|---|---|---|",
-            *(f"| {display} | {evaluation['split']} | {value:.4f} | {images} | {method} |" for _, value, method in _metrics(evaluation)),
+            *(
+                f"| {display} | {evaluation['split']} | {value:.4f} | {images} | {method} |"
+                for _, value, method in _metrics(evaluation)
+            ),
             "",
             "Bits per dimension = a bound on the negative log-likelihood in nats per dimension ÷ ln 2 (lower is better).",
             "",
         ]
     if has_samples:
-        lines += ["## Samples", "", f"![samples]({SAMPLES_NAME})", "",
-                  f"Unconditional samples at temperature {recipe.train.sample_temperature:g}, seed 0.", ""]
+        lines += [
+            "## Samples",
+            "",
+            f"![samples]({SAMPLES_NAME})",
+            "",
+            f"Unconditional samples at temperature {recipe.train.sample_temperature:g}, seed 0.",
+            "",
+        ]
     lines += [
         "## How to load",
         "",

@@ -71,7 +71,7 @@ class LatentDistribution(ABC):
     def log_prob(self, z: Tensor) -> Tensor:
         """log density per element, nats, ``(B, zdim, H, W)``."""
 
-    def kl(self, other: "LatentDistribution") -> Tensor | None:
+    def kl(self, other: LatentDistribution) -> Tensor | None:
         """Analytic KL(self ‖ other) per element ``(B, zdim, H, W)``, or ``None`` where there is no closed form."""
         return None
 
@@ -181,7 +181,9 @@ class GenerativeModel(nn.Module, ABC):
         """
 
     @abstractmethod
-    def sample(self, n: int, temperature: float | list[float] = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self, n: int, temperature: float | list[float] = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
         """``n`` new ``uint8`` images ``(n, H, W, C)``."""
 
     def save_pretrained(self, directory, *, samples: int = 16):
@@ -190,7 +192,15 @@ class GenerativeModel(nn.Module, ABC):
 
         return save_pretrained(self, directory, samples=samples)
 
-    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None, commit_message: str | None = None, **options):
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        **options,
+    ):
         """Publish this model as the Hub repo ``repo_id``; ``options`` as in :func:`genkit.hub.push_to_hub`."""
         from genkit.hub import push_to_hub
 

@@ -51,7 +51,9 @@ def save_pretrained(
     and, with ``card``, the ``README.md`` model card, after drawing ``samples`` images into ``samples.png``."""
     recipe = recipe or getattr(model, "recipe", None)
     if recipe is None:
-        raise GenkitError("save_pretrained needs the model's recipe: build it with genkit.pretrained.model_from_recipe or pass recipe=")
+        raise GenkitError(
+            "save_pretrained needs the model's recipe: build it with genkit.pretrained.model_from_recipe or pass recipe="
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
@@ -97,7 +99,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or altered") from None
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or altered"
+        ) from None
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -106,16 +110,25 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing:
-        raise CheckpointError(f"{source}: missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise CheckpointError(
+            f"{source}: missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if unexpected:
-        raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+        raise CheckpointError(
+            f"{source}: unexpected tensor {unexpected[0]!r}"
+            + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+        )
     for key, value in own.items():
         if tuple(state[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}")
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}"
+            )
     model.load_state_dict(state, strict=True)
 
 
-def load_model_dir(directory: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.nn.Module:
+def load_model_dir(
+    directory: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> torch.nn.Module:
     """Rebuild and load the model in a model directory; returned in eval mode."""
     directory = Path(directory)
     recipe, config = read_config(directory)
@@ -153,12 +166,19 @@ def from_pretrained(
     local = resolve_local(repo_id_or_path)
     if local is not None:
         if revision is not None:
-            raise ConfigError(f"{repo_id_or_path}: a revision ({revision!r}) applies to Hub repos, and this is a local directory")
+            raise ConfigError(
+                f"{repo_id_or_path}: a revision ({revision!r}) applies to Hub repos, and this is a local directory"
+            )
         return load_model_dir(local, device=device, dtype=dtype)
     from genkit.hub import download
 
     snapshot = download(
-        str(repo_id_or_path), revision=revision, local_files_only=local_files_only, token=token, cache_dir=cache_dir, endpoint=endpoint
+        str(repo_id_or_path),
+        revision=revision,
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
     )
     return load_model_dir(snapshot, device=device, dtype=dtype)
 

@@ -14,12 +14,12 @@ A recipe has four tables::
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import tomli_w
+import tomllib
 
 from genkit.components import ComponentRef, component, resolve_defaults
 from genkit.errors import ConfigError, RecipeError

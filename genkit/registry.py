@@ -12,7 +12,8 @@ import difflib
 import importlib
 import importlib.metadata
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import pluggy
@@ -77,7 +78,11 @@ class Registry:
 
     def _registrar(self, kind: str, provider: str, version: str, module: str):
         def register(
-            name: str, factory: Callable[..., Any], config: type | None = None, description: str = "", example: Any = None
+            name: str,
+            factory: Callable[..., Any],
+            config: type | None = None,
+            description: str = "",
+            example: Any = None,
         ) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin module {module}: {kind} names must be non-empty strings, got {name!r}")
@@ -92,7 +97,9 @@ class Registry:
             if not description:
                 description = (getattr(factory, "__doc__", None) or "").strip().splitlines()[0:1]
                 description = description[0] if description else ""
-            self._specs[kind][name] = PluginSpec(kind, name, factory, config or NoSettings, provider, version, description, example)
+            self._specs[kind][name] = PluginSpec(
+                kind, name, factory, config or NoSettings, provider, version, description, example
+            )
 
         return register
 

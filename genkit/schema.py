@@ -43,7 +43,9 @@ def structure(cls: type, data: Any, *, path: str, file: str | None) -> Any:
         key = getattr(exc, "key", None)
         if key is None:
             raise RecipeError(file, path, str(exc)) from None
-        raise RecipeError(file, _join(path, key), getattr(exc, "expected", str(exc)), getattr(exc, "found", None)) from None
+        raise RecipeError(
+            file, _join(path, key), getattr(exc, "expected", str(exc)), getattr(exc, "found", None)
+        ) from None
 
 
 def convert(tp: Any, value: Any, *, path: str, file: str | None) -> Any:
@@ -165,4 +167,6 @@ def _type_name(tp: Any) -> str:
     if origin in (tuple, list):
         args = typing.get_args(tp)
         return f"an array of {_type_name(args[0]) if args else 'values'}"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )

@@ -7,10 +7,9 @@ import os
 # Before genkit is imported anywhere: entry-point discovery is kept out of the suite (tests opt in).
 os.environ["GENKIT_LOAD_PLUGINS"] = ""
 
-from pathlib import Path  # noqa: E402
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -30,9 +29,9 @@ def fresh_registry():
 @pytest.fixture
 def toy_registry():
     """The built-in plugins plus ``tests/toy_plugins.py`` (a model ``toy`` and a latent ``toy-latent``)."""
-    from genkit.registry import Registry, make_plugin_manager, reset_registry, set_registry
-
     import toy_plugins
+
+    from genkit.registry import Registry, make_plugin_manager, reset_registry, set_registry
 
     pm = make_plugin_manager(load_entry_points=False)
     pm.register(toy_plugins, name="toy_plugins")

@@ -80,7 +80,11 @@ class PixelModel(GenerativeModel):
         z = None
         if self.has_latent:
             z = torch.randn(n, generator=generator, device=self.logits.device) * temperature
-        logits = self.logits.expand(n, *self.logits.shape) if z is None else self.logits + z[:, None, None, None, None] * self.direction
+        logits = (
+            self.logits.expand(n, *self.logits.shape)
+            if z is None
+            else self.logits + z[:, None, None, None, None] * self.direction
+        )
         probs = torch.softmax(logits.float(), -1).reshape(-1, 256)
         return torch.multinomial(probs, 1, generator=generator).reshape(n, *self.image_shape).to(torch.uint8)
 
@@ -113,7 +117,9 @@ def ddp_worker(rank: int, world_size: int, port: int, raw_recipe: dict, out: str
     """One rank of a ``torch.multiprocessing.spawn`` run (gloo on CPU): train, then save this rank's weights."""
     import os
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     install_registry()
     from genkit.engine.trainer import train

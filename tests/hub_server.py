@@ -73,7 +73,9 @@ class Repo:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None, body: dict | None = None):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict | None = None, body: dict | None = None
+    ):
         super().__init__(message)
         self.status, self.code, self.headers, self.body = status, code, headers or {}, body or {}
 
@@ -92,7 +94,7 @@ class FakeHub:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         self.thread.start()
         return self
 
@@ -197,7 +199,9 @@ class FakeHub:
             for depth in range(1, rest.count("/") + 1):
                 folders.add(prefix + "/".join(rest.split("/")[:depth]))
             entries.append({"type": "file", "oid": oid, "size": len(self.blob(oid)), "path": file_path})
-        folder_entries = [{"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "path": f} for f in sorted(folders)]
+        folder_entries = [
+            {"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "path": f} for f in sorted(folders)
+        ]
         return _json(200, folder_entries + entries)
 
     def create_branch(self, request, authorized, repo, rev):
@@ -243,9 +247,14 @@ class FakeHub:
                 elif key == "deletedFolder":
                     files = {p: o for p, o in files.items() if not p.startswith(value["path"].rstrip("/") + "/")}
                 else:
-                    raise HubError(400, f"unsupported commit operation {key!r}: this server stores every file as a regular blob")
+                    raise HubError(
+                        400, f"unsupported commit operation {key!r}: this server stores every file as a regular blob"
+                    )
             commit = self._commit(repo, branch, files, header.get("summary", ""))
-        return _json(200, {"commitUrl": f"{self.url}/{repo.repo_id}/commit/{commit.oid}", "commitOid": commit.oid, "success": True})
+        return _json(
+            200,
+            {"commitUrl": f"{self.url}/{repo.repo_id}/commit/{commit.oid}", "commitOid": commit.oid, "success": True},
+        )
 
     def resolve(self, request, authorized, repo, rev, path):
         repo = self._repo(repo, authorized)
@@ -359,5 +368,12 @@ def hub_env(fake_hub, tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     # What HF_ENDPOINT sets at import: calls that name no endpoint reach this server, never the real Hub.
     monkeypatch.setattr(hf_constants, "ENDPOINT", fake_hub.url)
-    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    return {"HF_ENDPOINT": fake_hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    monkeypatch.setattr(
+        hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake_hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    return {
+        "HF_ENDPOINT": fake_hub.url,
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hub"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }

@@ -47,7 +47,10 @@ def elbo(model: torch.nn.Module) -> list[float]:
 
 def tensor_digests(model: torch.nn.Module) -> dict[str, str]:
     """sha256 of every tensor's bytes: equal digests mean bit-identical weights."""
-    return {k: hashlib.sha256(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest() for k, v in model.state_dict().items()}
+    return {
+        k: hashlib.sha256(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        for k, v in model.state_dict().items()
+    }
 
 
 def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -82,7 +85,12 @@ def tiny_dir(tiny_model, tmp_path):
     from genkit.pretrained import save_pretrained
 
     directory = save_pretrained(tiny_model, tmp_path / "tiny-model")
-    evaluation = {"split": "test", "bits_per_dim": 4.3211, "images": 360, "method": "negative ELBO, one posterior sample per image"}
+    evaluation = {
+        "split": "test",
+        "bits_per_dim": 4.3211,
+        "images": 360,
+        "method": "negative ELBO, one posterior sample per image",
+    }
     (directory / "eval.json").write_text(json.dumps(evaluation))
     return directory
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from locations import ROOT
 
 from genkit.bench import flops_per_image, peak_for_name
 from genkit.cli import main
 from genkit.recipe import load_recipe
-
-from locations import ROOT
 
 
 @pytest.mark.slow
@@ -47,7 +46,26 @@ def test_bench_command_prints_a_table_and_writes_every_figure(tmp_path, capsys):
 def test_bench_overrides_dtype_from_the_command_line(tmp_path):
     out = tmp_path / "bench.json"
     recipe = ROOT / "recipes" / "vdvae-tiny-5bit.toml"
-    assert main(["bench", str(recipe), "--batch", "1", "--steps", "1", "--warmup", "1", "--dtype", "bfloat16", "--no-flops", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(recipe),
+                "--batch",
+                "1",
+                "--steps",
+                "1",
+                "--warmup",
+                "1",
+                "--dtype",
+                "bfloat16",
+                "--no-flops",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["dtype"] == "bfloat16" and result["gflop_per_image"] is None
 
@@ -55,14 +73,37 @@ def test_bench_overrides_dtype_from_the_command_line(tmp_path):
 def test_bench_reports_the_numerical_guard_and_the_data_path_on_real_images(tmp_path):
     out = tmp_path / "bench.json"
     digits = ROOT / "recipes" / "digits.toml"
-    assert main(["bench", str(digits), "--batch", "4", "--steps", "1", "--warmup", "1", "--no-flops", "--json", str(out)]) == 0
+    assert (
+        main(["bench", str(digits), "--batch", "4", "--steps", "1", "--warmup", "1", "--no-flops", "--json", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["images"] == "digits validation images" and result["data_images_per_s"] > 0
     # float32 eager is the reference path itself: not a rounding apart
     assert result["loss_relative_difference"] == 0.0 and result["loss_float32_bpd"] == result["loss_measured_path_bpd"]
     assert 0 < result["loss_float32_bpd"] < 16
 
-    assert main(["bench", str(digits), "--batch", "4", "--steps", "1", "--warmup", "1", "--no-flops", "--dtype", "bfloat16", "--no-data", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(digits),
+                "--batch",
+                "4",
+                "--steps",
+                "1",
+                "--warmup",
+                "1",
+                "--no-flops",
+                "--dtype",
+                "bfloat16",
+                "--no-data",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["images"] == "random images" and result["data_images_per_s"] is None
     # bf16 rounds: the losses differ, and the reported difference is theirs
@@ -80,7 +121,20 @@ def test_bench_measures_trained_weights_and_rejects_a_model_of_another_shape(tmp
     model = model_from_recipe(load_recipe(digits))
     model.save_pretrained(tmp_path / "digits-model", samples=0)
     out = tmp_path / "bench.json"
-    args = ["bench", str(digits), "--batch", "2", "--steps", "1", "--warmup", "1", "--no-flops", "--no-data", "--json", str(out)]
+    args = [
+        "bench",
+        str(digits),
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--no-flops",
+        "--no-data",
+        "--json",
+        str(out),
+    ]
     assert main([*args, "--weights", str(tmp_path / "digits-model")]) == 0
     assert json.loads(out.read_text())["weights"] == str(tmp_path / "digits-model")
 

@@ -34,7 +34,9 @@ def test_show_prints_the_resolved_recipe_and_parameter_counts(toy_recipe, capsys
     assert 'name = "toy"' in out and 'provider = "genkit-torch"' in out
     assert "lr = 0.0002" in out
     # encoder: 16·16 + 16, decoder: 16·3 + 3
-    assert "# encoder             272" in out and "# decoder              51" in out and "# total               323" in out
+    assert (
+        "# encoder             272" in out and "# decoder              51" in out and "# total               323" in out
+    )
 
 
 def test_configuration_errors_print_one_line_and_exit_2(toy_recipe, capsys):

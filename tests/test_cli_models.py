@@ -18,13 +18,29 @@ RECIPE = str(ROOT / "recipes" / "vdvae-tiny-5bit.toml")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "model"
-    assert main(["convert", "vdvae", str(FIXTURE / "reference-model-float64.th"), "--recipe", RECIPE, "--out", str(out)]) == 0
+    assert (
+        main(["convert", "vdvae", str(FIXTURE / "reference-model-float64.th"), "--recipe", RECIPE, "--out", str(out)])
+        == 0
+    )
     return out
 
 
 def test_eval_with_mean_latents_writes_the_fixture_keys_and_values(model_dir, tmp_path):
     out = tmp_path / "out.json"
-    code = main(["eval", str(model_dir), "--images", str(FIXTURE / "images_uint8.npy"), "--latents", "mean", "--dtype", "float64", "--json", str(out)])
+    code = main(
+        [
+            "eval",
+            str(model_dir),
+            "--images",
+            str(FIXTURE / "images_uint8.npy"),
+            "--latents",
+            "mean",
+            "--dtype",
+            "float64",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     got, expected = json.loads(out.read_text()), json.loads((FIXTURE / "expected.json").read_text())
     for key in ("distortion_nats_per_dim", "rate_nats_per_dim", "elbo_nats_per_dim", "kl_nats_per_layer"):
@@ -33,37 +49,102 @@ def test_eval_with_mean_latents_writes_the_fixture_keys_and_values(model_dir, tm
 
 def test_sample_writes_a_grid_of_n_images(model_dir, tmp_path):
     grid, npy = tmp_path / "grid.png", tmp_path / "s.npy"
-    assert main(["sample", str(model_dir), "--n", "4", "--temperature", "0.9", "--seed", "0", "--out", str(grid), "--npy", str(npy)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(model_dir),
+                "--n",
+                "4",
+                "--temperature",
+                "0.9",
+                "--seed",
+                "0",
+                "--out",
+                str(grid),
+                "--npy",
+                str(npy),
+            ]
+        )
+        == 0
+    )
     assert np.load(npy).shape == (4, 16, 16, 3)
     assert Image.open(grid).size[0] > 16
 
 
 def test_sample_accepts_one_temperature_per_layer_and_rejects_a_wrong_count(model_dir, tmp_path, capsys):
     per_layer = ",".join(["0.8"] * 8)
-    assert main(["sample", str(model_dir), "--n", "2", "--temperature", per_layer, "--out", str(tmp_path / "a.png")]) == 0
-    assert main(["sample", str(model_dir), "--n", "2", "--temperature", "0.8,0.7", "--out", str(tmp_path / "b.png")]) == 2
+    assert (
+        main(["sample", str(model_dir), "--n", "2", "--temperature", per_layer, "--out", str(tmp_path / "a.png")]) == 0
+    )
+    assert (
+        main(["sample", str(model_dir), "--n", "2", "--temperature", "0.8,0.7", "--out", str(tmp_path / "b.png")]) == 2
+    )
     assert "one temperature per latent layer (8)" in capsys.readouterr().err
 
 
 def test_reconstruct_writes_one_row_per_image(model_dir, tmp_path):
     out = tmp_path / "rec.png"
-    assert main(["reconstruct", str(model_dir), "--images", str(FIXTURE / "images_uint8.npy"), "--n", "2", "--keep", "0,4,8", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(model_dir),
+                "--images",
+                str(FIXTURE / "images_uint8.npy"),
+                "--n",
+                "2",
+                "--keep",
+                "0,4,8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     width, height = Image.open(out).size
     assert width > height  # 4 columns (original + 3), 2 rows
 
 
 def test_rates_table_matches_the_fixture_layer_kl_in_bits_per_dim(model_dir, tmp_path):
     plot, table = tmp_path / "rates.png", tmp_path / "rates.json"
-    args = ["rates", str(model_dir), "--images", str(FIXTURE / "images_uint8.npy"), "--latents", "mean", "--plot", str(plot), "--json", str(table)]
+    args = [
+        "rates",
+        str(model_dir),
+        "--images",
+        str(FIXTURE / "images_uint8.npy"),
+        "--latents",
+        "mean",
+        "--plot",
+        str(plot),
+        "--json",
+        str(table),
+    ]
     assert main(args) == 0
-    expected = np.mean(json.loads((FIXTURE / "expected.json").read_text())["kl_nats_per_layer"], axis=0) / (16 * 16 * 3) / np.log(2)
+    expected = (
+        np.mean(json.loads((FIXTURE / "expected.json").read_text())["kl_nats_per_layer"], axis=0)
+        / (16 * 16 * 3)
+        / np.log(2)
+    )
     got = [row["bits_per_dim"] for row in json.loads(table.read_text())["layers"]]
     np.testing.assert_allclose(got, expected, rtol=1e-4)  # float32 weights
     assert plot.stat().st_size > 0
 
 
 def test_convert_names_the_differing_keys(tmp_path, capsys):
-    code = main(["convert", "vdvae", str(FIXTURE / "reference-model-ema.th"), "--recipe", RECIPE, "--set", "model.zdim=4", "--out", str(tmp_path / "m")])
+    code = main(
+        [
+            "convert",
+            "vdvae",
+            str(FIXTURE / "reference-model-ema.th"),
+            "--recipe",
+            RECIPE,
+            "--set",
+            "model.zdim=4",
+            "--out",
+            str(tmp_path / "m"),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "decoder.dec_blocks.0.z_proj.weight: (32, 3, 1, 1) in the file, (32, 4, 1, 1) in the model" in err
@@ -72,7 +153,19 @@ def test_convert_names_the_differing_keys(tmp_path, capsys):
 def test_convert_infers_a_shorter_encoder_string_from_the_file(tmp_path, capsys):
     longer = "16x1,16d2,8x2,8d2,4x1,4d4,1x3"  # the file has 1x1: encoder blocks 8 and 9 are missing
     out = tmp_path / "m"
-    code = main(["convert", "vdvae", str(FIXTURE / "reference-model-ema.th"), "--recipe", RECIPE, "--set", f'model.enc_blocks="{longer}"', "--out", str(out)])
+    code = main(
+        [
+            "convert",
+            "vdvae",
+            str(FIXTURE / "reference-model-ema.th"),
+            "--recipe",
+            RECIPE,
+            "--set",
+            f'model.enc_blocks="{longer}"',
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     assert "encoder.enc_blocks.8.* (8 tensors), encoder.enc_blocks.9.* (8 tensors)" in capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["model"]["enc_blocks"] == "16x1,16d2,8x2,8d2,4x1,4d4,1x1"

@@ -1,3 +1,3 @@
 """Run the plugin contract suite (``genkit.testing``) over every built-in plugin."""
 
-from genkit.testing.test_contracts import *  # noqa: F401,F403
+from genkit.testing.test_contracts import *  # noqa: F403

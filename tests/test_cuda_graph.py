@@ -12,11 +12,11 @@ import copy
 
 import pytest
 import torch
-
-from genkit.engine.step import EMA, GraphedTrainStep, TrainStep, adapt_loaded_optimizer, build_optimizer
-from genkit.engine.distributed import Distributed
-from genkit.recipe import TrainConfig, load_recipe
 from locations import ROOT
+
+from genkit.engine.distributed import Distributed
+from genkit.engine.step import EMA, GraphedTrainStep, TrainStep, adapt_loaded_optimizer, build_optimizer
+from genkit.recipe import TrainConfig, load_recipe
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -64,7 +64,9 @@ def test_optimizer_state_resumes_across_the_cuda_graph_setting(saved_graph, resu
     opt, sched = build_optimizer(straight, saved_config)
     descend(straight, opt, sched, 3)
     # a checkpoint: copies, as torch.save makes them (state_dict() hands out the live moment tensors)
-    state = copy.deepcopy({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "weights": straight.state_dict()})
+    state = copy.deepcopy(
+        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "weights": straight.state_dict()}
+    )
     reference = descend(straight, opt, sched, 4, seed=2)
 
     resumed = linear(seed=5)  # different initial weights, replaced by the checkpoint's
@@ -89,7 +91,10 @@ def test_a_cuda_graph_without_cuda_fails_with_one_line(tmp_path, monkeypatch, ca
     from genkit.cli import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["run", str(ROOT / "recipes" / "digits.toml"), "--set", "train.cuda_graph=true", "--set", "train.steps=2"]) == 2
+    assert (
+        main(["run", str(ROOT / "recipes" / "digits.toml"), "--set", "train.cuda_graph=true", "--set", "train.steps=2"])
+        == 2
+    )
     captured = capsys.readouterr()
     lines = [line for line in (captured.out + captured.err).splitlines() if line.strip()]
     assert len(lines) == 1 and "train.cuda_graph = true needs a CUDA device" in lines[0], lines
@@ -109,11 +114,14 @@ def tiny_vdvae(config: TrainConfig):
 
 
 def digit_batches(n, batch=32):
-    from genkit_plugins.datasets.digits import DigitsSettings, Digits
+    from genkit_plugins.datasets.digits import Digits, DigitsSettings
 
     data = Digits(DigitsSettings()).split("train")
     generator = torch.Generator().manual_seed(0)
-    return [torch.stack([data[int(i)] for i in torch.randint(0, len(data), (batch,), generator=generator)]).cuda() for _ in range(n)]
+    return [
+        torch.stack([data[int(i)] for i in torch.randint(0, len(data), (batch,), generator=generator)]).cuda()
+        for _ in range(n)
+    ]
 
 
 @needs_cuda
@@ -134,7 +142,9 @@ def test_the_replayed_graph_trains_like_the_eager_step(dtype):
             scheduler.step()
         if graphed:
             assert fn.captured
-        results.append((losses, [p.detach().clone() for p in model.parameters()], [p.clone() for p in ema.model.parameters()]))
+        results.append(
+            (losses, [p.detach().clone() for p in model.parameters()], [p.clone() for p in ema.model.parameters()])
+        )
     (eager_losses, eager_w, eager_ema), (graph_losses, graph_w, graph_ema) = results
     # the same latent noise (the graph advances the default generator as eager kernels do) and the same updates
     assert graph_losses == pytest.approx(eager_losses, rel=1e-4)
@@ -146,8 +156,15 @@ def test_the_replayed_graph_trains_like_the_eager_step(dtype):
 def test_a_run_with_a_cuda_graph_checkpoints_and_resumes(tmp_path):
     from genkit.engine.trainer import train
 
-    settings = ["train.cuda_graph=true", "train.num_workers=0", "train.log_every=2", "train.eval_every=1000",
-                "eval.max_images=64", "eval.validation_max_images=64", f"train.out_dir={str(tmp_path)!r}".replace("'", '"')]
+    settings = [
+        "train.cuda_graph=true",
+        "train.num_workers=0",
+        "train.log_every=2",
+        "train.eval_every=1000",
+        "eval.max_images=64",
+        "eval.validation_max_images=64",
+        f"train.out_dir={str(tmp_path)!r}".replace("'", '"'),
+    ]
     recipe = load_recipe(ROOT / "recipes" / "digits.toml", [*settings, "train.steps=6"])
     first = train(recipe, run_dir=tmp_path / "run")
     assert first.step == 6

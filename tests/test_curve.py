@@ -20,8 +20,12 @@ def write_run(folder, train, validation=(), extra=()):
 
 
 def test_the_table_lists_each_run_at_the_asked_steps(tmp_path, capsys):
-    a = write_run(tmp_path / "fp32", [(50, 7.0), (100, 6.5), (150, 6.25)], [(150, 6.3)],
-                  extra=[{"step": 150, "split": "final-test", "bits_per_dim": 6.2}])
+    a = write_run(
+        tmp_path / "fp32",
+        [(50, 7.0), (100, 6.5), (150, 6.25)],
+        [(150, 6.3)],
+        extra=[{"step": 150, "split": "final-test", "bits_per_dim": 6.2}],
+    )
     b = write_run(tmp_path / "bf16", [(50, 7.5), (100, 6.0)])
     out = tmp_path / "curve.json"
     plot = tmp_path / "curve.png"
@@ -31,7 +35,10 @@ def test_the_table_lists_each_run_at_the_asked_steps(tmp_path, capsys):
     assert text[1].split() == ["100", "6.5000", "6.0000"]
     assert text[2].split() == ["150", "6.2500", "-"]  # bf16 has no record there
     assert "fp32: validation 6.3000 bits/dim (EMA weights) at step 150" in text
-    assert json.loads(out.read_text())["rows"] == [{"step": 100, "fp32": 6.5, "bf16": 6.0}, {"step": 150, "fp32": 6.25, "bf16": None}]
+    assert json.loads(out.read_text())["rows"] == [
+        {"step": 100, "fp32": 6.5, "bf16": 6.0},
+        {"step": 150, "fp32": 6.25, "bf16": None},
+    ]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -49,8 +56,11 @@ def test_a_run_written_by_the_trainer_reads_back(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("not json\n", "metrics.jsonl:1: not a metrics record"), ('{"split": "train"}\n', "metrics.jsonl:1: not a metrics record"),
-     ('{"step": 1, "split": "final-test"}\n', "holds no train or validation records")],
+    [
+        ("not json\n", "metrics.jsonl:1: not a metrics record"),
+        ('{"split": "train"}\n', "metrics.jsonl:1: not a metrics record"),
+        ('{"step": 1, "split": "final-test"}\n', "holds no train or validation records"),
+    ],
 )
 def test_damaged_metrics_fail_with_one_line_naming_the_file_and_line(tmp_path, capsys, content, message):
     (tmp_path / "run").mkdir()

@@ -31,7 +31,9 @@ def images_of(split):
 
 def cifar_batch(rng, n):
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    return data, pickle.dumps({b"batch_label": b"x", b"labels": list(range(n)), b"data": data, b"filenames": [b"f"] * n}, protocol=2)
+    return data, pickle.dumps(
+        {b"batch_label": b"x", b"labels": list(range(n)), b"data": data, b"filenames": [b"f"] * n}, protocol=2
+    )
 
 
 @pytest.fixture
@@ -122,7 +124,10 @@ def test_imagenet32_holds_out_5000_with_numpy_seed_42_and_tests_on_the_valid_fil
 
 def test_imagenet64_rejects_32_pixel_arrays_naming_the_expected_shape(tmp_path):
     np.save(tmp_path / "imagenet64-train.npy", np.zeros((3, 32, 32, 3), np.uint8))
-    with pytest.raises(DataError, match=r"imagenet64-train.npy: found uint8 array of shape \(3, 32, 32, 3\); expected a uint8 .npy array of shape \(N, 64, 64, 3\).*setup_imagenet"):
+    with pytest.raises(
+        DataError,
+        match=r"imagenet64-train.npy: found uint8 array of shape \(3, 32, 32, 3\); expected a uint8 .npy array of shape \(N, 64, 64, 3\).*setup_imagenet",
+    ):
         build("imagenet64", root=str(tmp_path))
 
 
@@ -146,7 +151,10 @@ def test_a_truncated_npy_file_is_a_data_error_naming_it(tmp_path):
 
 def test_npy_uses_validation_file_when_present(tmp_path):
     rng = np.random.default_rng(3)
-    arrays = {name: rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8) for name, n in [("train", 5), ("validation", 2), ("test", 3)]}
+    arrays = {
+        name: rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8)
+        for name, n in [("train", 5), ("validation", 2), ("test", 3)]
+    }
     for name, array in arrays.items():
         np.save(tmp_path / f"{name}.npy", array)
     data = build("npy", root=str(tmp_path))
@@ -174,7 +182,10 @@ def write_pngs(folder, images):
 
 def test_image_folder_with_split_subfolders_reads_each(tmp_path):
     rng = np.random.default_rng(4)
-    made = {name: rng.integers(0, 256, (n, 5, 6, 3), dtype=np.uint8) for name, n in [("train", 4), ("valid", 2), ("test", 3)]}
+    made = {
+        name: rng.integers(0, 256, (n, 5, 6, 3), dtype=np.uint8)
+        for name, n in [("train", 4), ("valid", 2), ("test", 3)]
+    }
     for name, images in made.items():
         write_pngs(tmp_path / name, images)
     data = build("image-folder", root=str(tmp_path))
@@ -220,7 +231,25 @@ def test_digits_map_the_17_counts_to_round_255k_over_16():
     assert np.array_equal(images_of(data.split("train")), expected[order[:1257]])
     assert np.array_equal(images_of(data.split("test")), expected[order[1437:]])
     assert [len(data.split(s)) for s in ("train", "validation", "test")] == [1257, 180, 360]
-    assert sorted(np.unique(expected).tolist()) == [0, 16, 32, 48, 64, 80, 96, 112, 128, 143, 159, 175, 191, 207, 223, 239, 255]
+    assert sorted(np.unique(expected).tolist()) == [
+        0,
+        16,
+        32,
+        48,
+        64,
+        80,
+        96,
+        112,
+        128,
+        143,
+        159,
+        175,
+        191,
+        207,
+        223,
+        239,
+        255,
+    ]
 
 
 def test_digits_from_a_corrupt_file_is_one_line(tmp_path):

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from locations import FIXTURES
 from einops import rearrange
+from locations import FIXTURES
 
 from genkit.interfaces import levels
 from genkit.registry import get_registry
@@ -73,7 +73,9 @@ def test_tiny_bin_mass_uses_the_midpoint_density_minus_log_half_levels():
     inv_s = math.exp(7.0)
     mid = inv_s * (x - 0.9)
     expected = mid + 7.0 - 2 * math.log1p(math.exp(mid)) - math.log(127.5)
-    assert likelihood.log_prob(params, torch.zeros(1, 1, 1, 1, dtype=torch.float64)).item() == pytest.approx(expected, rel=1e-12)
+    assert likelihood.log_prob(params, torch.zeros(1, 1, 1, 1, dtype=torch.float64)).item() == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_log_scales_are_floored_at_minus_seven():
@@ -88,7 +90,12 @@ def test_log_scales_are_floored_at_minus_seven():
 def test_rgb_probabilities_over_all_colours_of_a_coarse_grid_sum_to_one(bits):
     """Normalisation with the R→G→B coefficients: sum over every colour at 3 bits per channel equals 1 (bits 8/5 only set the bins)."""
     likelihood = build(channels=3, bits=3, mixtures=3)
-    params = torch.randn(1, likelihood.param_channels, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(bits)) * 0.5
+    params = (
+        torch.randn(
+            1, likelihood.param_channels, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(bits)
+        )
+        * 0.5
+    )
     grid = levels(3)
     colours = torch.cartesian_prod(grid, grid, grid)[:, :, None, None]
     total = torch.logsumexp(likelihood.log_prob(params.expand(len(colours), -1, -1, -1), colours), 0).exp()

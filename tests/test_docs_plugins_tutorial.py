@@ -18,11 +18,11 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "plugins.md"
@@ -97,7 +97,9 @@ def tutorial_plugin(tmp_path_factory) -> dict[str, str]:
     project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
     dist_info = folder / "src" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+    )
     groups = project["entry-points"]
     (dist_info / "entry_points.txt").write_text(
         "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in groups.items())
@@ -112,7 +114,9 @@ def test_the_python_snippets_run_against_the_tutorials_own_files(index, tutorial
     script = tmp_path / "snippet.py"
     where = "import genkit_iaf, sys\nprint('genkit_iaf from', genkit_iaf.__file__, file=sys.stderr)\n"
     script.write_text(of_kind("run")[index].body + where)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=tutorial_plugin, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=tutorial_plugin, cwd=ROOT, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"genkit_iaf from {tutorial_plugin['PYTHONPATH'].split(os.pathsep)[0]}" in result.stderr
     # the snippets state what they print in comments: "print(...)  # expected"
@@ -140,7 +144,9 @@ def test_the_commands_print_what_the_tutorial_shows(index, tutorial_plugin):
         name, _, value = words.pop(0).partition("=")
         env[name] = value
     assert words[0] == "genkit"
-    result = subprocess.run([sys.executable, "-m", "genkit", *words[1:]], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "genkit", *words[1:]], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
     output = (result.stdout + result.stderr).splitlines()
     assert _matches(expected, output), "\n".join(output)
     assert result.returncode == (2 if expected[0].startswith("genkit: error:") else 0)

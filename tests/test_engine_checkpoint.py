@@ -33,9 +33,26 @@ def engine_registry():
 
 
 def recipe(steps, out_dir, **train):
-    settings = {"steps": steps, "batch_size": 8, "lr": 0.05, "warmup_iters": 3, "num_workers": 0, "log_every": 2,
-                "eval_every": 1000, "checkpoint_every": 1000, "ema_rate": 0.9, "out_dir": str(out_dir), "n_samples": 4, **train}
-    raw = {"model": {"name": "pixels", "latent": True}, "data": {"name": "digits"}, "train": settings, "eval": {"max_images": 16, "batch_size": 16}}
+    settings = {
+        "steps": steps,
+        "batch_size": 8,
+        "lr": 0.05,
+        "warmup_iters": 3,
+        "num_workers": 0,
+        "log_every": 2,
+        "eval_every": 1000,
+        "checkpoint_every": 1000,
+        "ema_rate": 0.9,
+        "out_dir": str(out_dir),
+        "n_samples": 4,
+        **train,
+    }
+    raw = {
+        "model": {"name": "pixels", "latent": True},
+        "data": {"name": "digits"},
+        "train": settings,
+        "eval": {"max_images": 16, "batch_size": 16},
+    }
     return recipe_from_dict(raw, file="tiny.toml")
 
 
@@ -51,7 +68,10 @@ def test_n_steps_then_resume_then_n_more_equals_2n_uninterrupted(engine_registry
             assert torch.equal(x, y), name
     state_a = torch.load(checkpoint.latest(tmp_path / "straight") / "state.pt", weights_only=True)
     state_b = torch.load(checkpoint.latest(tmp_path / "resumed") / "state.pt", weights_only=True)
-    assert all(torch.equal(x, y) for x, y in zip(state_a["optimizer"]["state"][0].values(), state_b["optimizer"]["state"][0].values()))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(state_a["optimizer"]["state"][0].values(), state_b["optimizer"]["state"][0].values())
+    )
     assert torch.equal(state_a["rng"][0]["cpu"], state_b["rng"][0]["cpu"])
 
 
@@ -101,7 +121,9 @@ def test_resuming_with_a_different_model_is_refused(engine_registry, tmp_path):
     from genkit.engine.trainer import train
 
     train(recipe(2, tmp_path), run_dir=tmp_path / "run")
-    other = recipe_from_dict({**{"model": {"name": "pixels", "latent": False}, "data": {"name": "digits"}}}, file="other.toml")
+    other = recipe_from_dict(
+        {**{"model": {"name": "pixels", "latent": False}, "data": {"name": "digits"}}}, file="other.toml"
+    )
     with pytest.raises(ConfigError, match=r"different \[model\] table"):
         train(other, resume=tmp_path / "run")
 
@@ -129,7 +151,11 @@ sys.exit(main(["run", {recipe!r}, "--out", {out!r}]))
 @pytest.mark.parametrize(
     "workers, to_group, sig",
     [(0, False, signal.SIGTERM), (2, True, signal.SIGTERM), (2, True, signal.SIGINT)],
-    ids=["sigterm-to-the-process", "sigterm-to-the-process-group-with-loader-workers", "ctrl-c-to-the-process-group-with-loader-workers"],
+    ids=[
+        "sigterm-to-the-process",
+        "sigterm-to-the-process-group-with-loader-workers",
+        "ctrl-c-to-the-process-group-with-loader-workers",
+    ],
 )
 def test_a_stop_signal_writes_a_final_checkpoint_and_stops(tmp_path, workers, to_group, sig):
     # timeout(1), Ctrl-C in a terminal and batch schedulers signal the whole process group, the
@@ -142,7 +168,14 @@ def test_a_stop_signal_writes_a_final_checkpoint_and_stops(tmp_path, workers, to
     out = tmp_path / "run"
     script = SIGNAL_SCRIPT.format(tests=str(TESTS), recipe=str(recipe_file), out=str(out))
     env = {**os.environ, "GENKIT_LOAD_PLUGINS": ""}
-    process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 60
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)

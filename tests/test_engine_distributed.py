@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 
+import engine_plugins
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-import engine_plugins
 from genkit.engine.distributed import setup
 from genkit.errors import ConfigError
 
@@ -20,14 +20,32 @@ def free_port() -> int:
 
 
 def raw_recipe(batch_size: int, out_dir) -> dict:
-    train = {"steps": 6, "batch_size": batch_size, "lr": 0.05, "warmup_iters": 2, "num_workers": 0, "log_every": 3, "eval_every": 1000,
-             "checkpoint_every": 1000, "ema_rate": 0.9, "n_samples": 4, "out_dir": str(out_dir)}
-    return {"model": {"name": "pixels"}, "data": {"name": "digits"}, "train": train, "eval": {"max_images": 20, "batch_size": 8}}
+    train = {
+        "steps": 6,
+        "batch_size": batch_size,
+        "lr": 0.05,
+        "warmup_iters": 2,
+        "num_workers": 0,
+        "log_every": 3,
+        "eval_every": 1000,
+        "checkpoint_every": 1000,
+        "ema_rate": 0.9,
+        "n_samples": 4,
+        "out_dir": str(out_dir),
+    }
+    return {
+        "model": {"name": "pixels"},
+        "data": {"name": "digits"},
+        "train": train,
+        "eval": {"max_images": 20, "batch_size": 8},
+    }
 
 
 @pytest.mark.slow
 def test_two_gloo_ranks_end_identical_and_equal_one_process_at_the_same_global_batch(tmp_path):
-    mp.spawn(engine_plugins.ddp_worker, args=(2, free_port(), raw_recipe(4, tmp_path), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(
+        engine_plugins.ddp_worker, args=(2, free_port(), raw_recipe(4, tmp_path), str(tmp_path)), nprocs=2, join=True
+    )
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
 
@@ -37,7 +55,9 @@ def test_two_gloo_ranks_end_identical_and_equal_one_process_at_the_same_global_b
 
     engine_plugins.install_registry()
     try:
-        alone = train(recipe_from_dict(raw_recipe(8, tmp_path), file="one.toml"), run_dir=tmp_path / "alone").model.state_dict()
+        alone = train(
+            recipe_from_dict(raw_recipe(8, tmp_path), file="one.toml"), run_dir=tmp_path / "alone"
+        ).model.state_dict()
     finally:
         reset_registry()
     for key in alone:

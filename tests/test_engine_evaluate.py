@@ -7,14 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from engine_plugins import PixelModel, PixelSettings
+
 from genkit.engine.baselines import trivial_baselines
 from genkit.evaluate import evaluate_dataset
 
 
 def dataset(n=10, seed=0, size=3):
-    return list(torch.randint(0, 256, (n, size, size, 1), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8))
+    return list(
+        torch.randint(0, 256, (n, size, size, 1), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    )
 
 
 def numpy_nll_bits_per_dim(logits: np.ndarray, images: np.ndarray) -> float:
@@ -55,7 +57,9 @@ def test_the_rate_and_its_per_layer_split_are_the_analytic_kl():
     expected = kl.mean() / 9 / math.log(2)
     assert result["rate_bits_per_dim"] == pytest.approx(expected, rel=1e-5)
     assert result["layer_rate_bits_per_dim"] == pytest.approx([expected], rel=1e-5)
-    assert result["bits_per_dim"] == pytest.approx(result["distortion_bits_per_dim"] + result["rate_bits_per_dim"], rel=1e-6)  # float32 per image
+    assert result["bits_per_dim"] == pytest.approx(
+        result["distortion_bits_per_dim"] + result["rate_bits_per_dim"], rel=1e-6
+    )  # float32 per image
 
 
 def test_more_importance_samples_tighten_the_bound_of_a_latent_model():

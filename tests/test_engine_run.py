@@ -27,7 +27,7 @@ def write_recipe(tmp_path, data='name = "digits"', steps=4):
     path = tmp_path / "tiny.toml"
     path.write_text(
         f'[model]\nname = "pixels"\nlatent = true\n[data]\n{data}\n'
-        f'[train]\nsteps = {steps}\nbatch_size = 8\nnum_workers = 0\nlog_every = 2\neval_every = 2\ncheckpoint_every = 2\n'
+        f"[train]\nsteps = {steps}\nbatch_size = 8\nnum_workers = 0\nlog_every = 2\neval_every = 2\ncheckpoint_every = 2\n"
         f'n_samples = 9\nout_dir = "{tmp_path / "runs"}"\n[eval]\nmax_images = 32\nbatch_size = 16\n'
     )
     return path
@@ -39,9 +39,15 @@ def test_a_run_writes_recipe_metrics_checkpoints_pictures_and_results(engine_reg
     assert load_recipe(run / "recipe.toml").train.steps == 4
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["split"]) for r in records] == [
-        (2, "train"), (2, "validation"), (4, "train"), (4, "validation"), (4, "final-test")
+        (2, "train"),
+        (2, "validation"),
+        (4, "train"),
+        (4, "validation"),
+        (4, "final-test"),
     ]
-    assert {"loss_bpd", "distortion_bpd", "rate_bpd", "grad_norm", "skipped_updates", "images_per_s", "lr"} <= records[0].keys()
+    assert {"loss_bpd", "distortion_bpd", "rate_bpd", "grad_norm", "skipped_updates", "images_per_s", "lr"} <= records[
+        0
+    ].keys()
     samples = np.asarray(Image.open(run / "samples" / "step-00000004-samples.png"))
     assert samples.shape == ((3 * (8 + 1) + 1) * 12,) * 2  # a 3×3 grid of 8×8 images, 1-pixel padding, enlarged 12×
     assert (run / "samples" / "step-00000002-reconstructions.png").is_file()

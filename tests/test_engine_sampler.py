@@ -35,7 +35,9 @@ def test_starting_at_batch_k_continues_the_same_sequence_across_epochs():
 
 
 def test_a_global_batch_larger_than_the_split_is_a_config_error():
-    with pytest.raises(ConfigError, match="4 per process × 2 processes = 8 images per step, but the training split has only 5"):
+    with pytest.raises(
+        ConfigError, match="4 per process × 2 processes = 8 images per step, but the training split has only 5"
+    ):
         EpochBatchSampler(5, 4, seed=0, world_size=2)
 
 
@@ -43,6 +45,8 @@ def test_evaluation_shards_cover_the_first_max_images_once():
     data = torch.arange(10, dtype=torch.uint8).reshape(10, 1, 1, 1)
     seen = []
     for rank in range(2):
-        loader = eval_loader(list(data), 2, max_images=7, num_workers=0, device=torch.device("cpu"), rank=rank, world_size=2)
+        loader = eval_loader(
+            list(data), 2, max_images=7, num_workers=0, device=torch.device("cpu"), rank=rank, world_size=2
+        )
         seen += [int(v) for batch in loader for v in batch.flatten()]
     assert sorted(seen) == list(range(7))

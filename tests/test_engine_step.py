@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from engine_plugins import PixelModel, PixelSettings
+
 from genkit.engine.distributed import Distributed
 from genkit.engine.step import EMA, LinearWarmup, TrainStep, build_optimizer
 from genkit.recipe import TrainConfig
@@ -43,7 +43,16 @@ def test_warmup_is_linear_from_zero_then_flat():
 
 
 def test_two_steps_match_adamw_with_warmup_and_clipping_in_float64():
-    config = TrainConfig(lr=0.1, betas=(0.9, 0.8), eps=1e-8, weight_decay=0.05, warmup_iters=2, grad_clip=0.02, skip_threshold=-1.0, ema_rate=0.5)
+    config = TrainConfig(
+        lr=0.1,
+        betas=(0.9, 0.8),
+        eps=1e-8,
+        weight_decay=0.05,
+        warmup_iters=2,
+        grad_clip=0.02,
+        skip_threshold=-1.0,
+        ema_rate=0.5,
+    )
     model, optimizer, scheduler, ema, step = make(config)
     theta = model.logits.detach().double().numpy().copy()
     ema_np = theta.copy()
@@ -103,7 +112,9 @@ def test_a_non_finite_loss_skips_the_update():
     step(images(0))
     before = state_of(model, optimizer, ema)
     original_forward = model.forward
-    model.forward = lambda x, latents="sample": original_forward(x)._replace(loss=original_forward(x).loss * float("nan"))
+    model.forward = lambda x, latents="sample": original_forward(x)._replace(
+        loss=original_forward(x).loss * float("nan")
+    )
     out = step(images(1))
     assert out["skipped"].item() == 1.0
     assert_same_state(before, state_of(model, optimizer, ema))

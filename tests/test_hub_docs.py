@@ -8,7 +8,6 @@ import shlex
 
 import click
 import pytest
-
 from locations import ROOT
 
 PAGE = ROOT / "docs" / "publishing.md"

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 from hub_server import TOKEN, USER, fake_hub, hub_env  # noqa: F401
+from locations import FIXTURES, ROOT
 
 from genkit.cli import main
 from genkit.pretrained import from_pretrained
-
-from locations import FIXTURES, ROOT
 
 FIXTURE = FIXTURES / "vdvae-tiny-8bit"
 
@@ -26,14 +25,33 @@ def _scores(model) -> dict[str, list[float]]:
     images = torch.from_numpy(np.load(FIXTURE / "images_uint8.npy"))
     with torch.no_grad():
         terms = model(images, latents="mean")
-    return {"elbo": terms.elbo.double().tolist(), "distortion": terms.distortion.double().tolist(), "rate": terms.rate.double().tolist()}
+    return {
+        "elbo": terms.elbo.double().tolist(),
+        "distortion": terms.distortion.double().tolist(),
+        "rate": terms.rate.double().tolist(),
+    }
 
 
 @pytest.mark.slow
-def test_a_converted_official_checkpoint_scores_the_same_after_a_round_trip_through_the_hub(fake_hub, hub_env, tmp_path):
+def test_a_converted_official_checkpoint_scores_the_same_after_a_round_trip_through_the_hub(
+    fake_hub, hub_env, tmp_path
+):
     converted = tmp_path / "vdvae-tiny-8bit"
     recipe = ROOT / "recipes" / "vdvae-tiny-8bit.toml"
-    assert main(["convert", "vdvae", str(FIXTURE / "reference-model-ema.th"), "--recipe", str(recipe), "--out", str(converted)]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "vdvae",
+                str(FIXTURE / "reference-model-ema.th"),
+                "--recipe",
+                str(recipe),
+                "--out",
+                str(converted),
+            ]
+        )
+        == 0
+    )
     repo = f"{USER}/vdvae-tiny-8bit"
     assert main(["push", str(converted), repo, "--token", TOKEN, "--samples", "0"]) == 0
 

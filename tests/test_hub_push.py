@@ -46,7 +46,9 @@ def test_the_card_carries_the_hub_metadata_and_the_bits_per_dim_with_split_and_m
     (result,) = card["model-index"][0]["results"]
     assert card["model-index"][0]["name"] == "tiny-vdvae"
     assert result["dataset"] == {"name": "UCI handwritten digits (8x8)", "type": "digits", "split": "test"}
-    assert result["metrics"] == [{"type": "bits-per-dim", "value": 4.3211, "name": "negative ELBO, one posterior sample per image (bits/dim)"}]
+    assert result["metrics"] == [
+        {"type": "bits-per-dim", "value": 4.3211, "name": "negative ELBO, one posterior sample per image (bits/dim)"}
+    ]
 
 
 def test_the_card_says_how_to_load_the_repo_and_shows_the_samples(fake_hub, hub_env, tiny_dir):
@@ -90,7 +92,9 @@ def test_each_push_is_a_new_revision_and_old_revisions_stay_loadable(fake_hub, h
     second = retrained.push_to_hub(REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
     assert first.oid != second.oid
     assert tensor_digests(from_pretrained(REPO, endpoint=fake_hub.url)) == tensor_digests(retrained)
-    assert tensor_digests(from_pretrained(REPO, revision=first.oid, endpoint=fake_hub.url)) == tensor_digests(tiny_model)
+    assert tensor_digests(from_pretrained(REPO, revision=first.oid, endpoint=fake_hub.url)) == tensor_digests(
+        tiny_model
+    )
 
 
 def test_push_to_a_branch_leaves_main_alone(fake_hub, hub_env, tiny_model, tiny_recipe):
@@ -100,7 +104,9 @@ def test_push_to_a_branch_leaves_main_alone(fake_hub, hub_env, tiny_model, tiny_
     candidate = perturbed(model_from_recipe(tiny_recipe), seed=3)
     candidate.push_to_hub(REPO, token=TOKEN, endpoint=fake_hub.url, samples=0, revision="candidate")
     assert tensor_digests(from_pretrained(REPO, endpoint=fake_hub.url)) == tensor_digests(tiny_model)
-    assert tensor_digests(from_pretrained(REPO, revision="candidate", endpoint=fake_hub.url)) == tensor_digests(candidate)
+    assert tensor_digests(from_pretrained(REPO, revision="candidate", endpoint=fake_hub.url)) == tensor_digests(
+        candidate
+    )
 
 
 def test_an_unknown_revision_fails_naming_it(fake_hub, hub_env, tiny_model):
@@ -110,7 +116,9 @@ def test_an_unknown_revision_fails_naming_it(fake_hub, hub_env, tiny_model):
 
 
 def test_an_unknown_repo_fails_with_one_line(fake_hub, hub_env):
-    with pytest.raises(HubError, match=rf"^{USER}/nope: no such local directory, and no such model repository on {fake_hub.url} "):
+    with pytest.raises(
+        HubError, match=rf"^{USER}/nope: no such local directory, and no such model repository on {fake_hub.url} "
+    ):
         from_pretrained(f"{USER}/nope", endpoint=fake_hub.url)
 
 
@@ -128,7 +136,9 @@ def test_a_private_repo_needs_the_token_to_load(fake_hub, hub_env, tiny_model):
 
 
 def test_a_refused_token_fails_with_one_line_and_a_hint(fake_hub, hub_env, tiny_dir):
-    with pytest.raises(HubError, match=r"the Hub answered 401 \(Invalid credentials in Authorization header\) \(log in with"):
+    with pytest.raises(
+        HubError, match=r"the Hub answered 401 \(Invalid credentials in Authorization header\) \(log in with"
+    ):
         push_to_hub(tiny_dir, REPO, token="hf_wrong", endpoint=fake_hub.url, samples=0)
 
 
@@ -150,7 +160,9 @@ def test_loading_fetches_only_the_safetensors_config_and_card_never_pickles(fake
 
     push_to_hub(tiny_dir, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
     _api(fake_hub).create_commit(
-        REPO, [CommitOperationAdd("pytorch_model.bin", b"pickle bytes"), CommitOperationAdd("model.pt", b"more")], commit_message="pickles"
+        REPO,
+        [CommitOperationAdd("pytorch_model.bin", b"pickle bytes"), CommitOperationAdd("model.pt", b"more")],
+        commit_message="pickles",
     )
     snapshot = from_pretrained(REPO, endpoint=fake_hub.url)
     fetched = {path.rsplit("/", 1)[-1] for method, path in fake_hub.requests if "/resolve/" in path and method == "GET"}
@@ -165,10 +177,16 @@ def test_a_repo_with_only_pickled_weights_is_refused(fake_hub, hub_env, tiny_dir
     api.create_repo(REPO)
     api.create_commit(
         REPO,
-        [CommitOperationAdd("config.json", (tiny_dir / "config.json").read_bytes()), CommitOperationAdd("pytorch_model.bin", b"x")],
+        [
+            CommitOperationAdd("config.json", (tiny_dir / "config.json").read_bytes()),
+            CommitOperationAdd("pytorch_model.bin", b"x"),
+        ],
         commit_message="old-style upload",
     )
-    with pytest.raises(CheckpointError, match=r"has no model.safetensors; genkit loads weights only from safetensors, never from pickle"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"has no model.safetensors; genkit loads weights only from safetensors, never from pickle",
+    ):
         from_pretrained(REPO, endpoint=fake_hub.url)
 
 
@@ -183,7 +201,9 @@ def test_local_files_only_loads_the_cached_copy_without_any_request(fake_hub, hu
 
 
 def test_local_files_only_without_a_cached_copy_fails_with_one_line(fake_hub, hub_env):
-    with pytest.raises(HubError, match=r"not in the Hugging Face cache \(.+\) and downloads are off \(local_files_only=True\)"):
+    with pytest.raises(
+        HubError, match=r"not in the Hugging Face cache \(.+\) and downloads are off \(local_files_only=True\)"
+    ):
         from_pretrained(REPO, local_files_only=True, endpoint=fake_hub.url)
     assert fake_hub.requests == []
 
@@ -209,7 +229,9 @@ def test_the_cache_dir_argument_keeps_downloads_there(fake_hub, hub_env, tiny_di
     assert json.loads((snapshot / "config.json").read_text()) == json.loads((tiny_dir / "config.json").read_text())
 
 
-def test_push_of_a_run_directory_publishes_its_latest_ema_weights_and_never_the_training_state(fake_hub, hub_env, tiny_model, tiny_recipe, tmp_path):
+def test_push_of_a_run_directory_publishes_its_latest_ema_weights_and_never_the_training_state(
+    fake_hub, hub_env, tiny_model, tiny_recipe, tmp_path
+):
     from genkit.engine import checkpoint
     from genkit.pretrained import model_from_recipe
     from genkit.recipe import save_recipe
@@ -227,5 +249,12 @@ def test_push_of_a_run_directory_publishes_its_latest_ema_weights_and_never_the_
 
 def test_pushing_leaves_the_model_directory_untouched(fake_hub, hub_env, tiny_dir):
     before = {p.name: p.read_bytes() for p in tiny_dir.iterdir()}
-    push_to_hub(tiny_dir, REPO, token=TOKEN, endpoint=fake_hub.url, samples=4, evaluation={"split": "validation", "bits_per_dim": 4.5})
+    push_to_hub(
+        tiny_dir,
+        REPO,
+        token=TOKEN,
+        endpoint=fake_hub.url,
+        samples=4,
+        evaluation={"split": "validation", "bits_per_dim": 4.5},
+    )
     assert {p.name: p.read_bytes() for p in tiny_dir.iterdir()} == before

@@ -30,7 +30,9 @@ def test_push_and_from_pretrained_on_the_real_hub_give_identical_weights_and_elb
     repo_id = f"{api.whoami()['name']}/genkit-test-{uuid.uuid4().hex[:10]}"
     try:
         commit = tiny_model.push_to_hub(repo_id, private=True, samples=4, endpoint="https://huggingface.co")
-        loaded = from_pretrained(repo_id, revision=commit.oid, cache_dir=tmp_path / "cache", endpoint="https://huggingface.co")
+        loaded = from_pretrained(
+            repo_id, revision=commit.oid, cache_dir=tmp_path / "cache", endpoint="https://huggingface.co"
+        )
         assert tensor_digests(loaded) == tensor_digests(tiny_model)
         assert elbo(loaded) == elbo(tiny_model)
         assert api.model_info(repo_id).library_name == "genkit"

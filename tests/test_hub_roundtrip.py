@@ -46,7 +46,9 @@ def test_a_fresh_process_loads_a_pushed_model_with_identical_weights_and_elbo(fa
     assert out["elbo"] == elbo(tiny_model)
 
 
-def test_with_hf_hub_offline_a_fresh_process_loads_the_cached_model_without_any_request(fake_hub, hub_env, tiny_dir, tiny_model):
+def test_with_hf_hub_offline_a_fresh_process_loads_the_cached_model_without_any_request(
+    fake_hub, hub_env, tiny_dir, tiny_model
+):
     push_to_hub(tiny_dir, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
     from_pretrained(REPO, endpoint=fake_hub.url)  # fills this test's cache (HF_HUB_CACHE) online
     before = len(fake_hub.requests)
@@ -56,14 +58,33 @@ def test_with_hf_hub_offline_a_fresh_process_loads_the_cached_model_without_any_
 
 
 @pytest.mark.slow
-def test_genkit_push_then_genkit_sample_by_hub_id_on_the_command_line(fake_hub, hub_env, tiny_dir, tiny_model, tmp_path):
+def test_genkit_push_then_genkit_sample_by_hub_id_on_the_command_line(
+    fake_hub, hub_env, tiny_dir, tiny_model, tmp_path
+):
     genkit = [sys.executable, "-m", "genkit"]
-    pushed = _run([*genkit, "push", str(tiny_dir), REPO, "--token", TOKEN, "--samples", "4", "--message", "tiny model"], hub_env)
+    pushed = _run(
+        [*genkit, "push", str(tiny_dir), REPO, "--token", TOKEN, "--samples", "4", "--message", "tiny model"], hub_env
+    )
     assert pushed.stdout.startswith(f"pushed {tiny_dir} to {REPO}: {fake_hub.url}/{REPO}/commit/")
     repo = fake_hub.repos[REPO]
     assert repo.commits[repo.branches["main"]].summary == "tiny model"
 
-    sampled = _run([*genkit, "sample", REPO, "--n", "4", "--seed", "3", "--out", str(tmp_path / "s.png"), "--npy", str(tmp_path / "s.npy")], hub_env)
+    sampled = _run(
+        [
+            *genkit,
+            "sample",
+            REPO,
+            "--n",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "s.png"),
+            "--npy",
+            str(tmp_path / "s.npy"),
+        ],
+        hub_env,
+    )
     assert "wrote 4 samples" in sampled.stdout
     import torch
 
@@ -76,7 +97,10 @@ def test_genkit_push_failures_print_one_line(fake_hub, hub_env, tiny_dir, capsys
 
     assert main(["push", str(tiny_dir), REPO, "--token", "hf_wrong", "--samples", "0"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"genkit: error: pushing {tiny_dir} to {REPO} on {fake_hub.url}: the Hub answered 401") and err.count("\n") == 1
+    assert (
+        err.startswith(f"genkit: error: pushing {tiny_dir} to {REPO} on {fake_hub.url}: the Hub answered 401")
+        and err.count("\n") == 1
+    )
 
 
 def test_genkit_push_refuses_an_evaluation_without_a_split(tiny_dir, tmp_path, capsys):
@@ -84,4 +108,7 @@ def test_genkit_push_refuses_an_evaluation_without_a_split(tiny_dir, tmp_path, c
 
     (tmp_path / "e.json").write_text(json.dumps({"bits_per_dim": 4.2}))
     assert main(["push", str(tiny_dir), REPO, "--eval", str(tmp_path / "e.json")]) == 2
-    assert "e.json: split: expected a split name, found None (write it with genkit eval MODEL --split test --json FILE)" in capsys.readouterr().err
+    assert (
+        "e.json: split: expected a split name, found None (write it with genkit eval MODEL --split test --json FILE)"
+        in capsys.readouterr().err
+    )

@@ -70,7 +70,9 @@ def test_an_unexpected_tensor_fails_naming_it(tiny_dir, tiny_model):
 
 def test_a_mis_shaped_tensor_fails_naming_it_and_both_shapes(tiny_dir, tiny_model):
     rewrite_weights(tiny_dir, {**tiny_model.state_dict(), "decoder.gain": torch.ones(1, 17, 1, 1)})
-    with pytest.raises(CheckpointError, match=r"tensor 'decoder.gain' has shape \(1, 17, 1, 1\), the model expects \(1, 16, 1, 1\)"):
+    with pytest.raises(
+        CheckpointError, match=r"tensor 'decoder.gain' has shape \(1, 17, 1, 1\), the model expects \(1, 16, 1, 1\)"
+    ):
         load_model_dir(tiny_dir)
 
 
@@ -89,7 +91,9 @@ def test_a_recipe_naming_an_uninstalled_provider_outside_the_provenance_list_sti
     config = json.loads((tiny_dir / "config.json").read_text())
     config["model"]["block"] = {"name": "fancy-block", "provider": "genkit-fancy"}
     (tiny_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(PluginError, match="'fancy-block' is provided by the distribution 'genkit-fancy', which is not installed"):
+    with pytest.raises(
+        PluginError, match="'fancy-block' is provided by the distribution 'genkit-fancy', which is not installed"
+    ):
         from_pretrained(tiny_dir)
 
 
@@ -117,7 +121,9 @@ def test_a_truncated_file_without_a_recorded_digest_fails_in_the_safetensors_rea
     (tiny_dir / "config.json").write_text(json.dumps(config))
     data = (tiny_dir / "model.safetensors").read_bytes()
     (tiny_dir / "model.safetensors").write_bytes(data[:100])
-    with pytest.raises(CheckpointError, match=r"not a readable safetensors file \(.+\); it may be truncated or altered$"):
+    with pytest.raises(
+        CheckpointError, match=r"not a readable safetensors file \(.+\); it may be truncated or altered$"
+    ):
         load_model_dir(tiny_dir)
 
 
@@ -149,7 +155,9 @@ def test_pickled_weights_are_never_read(tiny_dir, tmp_path):
 
 
 def test_a_path_that_is_a_file_is_refused(tiny_dir):
-    with pytest.raises(CheckpointError, match="expected a model directory, a run directory or a Hub repo id, found a file"):
+    with pytest.raises(
+        CheckpointError, match="expected a model directory, a run directory or a Hub repo id, found a file"
+    ):
         from_pretrained(tiny_dir / "config.json")
 
 

@@ -129,7 +129,9 @@ def test_missing_recipe_file(tmp_path):
 
 
 def test_overrides_are_read_as_toml_values(recipe_file):
-    recipe = load_recipe(recipe_file, ["train.lr=5e-4", "train.betas=[0.8, 0.95]", "model.label=plain text", "train.compile=true"])
+    recipe = load_recipe(
+        recipe_file, ["train.lr=5e-4", "train.betas=[0.8, 0.95]", "model.label=plain text", "train.compile=true"]
+    )
     assert recipe.train.lr == 5e-4
     assert recipe.train.betas == (0.8, 0.95)
     assert recipe.model.settings.label == "plain text"
@@ -137,7 +139,9 @@ def test_overrides_are_read_as_toml_values(recipe_file):
 
 
 def test_override_turns_a_component_name_into_a_table(recipe_file):
-    recipe_file.write_text(BASE.replace('[model.posterior]\nname = "toy-latent"\nscale = 2.0\n', 'posterior = "toy-latent"\n'))
+    recipe_file.write_text(
+        BASE.replace('[model.posterior]\nname = "toy-latent"\nscale = 2.0\n', 'posterior = "toy-latent"\n')
+    )
     recipe = load_recipe(recipe_file, ["model.posterior.scale=3.0"])
     assert recipe.model.settings.posterior.settings.scale == 3.0
 

@@ -59,7 +59,11 @@ def _env(site, load):
 
 def test_entry_point_plugin_is_discovered_with_its_distribution_and_version(demo_distribution):
     out = subprocess.run(
-        [sys.executable, "-m", "genkit", "plugins", "--json"], env=_env(demo_distribution, None), capture_output=True, text=True, check=True
+        [sys.executable, "-m", "genkit", "plugins", "--json"],
+        env=_env(demo_distribution, None),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = {(r["kind"], r["name"]): r for r in json.loads(out.stdout)}
     demo = rows[("latent", "demo-prior")]
@@ -70,7 +74,11 @@ def test_entry_point_plugin_is_discovered_with_its_distribution_and_version(demo
 def test_environment_variable_selects_which_entry_points_load(demo_distribution):
     def names(load):
         out = subprocess.run(
-            [sys.executable, "-m", "genkit", "plugins", "--json"], env=_env(demo_distribution, load), capture_output=True, text=True, check=True
+            [sys.executable, "-m", "genkit", "plugins", "--json"],
+            env=_env(demo_distribution, load),
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return {r["name"] for r in json.loads(out.stdout)}
 
@@ -114,7 +122,9 @@ def test_duplicate_names_fail_naming_both_providers():
     pm = make_plugin_manager(load_entry_points=False)
     pm.register(_First(), name="first")
     pm.register(_Second(), name="second")
-    with pytest.raises(PluginError, match=r"block plugin 'resnet' is registered twice: by genkit-torch .* and by genkit-torch .*"):
+    with pytest.raises(
+        PluginError, match=r"block plugin 'resnet' is registered twice: by genkit-torch .* and by genkit-torch .*"
+    ):
         Registry(pm)
 
 

@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from locations import ROOT
 
 from genkit.errors import DataError
 from genkit_plugins.datasets.cifar import Cifar10, Cifar10Settings
-from locations import ROOT
 
 
 def test_npy_arrays_become_a_cifar10_tarball_the_data_set_reads_back(tmp_path):
@@ -18,13 +18,24 @@ def test_npy_arrays_become_a_cifar10_tarball_the_data_set_reads_back(tmp_path):
     for name, images in (("train", train), ("test", test)):
         np.save(tmp_path / f"{name}.npy", images)
     out = tmp_path / "data" / "cifar-10-python.tar.gz"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "npy_to_cifar10.py"), str(tmp_path / "train.npy"), str(tmp_path / "test.npy"), str(out)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "npy_to_cifar10.py"),
+            str(tmp_path / "train.npy"),
+            str(tmp_path / "test.npy"),
+            str(out),
+        ],
+        check=True,
+    )
 
     with pytest.raises(DataError, match="MD5"):  # not the official file, and the reader says so
         Cifar10(Cifar10Settings(root=str(out)))
     data = Cifar10(Cifar10Settings(root=str(out), md5="", validation_size=3))
     held_in, held_out = data.split("train"), data.split("validation")
-    seen = np.stack([held_in[i].numpy() for i in range(len(held_in))] + [held_out[i].numpy() for i in range(len(held_out))])
+    seen = np.stack(
+        [held_in[i].numpy() for i in range(len(held_in))] + [held_out[i].numpy() for i in range(len(held_out))]
+    )
     assert len(held_in) == 20 and len(held_out) == 3
     # the same images, each whole (rows keep their pixels), in the reference's shuffled split
     assert sorted(map(bytes, seen)) == sorted(map(bytes, train))
@@ -33,6 +44,19 @@ def test_npy_arrays_become_a_cifar10_tarball_the_data_set_reads_back(tmp_path):
 
 def test_the_converter_refuses_arrays_of_another_shape(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((5, 28, 28, 1), np.uint8))
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "npy_to_cifar10.py"), str(tmp_path / "bad.npy"), str(tmp_path / "bad.npy"), str(tmp_path / "x.tar.gz")],
-                          capture_output=True, text=True)
-    assert done.returncode == 1 and done.stderr.strip() == "npy_to_cifar10: error: train: expected uint8 (N, 32, 32, 3), found uint8 (5, 28, 28, 1)"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "npy_to_cifar10.py"),
+            str(tmp_path / "bad.npy"),
+            str(tmp_path / "bad.npy"),
+            str(tmp_path / "x.tar.gz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        done.returncode == 1
+        and done.stderr.strip()
+        == "npy_to_cifar10: error: train: expected uint8 (N, 32, 32, 3), found uint8 (5, 28, 28, 1)"
+    )

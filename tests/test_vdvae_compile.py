@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from locations import ROOT
 
 from genkit.pretrained import model_from_recipe
 from genkit.recipe import load_recipe
-from locations import ROOT
 
 
 @pytest.mark.slow

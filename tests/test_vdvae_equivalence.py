@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from locations import FIXTURES, ROOT
 from einops import rearrange
+from locations import FIXTURES, ROOT
 
 from genkit.pretrained import load_model_dir, save_pretrained
 from genkit.recipe import load_recipe
@@ -23,7 +23,9 @@ def converted(request, tmp_path_factory):
     """(model loaded in float64 from a converted model directory, fixture directory, expected values)."""
     name = request.param
     fixture = FIXTURES / name
-    recipe, state, notes = convert_official(fixture / "reference-model-float64.th", load_recipe(ROOT / "recipes" / f"{name}.toml"))
+    recipe, state, notes = convert_official(
+        fixture / "reference-model-float64.th", load_recipe(ROOT / "recipes" / f"{name}.toml")
+    )
     assert notes == []
     directory = tmp_path_factory.mktemp(name)
     from genkit.pretrained import model_from_recipe
@@ -75,7 +77,9 @@ def test_float32_checkpoint_matches_to_float32_precision():
     fixture = FIXTURES / "vdvae-tiny-8bit"
     from genkit.pretrained import load_strict, model_from_recipe
 
-    recipe, state, _ = convert_official(fixture / "reference-model-ema.th", load_recipe(ROOT / "recipes" / "vdvae-tiny-8bit.toml"))
+    recipe, state, _ = convert_official(
+        fixture / "reference-model-ema.th", load_recipe(ROOT / "recipes" / "vdvae-tiny-8bit.toml")
+    )
     model = model_from_recipe(recipe)
     load_strict(model, state, "ema")
     with torch.no_grad():

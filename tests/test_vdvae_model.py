@@ -32,7 +32,9 @@ def batch(model, n=3, seed=0):
 
 @pytest.mark.parametrize("preset", ["cifar10", "imagenet32", "imagenet64", "ffhq256", "ffhq1024"])
 def test_preset_recipes_have_the_reference_parameter_count(preset):
-    assert parameter_counts(load_recipe(ROOT / "recipes" / f"{preset}.toml"))["total"] == FULL_SIZE[preset]["n_parameters"]
+    assert (
+        parameter_counts(load_recipe(ROOT / "recipes" / f"{preset}.toml"))["total"] == FULL_SIZE[preset]["n_parameters"]
+    )
 
 
 @pytest.mark.parametrize("preset", ["cifar10", "ffhq256"])
@@ -142,7 +144,6 @@ def test_training_a_tiny_vdvae_drives_the_loss_well_below_its_start():
     """300 AdamW steps (β = 0.9, 0.9, weight decay, clipping as the reference) on four smooth 8×8 RGB images."""
     import numpy as np
     import torch.nn.functional as F
-
     from locations import FIXTURES
 
     pictures = torch.from_numpy(np.load(FIXTURES / "vdvae-tiny-8bit" / "images_uint8.npy")).permute(0, 3, 1, 2).float()
@@ -165,7 +166,9 @@ def test_under_bf16_autocast_every_kl_stays_non_negative_and_the_loss_within_rou
     # KLs, densities and likelihood parameters are computed in float32 from the bf16 networks'
     # outputs: in bf16 arithmetic the analytic KL's terms near ½ cancel badly and a layer's KL
     # came out negative (down to −0.9 nats per image here, at initialisation)
-    recipe = load_recipe(ROOT / "recipes" / "vdvae-tiny-8bit.toml", ['model.dec_blocks="1x1,4m1,4x4,8m4,8x5,16m8,16x5,32m16,32x6"'])
+    recipe = load_recipe(
+        ROOT / "recipes" / "vdvae-tiny-8bit.toml", ['model.dec_blocks="1x1,4m1,4x4,8m4,8x5,16m8,16x5,32m16,32x6"']
+    )
     torch.manual_seed(0)
     model = model_from_recipe(recipe).eval()
     images = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))

@@ -41,7 +41,9 @@ def write_tarball(train: np.ndarray, test: np.ndarray, out: Path) -> None:
             raise ValueError(f"{name}: expected uint8 (N, 32, 32, 3), found {array.dtype} {array.shape}")
     if len(train) < 5:
         raise ValueError(f"train: {len(train)} images cannot fill five batches")
-    members = [(f"data_batch_{i + 1}", part) for i, part in enumerate(np.array_split(train, 5))] + [("test_batch", test)]
+    members = [(f"data_batch_{i + 1}", part) for i, part in enumerate(np.array_split(train, 5))] + [
+        ("test_batch", test)
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(out, "w:gz") as tar:
         for name, part in members:

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unexpected failure: still one line unless --debug
         if debug:
             raise
-        click.echo(f"genkit: error: {type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)", err=True)
+        click.echo(
+            f"genkit: error: {type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)", err=True
+        )
         return 1
 
 

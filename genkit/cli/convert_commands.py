@@ -14,10 +14,20 @@ def convert() -> None:
 
 @convert.command(name="vdvae")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), required=True, help="The recipe whose model the checkpoint holds, e.g. recipes/cifar10.toml.")
+@click.option(
+    "--recipe",
+    "recipe_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The recipe whose model the checkpoint holds, e.g. recipes/cifar10.toml.",
+)
 @overrides_option
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
-@click.option("--no-infer-encoder", is_flag=True, help="Fail instead of inferring a shorter encoder string (the released FFHQ-1024 file).")
+@click.option(
+    "--no-infer-encoder",
+    is_flag=True,
+    help="Fail instead of inferring a shorter encoder string (the released FFHQ-1024 file).",
+)
 def vdvae(checkpoint: str, recipe_path: str, overrides: tuple[str, ...], out: str, no_infer_encoder: bool) -> None:
     """Convert an official openai/vdvae CHECKPOINT (*-model.th or *-model-ema.th) into a model directory."""
     from genkit.errors import ConfigError
@@ -27,7 +37,9 @@ def vdvae(checkpoint: str, recipe_path: str, overrides: tuple[str, ...], out: st
 
     recipe = load_recipe(recipe_path, overrides)
     if recipe.model.name != "vdvae":
-        raise ConfigError(f"{recipe_path}: model.name: expected 'vdvae' for an openai/vdvae checkpoint, found {recipe.model.name!r}")
+        raise ConfigError(
+            f"{recipe_path}: model.name: expected 'vdvae' for an openai/vdvae checkpoint, found {recipe.model.name!r}"
+        )
     recipe, state, notes = convert_official(checkpoint, recipe, infer_encoder=not no_infer_encoder)
     for note in notes:
         click.echo(f"note: {note}", err=True)

@@ -9,9 +9,16 @@ from genkit.cli.options import write_json
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--label", "labels", multiple=True, help="A name for each run, in order (default: the run directory's name).")
+@click.option(
+    "--label", "labels", multiple=True, help="A name for each run, in order (default: the run directory's name)."
+)
 @click.option("--at", "at", default=None, help="Comma-separated steps to tabulate (default: every logged step).")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG plot of training and validation bits/dim against step.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PNG plot of training and validation bits/dim against step.",
+)
 @click.option("--title", default=None, help="Title of the plot.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the table as JSON.")
 def curve(runs, labels, at, plot, title, json_path) -> None:

@@ -15,12 +15,27 @@ import click
 @click.command()
 @click.argument("model_path", metavar="MODEL_OR_RUN_DIR", type=click.Path(exists=True, file_okay=False))
 @click.argument("repo_id")
-@click.option("--private", is_flag=True, default=None, help="Create the repo private (only when it does not exist yet).")
+@click.option(
+    "--private", is_flag=True, default=None, help="Create the repo private (only when it does not exist yet)."
+)
 @click.option("--token", default=None, help="A Hub token with write access (default: HF_TOKEN or the saved login).")
-@click.option("--message", "commit_message", default=None, help="Commit message (default: names the model and the genkit version).")
+@click.option(
+    "--message",
+    "commit_message",
+    default=None,
+    help="Commit message (default: names the model and the genkit version).",
+)
 @click.option("--revision", default=None, help="Branch to commit to, created if needed (default: main).")
-@click.option("--license", "license_", default="mit", show_default=True, help="License of the weights, as a Hub license id.")
-@click.option("--samples", type=click.IntRange(0), default=16, show_default=True, help="Images drawn for the card's grid when the directory has no samples.png (0: none).")
+@click.option(
+    "--license", "license_", default="mit", show_default=True, help="License of the weights, as a Hub license id."
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(0),
+    default=16,
+    show_default=True,
+    help="Images drawn for the card's grid when the directory has no samples.png (0: none).",
+)
 @click.option(
     "--eval",
     "eval_path",

@@ -21,9 +21,17 @@ LN2 = math.log(2.0)
 
 model_argument = click.argument("model_path", metavar="MODEL")
 device_option = click.option("--device", default="cpu", show_default=True, help="Where to run: cpu, cuda, cuda:1…")
-dtype_option = click.option("--dtype", type=click.Choice(list(DTYPES)), default="float32", show_default=True, help="Precision of weights and arithmetic.")
+dtype_option = click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPES)),
+    default="float32",
+    show_default=True,
+    help="Precision of weights and arithmetic.",
+)
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
-batch_option = click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
+batch_option = click.option(
+    "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass."
+)
 latents_option = click.option(
     "--latents",
     type=click.Choice(["sample", "mean"]),
@@ -49,7 +57,9 @@ def read_images(path: str, model: torch.nn.Module) -> torch.Tensor:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None
     shape = tuple(model.image_shape)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != shape:
-        raise DataError(f"{path}: expected uint8 images of shape (N, {', '.join(map(str, shape))}), found {array.dtype} {array.shape}")
+        raise DataError(
+            f"{path}: expected uint8 images of shape (N, {', '.join(map(str, shape))}), found {array.dtype} {array.shape}"
+        )
     if len(array) == 0:
         raise DataError(f"{path}: holds no images")
     return torch.from_numpy(array)
@@ -60,7 +70,9 @@ def parse_temperature(text: str) -> float | list[float]:
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
-        raise ConfigError(f"--temperature {text!r}: expected a number or comma-separated numbers (one per latent layer)") from None
+        raise ConfigError(
+            f"--temperature {text!r}: expected a number or comma-separated numbers (one per latent layer)"
+        ) from None
     return values[0] if len(values) == 1 else values
 
 
@@ -72,10 +84,19 @@ def generator_for(device: str, seed: int) -> torch.Generator:
 def per_image_terms(model, images: torch.Tensor, *, latents: str, batch_size: int, device: str, seed: int) -> dict:
     """Every image's distortion, rate and negative ELBO (nats/dim), and every layer's KL (nats)."""
     generator = generator_for(device, seed)
-    out: dict[str, list] = {"distortion_nats_per_dim": [], "rate_nats_per_dim": [], "elbo_nats_per_dim": [], "kl_nats_per_layer": []}
+    out: dict[str, list] = {
+        "distortion_nats_per_dim": [],
+        "rate_nats_per_dim": [],
+        "elbo_nats_per_dim": [],
+        "kl_nats_per_layer": [],
+    }
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
-        terms = model(batch, latents=latents, generator=generator) if latents != "sample" or _takes_generator(model) else model(batch)
+        terms = (
+            model(batch, latents=latents, generator=generator)
+            if latents != "sample" or _takes_generator(model)
+            else model(batch)
+        )
         out["distortion_nats_per_dim"] += terms.distortion.double().tolist()
         out["rate_nats_per_dim"] += terms.rate.double().tolist()
         out["elbo_nats_per_dim"] += terms.elbo.double().tolist()
@@ -94,35 +115,70 @@ def _takes_generator(model) -> bool:
 
 @click.command(name="eval")
 @model_argument
-@click.option("--images", "images_path", type=click.Path(dir_okay=False), default=None, help="A .npy file of uint8 images (N, H, W, C): per-image results.")
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default=None, help="Evaluate the recipe's data set split instead.")
+@click.option(
+    "--images",
+    "images_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A .npy file of uint8 images (N, H, W, C): per-image results.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "validation", "test"]),
+    default=None,
+    help="Evaluate the recipe's data set split instead.",
+)
 @latents_option
 @dtype_option
 @device_option
 @batch_option
 @seed_option
 @click.option("--max-images", type=click.IntRange(1), default=None, help="With --split: only the first N images.")
-@click.option("--importance-samples", type=click.IntRange(0), default=0, show_default=True, help="With --split: K samples for the importance-weighted bound.")
+@click.option(
+    "--importance-samples",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="With --split: K samples for the importance-weighted bound.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
-def eval_command(model_path, images_path, split, latents, dtype, device, batch_size, seed, max_images, importance_samples, json_path):
+def eval_command(
+    model_path, images_path, split, latents, dtype, device, batch_size, seed, max_images, importance_samples, json_path
+):
     """Negative ELBO of MODEL in nats and bits per dimension: per image (--images) or over a data split (--split)."""
     if (images_path is None) == (split is None):
         raise ConfigError("genkit eval: give exactly one of --images FILE.npy or --split NAME")
     model = load_model(model_path, device, dtype)
     if split is not None:
         if latents != "sample":
-            raise ConfigError("genkit eval: --latents mean applies to --images; --split evaluates the ELBO as in training")
+            raise ConfigError(
+                "genkit eval: --latents mean applies to --images; --split evaluates the ELBO as in training"
+            )
         from genkit.evaluate import evaluate_dataset
 
         torch.manual_seed(seed)
         dataset = model.recipe.data.build("dataset").split(split)
-        result = {"split": split, **evaluate_dataset(model, dataset, batch_size=batch_size, max_images=max_images, importance_samples=importance_samples, device=device)}
+        result = {
+            "split": split,
+            **evaluate_dataset(
+                model,
+                dataset,
+                batch_size=batch_size,
+                max_images=max_images,
+                importance_samples=importance_samples,
+                device=device,
+            ),
+        }
         summary = {k: v for k, v in result.items() if not isinstance(v, list)}
         click.echo("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     else:
-        result = per_image_terms(model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed)
+        result = per_image_terms(
+            model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
+        )
         elbo = float(np.mean(result["elbo_nats_per_dim"]))
-        click.echo(f"images={len(result['elbo_nats_per_dim'])}  elbo_nats_per_dim={elbo:.6f}  bits_per_dim={elbo / LN2:.6f}")
+        click.echo(
+            f"images={len(result['elbo_nats_per_dim'])}  elbo_nats_per_dim={elbo:.6f}  bits_per_dim={elbo / LN2:.6f}"
+        )
     if json_path:
         write_json(json_path, result)
 
@@ -130,7 +186,9 @@ def eval_command(model_path, images_path, split, latents, dtype, device, batch_s
 @click.command()
 @model_argument
 @click.option("--n", type=click.IntRange(1), default=64, show_default=True, help="How many images.")
-@click.option("--temperature", default="1.0", show_default=True, help="Prior temperature, or one per latent layer: 1.0,0.9,…")
+@click.option(
+    "--temperature", default="1.0", show_default=True, help="Prior temperature, or one per latent layer: 1.0,0.9,…"
+)
 @latents_option
 @seed_option
 @device_option
@@ -152,10 +210,26 @@ def sample(model_path, n, temperature, latents, seed, device, out, npy):
 
 @click.command()
 @model_argument
-@click.option("--images", "images_path", type=click.Path(dir_okay=False), required=True, help="A .npy file of uint8 images (N, H, W, C).")
+@click.option(
+    "--images",
+    "images_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="A .npy file of uint8 images (N, H, W, C).",
+)
 @click.option("--n", type=click.IntRange(1), default=6, show_default=True, help="How many of the images (rows).")
-@click.option("--keep", default=None, help="Comma-separated numbers of posterior layers per column (default: a spread from 0 to all).")
-@click.option("--temperature", type=click.FloatRange(0), default=0.1, show_default=True, help="Temperature of the layers drawn from the prior.")
+@click.option(
+    "--keep",
+    default=None,
+    help="Comma-separated numbers of posterior layers per column (default: a spread from 0 to all).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0),
+    default=0.1,
+    show_default=True,
+    help="Temperature of the layers drawn from the prior.",
+)
 @seed_option
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG grid to write.")
@@ -184,8 +258,19 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
 
 @click.command()
 @model_argument
-@click.option("--images", "images_path", type=click.Path(dir_okay=False), default=None, help="A .npy file of uint8 images (N, H, W, C).")
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default=None, help="Use the recipe's data set split instead.")
+@click.option(
+    "--images",
+    "images_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A .npy file of uint8 images (N, H, W, C).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "validation", "test"]),
+    default=None,
+    help="Use the recipe's data set split instead.",
+)
 @click.option("--max-images", type=click.IntRange(1), default=None, help="With --split: only the first N images.")
 @latents_option
 @batch_option
@@ -204,9 +289,13 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
 
         torch.manual_seed(seed)
         dataset = model.recipe.data.build("dataset").split(split)
-        per_layer = evaluate_dataset(model, dataset, batch_size=batch_size, max_images=max_images, device=device).get("layer_rate_bits_per_dim")
+        per_layer = evaluate_dataset(model, dataset, batch_size=batch_size, max_images=max_images, device=device).get(
+            "layer_rate_bits_per_dim"
+        )
     else:
-        terms = per_image_terms(model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed)
+        terms = per_image_terms(
+            model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
+        )
         layer_kl = terms.get("kl_nats_per_layer")
         per_layer = None if layer_kl is None else (np.mean(layer_kl, axis=0) / dims / LN2).tolist()
     if not per_layer:
@@ -219,7 +308,9 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
     ]
     click.echo(f"{'layer':>5}  {'res':>5}  {'bits/dim':>12}  {'share':>7}")
     for row in table:
-        click.echo(f"{row['layer']:>5}  {row['resolution'] or '':>5}  {row['bits_per_dim']:>12.6f}  {100 * row['share']:>6.2f}%")
+        click.echo(
+            f"{row['layer']:>5}  {row['resolution'] or '':>5}  {row['bits_per_dim']:>12.6f}  {100 * row['share']:>6.2f}%"
+        )
     click.echo(f"{'total':>5}  {'':>5}  {total:>12.6f}")
     if plot:
         plot_rates(table, plot)

@@ -12,8 +12,20 @@ from genkit.cli.options import overrides_option
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @overrides_option
-@click.option("--resume", "resume", type=click.Path(file_okay=False), default=None, help="Continue the run in this directory from its latest checkpoint.")
-@click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run directory (default: <train.out_dir>/<recipe name>).")
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Continue the run in this directory from its latest checkpoint.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory (default: <train.out_dir>/<recipe name>).",
+)
 def run(recipe: str, overrides: tuple[str, ...], resume: str | None, out: str | None) -> None:
     """Train the model a RECIPE describes (single process, or every rank under torchrun)."""
     from genkit.engine.trainer import train

@@ -49,7 +49,9 @@ def histogram_bits_per_dim(counts: np.ndarray, dataset: Dataset, alpha: float, m
     return float(total / n)
 
 
-def trivial_baselines(train: Dataset, validation: Dataset, test: Dataset, bits: int, *, max_images: int | None = None) -> dict[str, float]:
+def trivial_baselines(
+    train: Dataset, validation: Dataset, test: Dataset, bits: int, *, max_images: int | None = None
+) -> dict[str, float]:
     """``{"uniform": bits, "pixel_histogram": …, "pixel_histogram_alpha": α}`` in bits/dim on ``test``."""
     levels = 2**bits
     counts = pixel_counts(train, levels, max_images=100_000)  # plenty to fit 2**bits values per dimension

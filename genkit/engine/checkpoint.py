@@ -45,7 +45,9 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
 def latest(run_dir: str | Path) -> Path:
     found = checkpoint_dirs(run_dir)
     if not found:
-        raise CheckpointError(f"{Path(run_dir) / CHECKPOINTS}: no checkpoint yet (expected step-NNNNNNNN folders written by genkit run)")
+        raise CheckpointError(
+            f"{Path(run_dir) / CHECKPOINTS}: no checkpoint yet (expected step-NNNNNNNN folders written by genkit run)"
+        )
     return found[-1]
 
 
@@ -93,9 +95,13 @@ def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Modu
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: not found; a training checkpoint holds {STATE_NAME} beside the weights") from None
+        raise CheckpointError(
+            f"{path}: not found; a training checkpoint holds {STATE_NAME} beside the weights"
+        ) from None
     except Exception as exc:  # unpickling damage comes in many types
-        raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__}); the checkpoint is damaged") from None
+        raise CheckpointError(
+            f"{path}: unreadable training state ({type(exc).__name__}); the checkpoint is damaged"
+        ) from None
 
 
 def _remove(path: Path) -> None:

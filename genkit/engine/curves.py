@@ -39,7 +39,9 @@ def read_curve(run_dir: str | Path, label: str | None = None) -> Curve:
             record = json.loads(line)
             split, step = record.get("split"), int(record["step"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise DataError(f"{path}:{number}: not a metrics record (expected a JSON object with 'step' and 'split')") from None
+            raise DataError(
+                f"{path}:{number}: not a metrics record (expected a JSON object with 'step' and 'split')"
+            ) from None
         if split == "train" and "loss_bpd" in record:
             train.append((step, float(record["loss_bpd"])))
         elif split == "validation" and "bits_per_dim" in record:

@@ -9,7 +9,7 @@ processes of batch ``B`` see exactly the images one process of batch ``W·B`` se
 from __future__ import annotations
 
 import signal
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -68,7 +68,15 @@ def _default_after_the_first_sigterm(signum, frame) -> None:
 
 
 def train_loader(
-    dataset: Dataset, batch_size: int, *, seed: int, start: int, num_workers: int, device: torch.device, rank: int = 0, world_size: int = 1
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    seed: int,
+    start: int,
+    num_workers: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     sampler = EpochBatchSampler(len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start)
     return DataLoader(
@@ -97,7 +105,14 @@ class _Shard(torch.utils.data.Sampler):
 
 
 def eval_loader(
-    dataset: Dataset, batch_size: int, *, max_images: int | None, num_workers: int, device: torch.device, rank: int = 0, world_size: int = 1
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    max_images: int | None,
+    num_workers: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """The first ``max_images`` images (all by default), in order; rank ``r`` takes every ``W``-th batch-sized block."""
     n = len(dataset) if max_images is None else min(max_images, len(dataset))

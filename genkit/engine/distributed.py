@@ -40,7 +40,9 @@ class Distributed:
     def all_reduce_(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         """Reduce ``tensor`` in place over every rank (``sum``, ``min`` or ``max``); a no-op alone."""
         if self.enabled:
-            dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
+            dist.all_reduce(
+                tensor, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op]
+            )
         return tensor
 
     def broadcast(self, value: Any) -> Any:
@@ -75,9 +77,13 @@ def setup(env: dict[str, str] | None = None) -> Distributed:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         if "MASTER_ADDR" not in env or "MASTER_PORT" not in env:
-            raise ConfigError("WORLD_SIZE > 1 but MASTER_ADDR/MASTER_PORT are not set: launch many processes with torchrun")
+            raise ConfigError(
+                "WORLD_SIZE > 1 but MASTER_ADDR/MASTER_PORT are not set: launch many processes with torchrun"
+            )
         # NCCL for GPUs; gloo lets the same recipe (and the tests) run many processes on CPU
-        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size, device_id=device if cuda else None)
+        dist.init_process_group(
+            "nccl" if cuda else "gloo", rank=rank, world_size=world_size, device_id=device if cuda else None
+        )
     return Distributed(rank, world_size, local_rank, device)
 
 

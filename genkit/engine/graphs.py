@@ -11,7 +11,8 @@ graph's static outputs: read or copy them before the next call overwrites them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

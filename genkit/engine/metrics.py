@@ -20,7 +20,11 @@ class MetricsLog:
         self.path = run_dir / METRICS_NAME
         if resume_step is not None and self.path.exists():
             # records written after the checkpoint we resume from describe steps that will be redone
-            kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
         self.writer = None
         try:

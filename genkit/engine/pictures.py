@@ -24,7 +24,9 @@ def kept_layer_counts(layers: int) -> list[int]:
 
 
 @torch.no_grad()
-def reconstruction_grid(model, dataset, *, generator: torch.Generator, temperature: float, rows: int = 8) -> tuple[torch.Tensor, int]:
+def reconstruction_grid(
+    model, dataset, *, generator: torch.Generator, temperature: float, rows: int = 8
+) -> tuple[torch.Tensor, int]:
     """``(rows·columns, H, W, C)`` ``uint8`` images in row-major order, and ``columns``."""
     device = next(model.parameters()).device
     images = collate([dataset[i] for i in range(min(rows, len(dataset)))]).to(device)

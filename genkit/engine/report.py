@@ -21,11 +21,16 @@ def summary_lines(final: dict[str, Any]) -> list[str]:
         f"distortion {final['distortion_bits_per_dim']:.4f} + rate {final['rate_bits_per_dim']:.4f})"
     ]
     if "iw_bits_per_dim" in final:
-        lines.append(f"importance-weighted bound, K={final['importance_samples']}: {final['iw_bits_per_dim']:.4f} bits/dim")
+        lines.append(
+            f"importance-weighted bound, K={final['importance_samples']}: {final['iw_bits_per_dim']:.4f} bits/dim"
+        )
     baselines = final.get("baselines")
     if baselines:
         best_name, best = min(
-            [("uniform over the levels", baselines["uniform"]), ("per-pixel independent histogram", baselines["pixel_histogram"])],
+            [
+                ("uniform over the levels", baselines["uniform"]),
+                ("per-pixel independent histogram", baselines["pixel_histogram"]),
+            ],
             key=lambda item: item[1],
         )
         lines.append(
@@ -34,7 +39,9 @@ def summary_lines(final: dict[str, Any]) -> list[str]:
         )
         margin = best - final["bits_per_dim"]
         verdict = "below" if margin > 0 else "ABOVE"
-        lines.append(f"the model is {abs(margin):.4f} bits/dim ({abs(margin) / best:.0%}) {verdict} the best trivial baseline ({best_name})")
+        lines.append(
+            f"the model is {abs(margin):.4f} bits/dim ({abs(margin) / best:.0%}) {verdict} the best trivial baseline ({best_name})"
+        )
     return lines
 
 

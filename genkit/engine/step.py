@@ -37,7 +37,9 @@ class LinearWarmup:
         return 1.0 if step >= self.warmup_iters else step / self.warmup_iters
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(
+    model: nn.Module, config: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over every trainable parameter with the recipe's betas, eps and (decoupled) weight decay.
 
     With ``train.cuda_graph`` the optimizer is made capturable: its learning rate is a device
@@ -48,7 +50,12 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> tuple[torch.optim.
     device = params[0].device if params else torch.device("cpu")
     lr = torch.tensor(config.lr, dtype=torch.float32, device=device) if config.cuda_graph else config.lr
     optimizer = torch.optim.AdamW(
-        params, lr=lr, betas=tuple(config.betas), eps=config.eps, weight_decay=config.weight_decay, fused=True,
+        params,
+        lr=lr,
+        betas=tuple(config.betas),
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        fused=True,
         capturable=config.cuda_graph,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(config.warmup_iters))
@@ -66,7 +73,9 @@ def adapt_loaded_optimizer(optimizer: torch.optim.Optimizer, scheduler, config: 
     for group in optimizer.param_groups:
         lr = float(group["lr"])
         group["capturable"] = config.cuda_graph
-        group["lr"] = torch.tensor(lr, dtype=torch.float32, device=group["params"][0].device) if config.cuda_graph else lr
+        group["lr"] = (
+            torch.tensor(lr, dtype=torch.float32, device=group["params"][0].device) if config.cuda_graph else lr
+        )
         if "initial_lr" in group:
             group["initial_lr"] = float(group["initial_lr"])
     _plain_base_lrs(scheduler)
@@ -107,7 +116,15 @@ class EMA:
 class TrainStep:
     """Callable doing one full update; returns device scalars (loss/distortion/rate in nats/dim, grad norm, skipped)."""
 
-    def __init__(self, model: nn.Module, trained: nn.Module, optimizer: torch.optim.Optimizer, ema: EMA, config: TrainConfig, context: Distributed):
+    def __init__(
+        self,
+        model: nn.Module,
+        trained: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        ema: EMA,
+        config: TrainConfig,
+        context: Distributed,
+    ):
         self.model = model  # what forward is called on: possibly DDP-wrapped and/or compiled
         self.trained = trained  # the plain module whose parameters the optimizer holds
         self.params = [p for p in trained.parameters() if p.requires_grad]

@@ -115,7 +115,9 @@ class Trainer:
             return
         where = self.recipe.source or "recipe"
         if self.context.device.type != "cuda":
-            raise ConfigError(f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {self.context.device}; set train.cuda_graph = false")
+            raise ConfigError(
+                f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {self.context.device}; set train.cuda_graph = false"
+            )
         if self.context.enabled:
             raise ConfigError(
                 f"{where}: train.cuda_graph = true works in one process only, and this run has {self.context.world_size} "
@@ -126,15 +128,21 @@ class Trainer:
         if resume is not None:
             resume = Path(resume)
             if run_dir is not None and Path(run_dir).resolve() != resume.resolve():
-                raise ConfigError(f"--out {run_dir} and --resume {resume} name different run directories; give only --resume")
+                raise ConfigError(
+                    f"--out {run_dir} and --resume {resume} name different run directories; give only --resume"
+                )
             if not (resume / "recipe.toml").is_file():
-                raise CheckpointError(f"{resume}: not a run directory (no recipe.toml); expected a folder written by genkit run")
+                raise CheckpointError(
+                    f"{resume}: not a run directory (no recipe.toml); expected a folder written by genkit run"
+                )
             self._check_same_model(resume / "recipe.toml")
             return resume
         if run_dir is not None:
             run_dir = Path(run_dir)
             if checkpoint.checkpoint_dirs(run_dir):
-                raise ConfigError(f"{run_dir}: already holds a run with checkpoints; continue it with --resume {run_dir} or choose another --out")
+                raise ConfigError(
+                    f"{run_dir}: already holds a run with checkpoints; continue it with --resume {run_dir} or choose another --out"
+                )
             return run_dir
         base = Path(self.config.out_dir) / self.recipe.name
         candidate, n = base, 1
@@ -166,7 +174,10 @@ class Trainer:
             if self.context.device.type == "cuda" and "cuda" in rng[self.context.rank]:
                 torch.cuda.set_rng_state(rng[self.context.rank]["cuda"], self.context.device)
         elif self.context.is_main:
-            click.echo(f"resuming {len(rng)}-process run with {self.context.world_size} processes: latents draw new random numbers", err=True)
+            click.echo(
+                f"resuming {len(rng)}-process run with {self.context.world_size} processes: latents draw new random numbers",
+                err=True,
+            )
         if self.context.is_main:
             click.echo(f"resuming from {latest} (step {self.step})", err=True)
 
@@ -190,8 +201,14 @@ class Trainer:
             step_fn = GraphedTrainStep(step_fn)
         batches = iter(
             train_loader(
-                self.dataset.split("train"), config.batch_size, seed=config.seed, start=self.step, num_workers=config.num_workers,
-                device=context.device, rank=context.rank, world_size=context.world_size,
+                self.dataset.split("train"),
+                config.batch_size,
+                seed=config.seed,
+                start=self.step,
+                num_workers=config.num_workers,
+                device=context.device,
+                rank=context.rank,
+                world_size=context.world_size,
             )
         )
         progress = Progress(config.steps, self.step, enabled=context.is_main)
@@ -206,7 +223,15 @@ class Trainer:
                     self.scheduler.step()
                     self.step += 1
                     applied = 1.0 - out["skipped"]
-                    values = torch.stack([out["loss"], out["distortion"], out["rate"], out["grad_norm"].float(), torch.ones_like(applied)])
+                    values = torch.stack(
+                        [
+                            out["loss"],
+                            out["distortion"],
+                            out["rate"],
+                            out["grad_norm"].float(),
+                            torch.ones_like(applied),
+                        ]
+                    )
                     sums += torch.where(applied > 0, values, torch.zeros_like(values))
                     skipped_total += out["skipped"]
                     progress.advance()
@@ -226,7 +251,10 @@ class Trainer:
                     if stopping and not last:
                         progress.close()
                         if context.is_main:
-                            click.echo(f"stopped by a signal at step {self.step}; checkpoint written; continue with --resume {self.run_dir}", err=True)
+                            click.echo(
+                                f"stopped by a signal at step {self.step}; checkpoint written; continue with --resume {self.run_dir}",
+                                err=True,
+                            )
                         raise KeyboardInterrupt
             progress.close()
             if self.step >= config.steps:
@@ -269,8 +297,12 @@ class Trainer:
         with self._evaluation_rng():
             torch.manual_seed(self.config.seed + 7919 * (self.context.rank + 1))
             result = evaluate_dataset(
-                self.ema.model, self.dataset.split("validation"), batch_size=self.recipe.eval.batch_size,
-                max_images=self.recipe.eval.validation_max_images, progress=False, context=self.context,
+                self.ema.model,
+                self.dataset.split("validation"),
+                batch_size=self.recipe.eval.batch_size,
+                max_images=self.recipe.eval.validation_max_images,
+                progress=False,
+                context=self.context,
             )
             if self.context.is_main:
                 self._save_pictures()
@@ -288,7 +320,9 @@ class Trainer:
         if hasattr(model, "reconstruct"):
             from genkit.engine.pictures import reconstruction_grid
 
-            grid, columns = reconstruction_grid(model, self.dataset.split("validation"), generator=generator, temperature=self.config.sample_temperature)
+            grid, columns = reconstruction_grid(
+                model, self.dataset.split("validation"), generator=generator, temperature=self.config.sample_temperature
+            )
             save_grid(grid, folder / f"step-{self.step:08d}-reconstructions.png", nrow=columns, scale=scale)
 
     def _checkpoint(self, skipped_total: torch.Tensor) -> None:
@@ -306,7 +340,12 @@ class Trainer:
         }
         if self.context.is_main:
             checkpoint.save(
-                self.run_dir, step=self.step, trained=self.model, ema_model=self.ema.model, recipe=self.recipe, state=state,
+                self.run_dir,
+                step=self.step,
+                trained=self.model,
+                ema_model=self.ema.model,
+                recipe=self.recipe,
+                state=state,
                 keep=self.config.keep_checkpoints,
             )
         self.context.barrier()
@@ -317,15 +356,23 @@ class Trainer:
         with self._evaluation_rng():
             torch.manual_seed(self.config.seed + 104729)
             result = evaluate_dataset(
-                self.ema.model, self.dataset.split(split), batch_size=self.recipe.eval.batch_size, max_images=self.recipe.eval.max_images,
-                importance_samples=self.recipe.eval.importance_samples, progress=self.context.is_main, context=self.context,
+                self.ema.model,
+                self.dataset.split(split),
+                batch_size=self.recipe.eval.batch_size,
+                max_images=self.recipe.eval.max_images,
+                importance_samples=self.recipe.eval.importance_samples,
+                progress=self.context.is_main,
+                context=self.context,
             )
         final: dict[str, Any] = {"step": self.step, "split": split, **result}
         if self.context.is_main:
             try:
                 final["baselines"] = trivial_baselines(
-                    self.dataset.split("train"), self.dataset.split("validation"), self.dataset.split(split),
-                    self.dataset.bits, max_images=self.recipe.eval.max_images,
+                    self.dataset.split("train"),
+                    self.dataset.split("validation"),
+                    self.dataset.split(split),
+                    self.dataset.bits,
+                    max_images=self.recipe.eval.max_images,
                 )
             except (DataError, ValueError, IndexError) as exc:  # a data set whose pixels exceed its declared depth
                 click.echo(f"trivial baselines not computed: {exc}", err=True)

@@ -139,7 +139,9 @@ def _agree(estimates: torch.Tensor, reference: torch.Tensor) -> bool:
 def test_latent_kl_divergence_is_nonnegative_and_unbiased(spec):
     """Over 40,000 draws ``kl_divergence`` (analytic where ``q.kl`` gives it, else one-sample estimates) averages to the Monte-Carlo KL of independent draws."""
     family = _family(spec)
-    analytic = family(_params(1, family.param_channels, seed=1, scale=0.5)).kl(family(_params(1, family.param_channels, seed=2, scale=0.5)))
+    analytic = family(_params(1, family.param_channels, seed=1, scale=0.5)).kl(
+        family(_params(1, family.param_channels, seed=2, scale=0.5))
+    )
     assert analytic is None or (analytic >= -1e-12).all()
     n = 40000
     q = family(_params(1, family.param_channels, seed=1, scale=0.5).detach().expand(n, -1, -1, -1))
@@ -237,7 +239,9 @@ def test_latent_gradients_reach_the_parameters(spec):
 
 
 def _block(spec, **context) -> Block:
-    defaults = dict(in_width=8, middle_width=4, out_width=8, resolution=8, residual=False, zero_last=False, last_scale=1.0)
+    defaults = dict(
+        in_width=8, middle_width=4, out_width=8, resolution=8, residual=False, zero_last=False, last_scale=1.0
+    )
     block = spec.build(example_settings(spec), **{**defaults, **context}).to(DTYPE)
     assert isinstance(block, Block)
     return block

@@ -4,5 +4,9 @@ exactly as a third-party plugin would; the registry registers the modules listed
 BUILTIN_MODULES: list[str] = [
     "genkit_plugins.datasets.hooks",
     "genkit_plugins.categorical",
-    "genkit_plugins.dmol", "genkit_plugins.gaussian", "genkit_plugins.bottleneck", "genkit_plugins.resample", "genkit_plugins.vdvae",
+    "genkit_plugins.dmol",
+    "genkit_plugins.gaussian",
+    "genkit_plugins.bottleneck",
+    "genkit_plugins.resample",
+    "genkit_plugins.vdvae",
 ]

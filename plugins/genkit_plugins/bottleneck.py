@@ -44,9 +44,13 @@ class BottleneckBlock(Block):
     ):
         super().__init__()
         if residual and in_width != out_width:
-            raise ConfigError(f"block 'bottleneck': a residual block needs in_width == out_width, found {in_width} and {out_width}")
+            raise ConfigError(
+                f"block 'bottleneck': a residual block needs in_width == out_width, found {in_width} and {out_width}"
+            )
         if middle_width < 1:
-            raise ConfigError(f"block 'bottleneck': middle width must be at least 1, found {middle_width} (width × bottleneck_multiple)")
+            raise ConfigError(
+                f"block 'bottleneck': middle width must be at least 1, found {middle_width} (width × bottleneck_multiple)"
+            )
         self.residual = residual
         k = 3 if resolution > SMALL_RESOLUTION else 1
         self.c1 = conv(in_width, middle_width, 1)
@@ -67,4 +71,6 @@ class BottleneckBlock(Block):
 
 @hookimpl
 def genkit_register_blocks(register):
-    register("bottleneck", BottleneckBlock, description="VDVAE bottleneck block: GELU, 1×1 → 3×3 → 3×3 → 1×1, zero biases")
+    register(
+        "bottleneck", BottleneckBlock, description="VDVAE bottleneck block: GELU, 1×1 → 3×3 → 3×3 → 1×1, zero biases"
+    )

@@ -73,4 +73,6 @@ class GaussianFamily(LatentFamily):
 
 @hookimpl
 def genkit_register_latents(register):
-    register("gaussian", GaussianFamily, description="Diagonal Gaussian parameterised by (mean, log σ), analytic KL (VDVAE)")
+    register(
+        "gaussian", GaussianFamily, description="Diagonal Gaussian parameterised by (mean, log σ), analytic KL (VDVAE)"
+    )

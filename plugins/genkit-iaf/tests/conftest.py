@@ -6,8 +6,8 @@ import os
 
 os.environ["GENKIT_LOAD_PLUGINS"] = ""
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)

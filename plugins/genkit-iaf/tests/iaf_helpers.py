@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from genkit_iaf import IafPosterior, IafSettings
 
 DTYPE = torch.float64

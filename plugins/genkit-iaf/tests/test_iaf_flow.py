@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from genkit_iaf import IafPosterior, IafSettings
 from iaf_helpers import DTYPE, family, params, pixel_map, randomise
 from torch.autograd.functional import jacobian
 
-from genkit_iaf import IafPosterior, IafSettings
 
 def test_every_step_has_a_triangular_jacobian_in_its_declared_order_with_diagonal_sigma():
     posterior = family(zdim=5)
@@ -136,11 +136,12 @@ def test_a_new_flow_is_exactly_the_identity_so_the_posterior_starts_as_its_base_
 
 def test_a_step_can_stretch_an_element_by_at_most_the_inverse_initial_gate():
     """Kingma et al.'s gate σ = sigmoid(s) < 1, divided by its initial value g₀ = sigmoid(gate_bias): scales lie in (0, 1/g₀)."""
-    step = randomise(IafPosterior(IafSettings(steps=1, gate_bias=1.5, context=0), zdim=3).to(DTYPE), 23, scale=5.0).flow.steps[0]
+    step = randomise(
+        IafPosterior(IafSettings(steps=1, gate_bias=1.5, context=0), zdim=3).to(DTYPE), 23, scale=5.0
+    ).flow.steps[0]
     z = torch.randn(1000, 3, 2, 2, generator=torch.Generator().manual_seed(24), dtype=DTYPE) * 10
     with torch.no_grad():
         _, log_scale = step(z, None)
     bound = math.log1p(math.exp(-1.5))  # log(1/g₀)
     assert bound - 1e-3 < log_scale.max() <= bound + 1e-15  # reached where s saturates the sigmoid
     assert log_scale.min() < -5  # while shrinking has no such limit
-

@@ -38,7 +38,9 @@ def test_the_mades_jacobian_at_every_pixel_is_autograds(depth):
     assert got.shape == (2, 2, 3, 2 * zdim, zdim)
     for b, i, j in [(0, 0, 0), (1, 1, 2), (0, 1, 1)]:
         pixel = context[b : b + 1, :, i : i + 1, j : j + 1]
-        expected = jacobian(lambda v: torch.cat(made(v.reshape(1, zdim, 1, 1), pixel), 1).reshape(2 * zdim), z[b, :, i, j])
+        expected = jacobian(
+            lambda v: torch.cat(made(v.reshape(1, zdim, 1, 1), pixel), 1).reshape(2 * zdim), z[b, :, i, j]
+        )
         assert torch.allclose(got[b, i, j], expected, atol=1e-12)
 
 
@@ -64,7 +66,9 @@ def test_path_log_prob_differentiates_through_the_exact_inverse_with_every_param
     p = params(posterior, n=2, h=2, w=3, seed=37)
     q = posterior(p)
     z = q.rsample(torch.Generator().manual_seed(38))
-    weights = torch.randn(z.shape, generator=torch.Generator().manual_seed(39), dtype=DTYPE)  # any per-element weighting
+    weights = torch.randn(
+        z.shape, generator=torch.Generator().manual_seed(39), dtype=DTYPE
+    )  # any per-element weighting
     (got,) = torch.autograd.grad((weights * q.path_log_prob(z)).sum(), z)
     fixed = z.detach().requires_grad_()
     (expected,) = torch.autograd.grad((weights * frozen(posterior)(p.detach()).log_prob(fixed)).sum(), fixed)

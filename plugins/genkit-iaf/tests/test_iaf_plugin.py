@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from genkit_iaf import IafPosterior, IafSettings
 
 from genkit.errors import PluginError, RecipeError
-from genkit_iaf import IafPosterior, IafSettings
 
 CHECKOUT = Path(__file__).resolve().parents[3]
 RECIPES = CHECKOUT / "recipes"  # present in a genkit checkout, not in an installed sdist
@@ -79,7 +79,18 @@ def test_a_recipe_with_a_bad_iaf_setting_names_the_key(iaf_registry):
 def test_genkit_contract_suite_passes_for_iaf(tmp_path):
     """The contract tests every plugin author gets for free: ``pytest --pyargs genkit.testing`` with the entry point loaded."""
     env = {**os.environ, "GENKIT_LOAD_PLUGINS": "iaf", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "pytest", "--pyargs", "genkit.testing", "-k", "iaf", "-q", "-p", "no:cacheprovider"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "genkit.testing",
+        "-k",
+        "iaf",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
@@ -89,6 +100,15 @@ def test_genkit_contract_suite_passes_for_iaf(tmp_path):
 def test_genkit_core_and_builtin_plugins_never_mention_this_plugin():
     """genkit finds the plugin through its entry point alone: no line of its code or packaging names it."""
     mention = re.compile(r"\biaf\b|genkit[-_]iaf", re.IGNORECASE)
-    files = [*(CHECKOUT / "genkit").rglob("*.py"), *(CHECKOUT / "plugins" / "genkit_plugins").rglob("*.py"), CHECKOUT / "pyproject.toml"]
-    offending = [f"{path.relative_to(CHECKOUT)}:{n}" for path in files for n, line in enumerate(path.read_text().splitlines(), 1) if mention.search(line)]
+    files = [
+        *(CHECKOUT / "genkit").rglob("*.py"),
+        *(CHECKOUT / "plugins" / "genkit_plugins").rglob("*.py"),
+        CHECKOUT / "pyproject.toml",
+    ]
+    offending = [
+        f"{path.relative_to(CHECKOUT)}:{n}"
+        for path in files
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if mention.search(line)
+    ]
     assert offending == []

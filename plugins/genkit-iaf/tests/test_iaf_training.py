@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from genkit_iaf import IafPosterior
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "digits-iaf.toml"
@@ -78,5 +77,7 @@ def test_a_short_training_run_on_cpu_lowers_the_loss(iaf_registry):
         optimizer.step()
     after = held_out_loss()
     assert after < before - 0.5, (before, after)  # nats/dim: from ~5.5 (near uniform over 256 levels) well down
-    flow_moved = [block.posterior_family.flow.steps[0].made.out.weight.abs().max() for block in model.decoder.dec_blocks]
+    flow_moved = [
+        block.posterior_family.flow.steps[0].made.out.weight.abs().max() for block in model.decoder.dec_blocks
+    ]
     assert min(flow_moved) > 0  # the flow itself was trained, not only the Gaussian in front of it

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -71,18 +71,24 @@ class ArrayImageDataset(ImageDataset):
 
 def load_npy(path: Path, *, where: str, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
     """Memory-map a ``uint8`` ``.npy`` array ``(N, H, W, C)``, failing with one line that says what was expected."""
-    expected = "a uint8 .npy array (N, H, W, C)" if shape is None else f"a uint8 .npy array of shape {_shape_text(shape)}"
+    expected = (
+        "a uint8 .npy array (N, H, W, C)" if shape is None else f"a uint8 .npy array of shape {_shape_text(shape)}"
+    )
     if not path.is_file():
         raise DataError(f"{path}: not found; expected {expected} ({where})")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)}); expected {expected} ({where})") from None
+        raise DataError(
+            f"{path}: not a readable .npy file ({_first_line(exc)}); expected {expected} ({where})"
+        ) from None
     ok = array.dtype == np.uint8 and array.ndim == 4 and array.shape[-1] in (1, 3)
     if shape is not None:
         ok = ok and all(want is None or want == got for want, got in zip(shape, array.shape))
     if not ok:
-        raise DataError(f"{path}: found {array.dtype} array of shape {tuple(array.shape)}; expected {expected} ({where})")
+        raise DataError(
+            f"{path}: found {array.dtype} array of shape {tuple(array.shape)}; expected {expected} ({where})"
+        )
     return array
 
 

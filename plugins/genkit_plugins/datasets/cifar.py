@@ -84,7 +84,9 @@ def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
     if md5:
         found = md5sum(path)
         if found != md5:
-            raise DataError(f"{path}: MD5 is {found}, expected {md5} (the file is incomplete or not the official release); {WHERE}")
+            raise DataError(
+                f"{path}: MD5 is {found}, expected {md5} (the file is incomplete or not the official release); {WHERE}"
+            )
     batches = {}
     try:
         with tarfile.open(path, "r:gz") as tar:

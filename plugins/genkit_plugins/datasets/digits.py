@@ -57,9 +57,17 @@ def read_digits(path: Path) -> np.ndarray:
         with gzip.open(path, "rt") as fh:
             table = np.loadtxt(fh, delimiter=",", ndmin=2)
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); expected {expected}") from None
+        raise DataError(
+            f"{path}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); expected {expected}"
+        ) from None
     pixels = table[:, : SIDE * SIDE] if table.shape[1:] == (SIDE * SIDE + 1,) else None
-    if pixels is None or len(table) != N_IMAGES or pixels.min() < 0 or pixels.max() > MAX_COUNT or (pixels != np.round(pixels)).any():
+    if (
+        pixels is None
+        or len(table) != N_IMAGES
+        or pixels.min() < 0
+        or pixels.max() > MAX_COUNT
+        or (pixels != np.round(pixels)).any()
+    ):
         raise DataError(f"{path}: found a table of shape {table.shape}; expected {expected}")
     return rearrange(pixels, "n (h w c) -> n h w c", h=SIDE, w=SIDE, c=1)
 
@@ -83,7 +91,9 @@ class Digits(ArrayImageDataset):
         path = Path(settings.root).expanduser() if settings.root else bundled_file()
         images = to_levels(read_digits(path), settings.bits)
         if settings.validation_size + settings.test_size >= len(images):
-            raise DataError(f"{path}: {len(images)} images cannot give {settings.validation_size} for validation and {settings.test_size} for test")
+            raise DataError(
+                f"{path}: {len(images)} images cannot give {settings.validation_size} for validation and {settings.test_size} for test"
+            )
         order = np.random.RandomState(settings.split_seed).permutation(len(images))
         n_train = len(images) - settings.validation_size - settings.test_size
         super().__init__(

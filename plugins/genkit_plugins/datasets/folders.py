@@ -90,12 +90,17 @@ def image_folder(settings: ImageFolderSettings) -> FolderDataset:
     """Any folder of same-sized images; subfolders train/validation/test are used as the splits when present."""
     root = Path(settings.root).expanduser()
     where = "point data.root at a folder of same-sized images"
-    found = {split: next((root / f for f in folders if (root / f).is_dir()), None) for split, folders in SPLIT_FOLDERS.items()}
+    found = {
+        split: next((root / f for f in folders if (root / f).is_dir()), None)
+        for split, folders in SPLIT_FOLDERS.items()
+    }
     if found["train"] is not None:
         files = {"train": list_images(found["train"], where)}
         for split in ("validation", "test"):
             if found[split] is None:
-                raise DataError(f"{root}: has train/ but no {SPLIT_FOLDERS[split][0]}/ folder; expected both beside it ({where})")
+                raise DataError(
+                    f"{root}: has train/ but no {SPLIT_FOLDERS[split][0]}/ folder; expected both beside it ({where})"
+                )
             files[split] = list_images(found[split], where)
     else:
         every = list_images(root, where)
@@ -103,10 +108,16 @@ def image_folder(settings: ImageFolderSettings) -> FolderDataset:
         n_test = max(1, round(settings.test_fraction * n))
         n_validation = max(1, round(settings.validation_fraction * n))
         if n_test + n_validation >= n:
-            raise DataError(f"{root}: {n} images are too few to hold out {n_validation} for validation and {n_test} for test ({where})")
+            raise DataError(
+                f"{root}: {n} images are too few to hold out {n_validation} for validation and {n_test} for test ({where})"
+            )
         rest, test = seeded_holdout(n, n_test, settings.split_seed)
         train, validation = rest[:-n_validation], rest[-n_validation:]
-        files = {"train": [every[i] for i in train], "validation": [every[i] for i in validation], "test": [every[i] for i in test]}
+        files = {
+            "train": [every[i] for i in train],
+            "validation": [every[i] for i in validation],
+            "test": [every[i] for i in test],
+        }
     h, w, c = read_image(files["train"][0], "L" if settings.channels == 1 else "RGB", where).shape
     return FolderDataset({split: ImageFiles(paths, (h, w, c), where) for split, paths in files.items()})
 

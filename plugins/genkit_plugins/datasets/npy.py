@@ -39,7 +39,11 @@ class ImageNet(ArrayImageDataset):
         test = load_npy(root / f"imagenet{resolution}-valid.npy", shape=shape, where=IMAGENET_WHERE)
         train, validation = seeded_holdout(len(train_all), settings.validation_size, settings.split_seed)
         super().__init__(
-            {"train": ArraySplit(train_all, train), "validation": ArraySplit(train_all, validation), "test": ArraySplit(test)}
+            {
+                "train": ArraySplit(train_all, train),
+                "validation": ArraySplit(train_all, validation),
+                "test": ArraySplit(test),
+            }
         )
 
 
@@ -70,10 +74,14 @@ class Ffhq256(ArrayImageDataset):
     """FFHQ 256×256 (Karras 2019) from the reference's ffhq-256.npy: 7,000 held out (seed 5), also used as test."""
 
     def __init__(self, settings: Ffhq256Settings):
-        images = load_npy(Path(settings.root).expanduser() / "ffhq-256.npy", shape=(None, 256, 256, 3), where=FFHQ_WHERE)
+        images = load_npy(
+            Path(settings.root).expanduser() / "ffhq-256.npy", shape=(None, 256, 256, 3), where=FFHQ_WHERE
+        )
         train, validation = seeded_holdout(len(images), settings.validation_size, settings.split_seed)
         held_out = ArraySplit(images, validation)
-        super().__init__({"train": ArraySplit(images, train), "validation": held_out, "test": held_out}, bits=settings.bits)
+        super().__init__(
+            {"train": ArraySplit(images, train), "validation": held_out, "test": held_out}, bits=settings.bits
+        )
 
 
 @attrs.frozen
@@ -81,7 +89,9 @@ class NpySettings:
     """Folder with ``train.npy`` and ``test.npy`` (and optionally ``validation.npy``), all ``uint8`` ``(N, H, W, C)``."""
 
     root: str = "data/npy"
-    validation_size: int = attrs.field(default=1000, validator=in_range(1))  # held out of train when validation.npy is absent
+    validation_size: int = attrs.field(
+        default=1000, validator=in_range(1)
+    )  # held out of train when validation.npy is absent
     split_seed: int = 0
     bits: int = attrs.field(default=8, validator=in_range(1, 8))
 
@@ -96,7 +106,10 @@ class NpyImages(ArrayImageDataset):
         shape = (None, *train_all.shape[1:])
         test = load_npy(root / "test.npy", shape=shape, where=where)
         if (root / "validation.npy").exists():
-            splits = {"train": ArraySplit(train_all), "validation": ArraySplit(load_npy(root / "validation.npy", shape=shape, where=where))}
+            splits = {
+                "train": ArraySplit(train_all),
+                "validation": ArraySplit(load_npy(root / "validation.npy", shape=shape, where=where)),
+            }
         else:
             train, validation = seeded_holdout(len(train_all), settings.validation_size, settings.split_seed)
             splits = {"train": ArraySplit(train_all, train), "validation": ArraySplit(train_all, validation)}

@@ -44,7 +44,9 @@ def parse_blocks(text: str, *, factor_letter: str) -> list[Stage]:
                 res, factor = (int(part) for part in token.split(factor_letter))
                 stages.append(Stage(res, factor))
             elif other in token:
-                raise BlockStringError(f"token {token!r}: '{other}' belongs in the {'decoder' if other == 'm' else 'encoder'} string")
+                raise BlockStringError(
+                    f"token {token!r}: '{other}' belongs in the {'decoder' if other == 'm' else 'encoder'} string"
+                )
             else:
                 stages.append(Stage(int(token)))
         except ValueError as exc:
@@ -82,7 +84,9 @@ def check_encoder(stages: list[Stage], image_size: int) -> list[int]:
             raise BlockStringError(f"block {i} is at resolution {stage.resolution} but receives {current}×{current}")
         if stage.factor is not None:
             if stage.factor < 2 or current % stage.factor:
-                raise BlockStringError(f"block {i} ({current}d{stage.factor}): the pooling factor must be ≥ 2 and divide {current}")
+                raise BlockStringError(
+                    f"block {i} ({current}d{stage.factor}): the pooling factor must be ≥ 2 and divide {current}"
+                )
             current //= stage.factor
         after.append(current)
     return after
@@ -93,12 +97,18 @@ def check_decoder(stages: list[Stage], image_size: int, encoder_resolutions: set
     seen: set[int] = set()
     for i, stage in enumerate(stages):
         if stage.resolution not in encoder_resolutions:
-            raise BlockStringError(f"block {i} is at resolution {stage.resolution}, where the encoder keeps no activation")
+            raise BlockStringError(
+                f"block {i} is at resolution {stage.resolution}, where the encoder keeps no activation"
+            )
         if stage.factor is not None:
             if stage.factor not in seen:
-                raise BlockStringError(f"block {i} ({stage.resolution}m{stage.factor}) mixes in resolution {stage.factor}, which no earlier block computes")
+                raise BlockStringError(
+                    f"block {i} ({stage.resolution}m{stage.factor}) mixes in resolution {stage.factor}, which no earlier block computes"
+                )
             if stage.resolution % stage.factor or stage.resolution <= stage.factor:
-                raise BlockStringError(f"block {i} ({stage.resolution}m{stage.factor}): {stage.factor} must be a smaller divisor of {stage.resolution}")
+                raise BlockStringError(
+                    f"block {i} ({stage.resolution}m{stage.factor}): {stage.factor} must be a smaller divisor of {stage.resolution}"
+                )
         seen.add(stage.resolution)
     if image_size not in seen:
         raise BlockStringError(f"no block is at the image resolution {image_size}, so nothing produces the output")

@@ -65,23 +65,58 @@ class VDVAEConfig:
         try:
             after = check_encoder(enc, self.image_size)
         except BlockStringError as exc:
-            check(False, "enc_blocks", f"blocks that start at image_size {self.image_size} and pool consistently ({exc})", self.enc_blocks)
+            check(
+                False,
+                "enc_blocks",
+                f"blocks that start at image_size {self.image_size} and pool consistently ({exc})",
+                self.enc_blocks,
+            )
         try:
             check_decoder(dec, self.image_size, {self.image_size, *after})
         except BlockStringError as exc:
-            check(False, "dec_blocks", f"blocks at the encoder's resolutions ending at image_size ({exc})", self.dec_blocks)
+            check(
+                False,
+                "dec_blocks",
+                f"blocks at the encoder's resolutions ending at image_size ({exc})",
+                self.dec_blocks,
+            )
         w = lambda r: width_at(self.width, custom, r)  # noqa: E731
-        check(w(self.image_size) == self.width, "custom_width_str", f"the image resolution's width to equal width = {self.width}", self.custom_width_str)
+        check(
+            w(self.image_size) == self.width,
+            "custom_width_str",
+            f"the image resolution's width to equal width = {self.width}",
+            self.custom_width_str,
+        )
         for stage, res in zip(enc, after):
             # a pooled activation is zero-padded up to the coarser width, never cut
-            check(w(res) >= w(stage.resolution), "custom_width_str", f"widths that do not shrink as the encoder pools ({stage.resolution} → {res})", self.custom_width_str)
+            check(
+                w(res) >= w(stage.resolution),
+                "custom_width_str",
+                f"widths that do not shrink as the encoder pools ({stage.resolution} → {res})",
+                self.custom_width_str,
+            )
         for stage in dec:
             if stage.factor is not None:
-                check(w(stage.factor) >= w(stage.resolution), "custom_width_str", f"the mixed-in resolution {stage.factor} at least as wide as {stage.resolution}", self.custom_width_str)
+                check(
+                    w(stage.factor) >= w(stage.resolution),
+                    "custom_width_str",
+                    f"the mixed-in resolution {stage.factor} at least as wide as {stage.resolution}",
+                    self.custom_width_str,
+                )
         for res in {s.resolution for s in enc + dec}:
-            check(int(w(res) * self.bottleneck_multiple) >= 1, "bottleneck_multiple", f"a middle width of at least 1 channel at resolution {res}", self.bottleneck_multiple)
+            check(
+                int(w(res) * self.bottleneck_multiple) >= 1,
+                "bottleneck_multiple",
+                f"a middle width of at least 1 channel at resolution {res}",
+                self.bottleneck_multiple,
+            )
         own = getattr(self.likelihood.settings, "num_mixtures", None)
-        check(own is None or own == self.num_mixtures, "likelihood.num_mixtures", f"nothing or the model's num_mixtures = {self.num_mixtures}", own)
+        check(
+            own is None or own == self.num_mixtures,
+            "likelihood.num_mixtures",
+            f"nothing or the model's num_mixtures = {self.num_mixtures}",
+            own,
+        )
 
     def widths(self) -> dict[int, int]:
         """The custom widths by resolution (others are ``width``)."""

@@ -39,8 +39,12 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         # torch's message advises retrying with weights_only=False, which would run the file's pickled code
-        raise CheckpointError(f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(
+            f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__})"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise CheckpointError(f"{path}: expected a state dict (names to tensors), found {type(state).__name__}")
     return OrderedDict((map_key(k), v) for k, v in state.items())
 
@@ -57,11 +61,17 @@ def expected_shapes(recipe: Recipe) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in build_model(recipe, "meta").state_dict().items()}
 
 
-def differences(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> tuple[list[str], list[str], list[str]]:
+def differences(
+    state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]
+) -> tuple[list[str], list[str], list[str]]:
     """(missing keys, unexpected keys, 'key: file shape vs model shape' lines)."""
     missing = [k for k in shapes if k not in state]
     unexpected = [k for k in state if k not in shapes]
-    mis_shaped = [f"{k}: {tuple(state[k].shape)} in the file, {shapes[k]} in the model" for k in shapes if k in state and tuple(state[k].shape) != shapes[k]]
+    mis_shaped = [
+        f"{k}: {tuple(state[k].shape)} in the file, {shapes[k]} in the model"
+        for k in shapes
+        if k in state and tuple(state[k].shape) != shapes[k]
+    ]
     return missing, unexpected, mis_shaped
 
 
@@ -91,7 +101,9 @@ def infer_encoder_string(state: dict[str, torch.Tensor], recipe: Recipe) -> str 
             continue
         candidate = ",".join(tokens[:i] + [f"{res}x{count - short}"] + tokens[i + 1 :])
         try:
-            trial = attrs.evolve(recipe, model=attrs.evolve(recipe.model, settings=attrs.evolve(settings, enc_blocks=candidate)))
+            trial = attrs.evolve(
+                recipe, model=attrs.evolve(recipe.model, settings=attrs.evolve(settings, enc_blocks=candidate))
+            )
         except (ValueError, TypeError):
             continue
         if not any(differences(state, expected_shapes(trial))):
@@ -99,7 +111,9 @@ def infer_encoder_string(state: dict[str, torch.Tensor], recipe: Recipe) -> str 
     return matches[0] if len(matches) == 1 else None
 
 
-def convert_official(path: str | Path, recipe: Recipe, *, infer_encoder: bool = True) -> tuple[Recipe, dict[str, torch.Tensor], list[str]]:
+def convert_official(
+    path: str | Path, recipe: Recipe, *, infer_encoder: bool = True
+) -> tuple[Recipe, dict[str, torch.Tensor], list[str]]:
     """(the recipe the file matches, its state dict under genkit names, notes for the user); fails naming any difference."""
     state = read_official(path)
     notes: list[str] = []
@@ -107,7 +121,9 @@ def convert_official(path: str | Path, recipe: Recipe, *, infer_encoder: bool = 
     if missing and not unexpected and not mis_shaped and infer_encoder and all(ENCODER_BLOCK.match(k) for k in missing):
         candidate = infer_encoder_string(state, recipe)
         if candidate is not None:
-            notes.append(f"{path}: lacks {summarise(missing)} of the recipe's enc_blocks; using enc_blocks = {candidate!r}, which matches every key and shape")
+            notes.append(
+                f"{path}: lacks {summarise(missing)} of the recipe's enc_blocks; using enc_blocks = {candidate!r}, which matches every key and shape"
+            )
             settings = attrs.evolve(recipe.model.settings, enc_blocks=candidate)
             recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, settings=settings))
             missing = []
@@ -117,7 +133,9 @@ def convert_official(path: str | Path, recipe: Recipe, *, infer_encoder: bool = 
     if unexpected:
         problems.append(f"unexpected {len(unexpected)} tensors: {summarise(unexpected)}")
     if mis_shaped:
-        problems.append(f"{len(mis_shaped)} mis-shaped: " + "; ".join(mis_shaped[:5]) + (" …" if len(mis_shaped) > 5 else ""))
+        problems.append(
+            f"{len(mis_shaped)} mis-shaped: " + "; ".join(mis_shaped[:5]) + (" …" if len(mis_shaped) > 5 else "")
+        )
     if problems:
         raise CheckpointError(f"{path} does not match the recipe's model: " + "; ".join(problems))
     return recipe, dict(state), notes

@@ -55,9 +55,21 @@ class DecoderBlock(nn.Module):
         self.prior_family = config.prior.build("latent", zdim=config.zdim)
         block = lambda **kw: config.block.build("block", middle_width=middle, resolution=stage.resolution, **kw)  # noqa: E731
         scale = math.sqrt(1.0 / n_blocks)
-        self.enc = block(in_width=2 * width, out_width=self.posterior_family.param_channels, residual=False, zero_last=False, last_scale=1.0)
+        self.enc = block(
+            in_width=2 * width,
+            out_width=self.posterior_family.param_channels,
+            residual=False,
+            zero_last=False,
+            last_scale=1.0,
+        )
         # the prior's last conv starts at zero: a fresh layer's prior is N(0, 1) and adds nothing to the state
-        self.prior = block(in_width=width, out_width=self.prior_family.param_channels + width, residual=False, zero_last=True, last_scale=1.0)
+        self.prior = block(
+            in_width=width,
+            out_width=self.prior_family.param_channels + width,
+            residual=False,
+            zero_last=True,
+            last_scale=1.0,
+        )
         self.z_proj = conv(config.zdim, width, 1)
         self.z_proj.weight.data.mul_(scale)
         self.resnet = block(in_width=width, out_width=width, residual=True, zero_last=False, last_scale=scale)
@@ -116,7 +128,9 @@ class Decoder(nn.Module):
         self.dec_blocks = nn.ModuleList(DecoderBlock(config, stage, len(stages)) for stage in stages)
         resolutions = sorted({stage.resolution for stage in stages})
         self.bias_resolutions = [r for r in resolutions if r <= config.no_bias_above]
-        self.bias_xs = nn.ParameterList(nn.Parameter(torch.zeros(1, config.width_at(r), r, r)) for r in self.bias_resolutions)
+        self.bias_xs = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, config.width_at(r), r, r)) for r in self.bias_resolutions
+        )
         self.unpool = config.upsampler.build("resampler")
         self.gain = nn.Parameter(torch.ones(1, config.width, 1, 1))
         self.bias = nn.Parameter(torch.zeros(1, config.width, 1, 1))
@@ -151,7 +165,14 @@ class Decoder(nn.Module):
             if block.mixin is not None:
                 state = state + self.unpool(states[block.mixin][:, : block.width], r // block.mixin)
             activation = activations[r] if i < posterior_layers else None
-            out = block(state, activation, latents=latents, temperature=temperatures[i], generator=generator, want_log_ratio=want_log_ratio)
+            out = block(
+                state,
+                activation,
+                latents=latents,
+                temperature=temperatures[i],
+                generator=generator,
+                want_log_ratio=want_log_ratio,
+            )
             states[r] = out.state
             outputs.append(out)
         final = states[self.image_size] * self.gain + self.bias

@@ -40,9 +40,7 @@ class Encoder(nn.Module):
         self.downsample = config.downsampler.build("resampler")
         self.pool_factors = [s.factor for s in stages]
         # channels to zero-pad after each block so the activation has its resolution's width
-        self.pads = [
-            config.width_at(s.resolution // (s.factor or 1)) - config.width_at(s.resolution) for s in stages
-        ]
+        self.pads = [config.width_at(s.resolution // (s.factor or 1)) - config.width_at(s.resolution) for s in stages]
 
     def forward(self, x: Tensor) -> dict[int, Tensor]:
         x = self.in_conv(x)

@@ -61,7 +61,9 @@ class VDVAE(GenerativeModel):
     def preprocess(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """``uint8`` ``(B, H, W, C)`` -> (encoder input, likelihood target), both ``(B, C, H, W)`` (reference ``data.py``)."""
         if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape:
-            raise ConfigError(f"vdvae: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), found {images.dtype} {tuple(images.shape)}")
+            raise ConfigError(
+                f"vdvae: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), found {images.dtype} {tuple(images.shape)}"
+            )
         c = self.config
         x = rearrange(images, "b h w c -> b c h w").to(device=self.decoder.gain.device, dtype=self._dtype())
         inputs = ((x / 255.0 if c.input_unit_range else x) + c.input_shift) * c.input_scale
@@ -79,7 +81,9 @@ class VDVAE(GenerativeModel):
     def _temperatures(self, temperature: float | list[float] | tuple[float, ...]) -> list[float]:
         if isinstance(temperature, (list, tuple)):
             if len(temperature) != self.n_latent_layers:
-                raise ConfigError(f"vdvae: expected one temperature per latent layer ({self.n_latent_layers}), found {len(temperature)}")
+                raise ConfigError(
+                    f"vdvae: expected one temperature per latent layer ({self.n_latent_layers}), found {len(temperature)}"
+                )
             values = [float(t) for t in temperature]
         else:
             values = [float(temperature)] * self.n_latent_layers
@@ -109,28 +113,42 @@ class VDVAE(GenerativeModel):
         """log p(x | z) + log p(z) − log q(z | x) at one z ~ q, nats per image ``(B,)``."""
         inputs, target = self.preprocess(images)
         params, layers = self.decoder(images.shape[0], self.encoder(inputs), generator=generator, want_log_ratio=True)
-        return self.likelihood.log_prob(params, target) + torch.stack([layer.log_ratio for layer in layers], dim=1).sum(dim=1)
+        return self.likelihood.log_prob(params, target) + torch.stack([layer.log_ratio for layer in layers], dim=1).sum(
+            dim=1
+        )
 
     # --- likelihood parameters (for comparisons with the reference) ---------------------------------
 
-    def posterior_params(self, images: Tensor, latents: str = "mean", generator: torch.Generator | None = None) -> Tensor:
+    def posterior_params(
+        self, images: Tensor, latents: str = "mean", generator: torch.Generator | None = None
+    ) -> Tensor:
         """The likelihood's parameters ``(B, P, H, W)`` given ``images``, z from the posterior."""
         self._check_latents(latents)
         inputs, _ = self.preprocess(images)
         return self.decoder(images.shape[0], self.encoder(inputs), latents=latents, generator=generator)[0]
 
     def prior_params(
-        self, n: int, temperature: float | list[float] = 1.0, latents: str = "sample", generator: torch.Generator | None = None
+        self,
+        n: int,
+        temperature: float | list[float] = 1.0,
+        latents: str = "sample",
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """The likelihood's parameters ``(n, P, H, W)`` of ``n`` unconditional draws, z from the prior."""
         self._check_latents(latents)
-        return self.decoder(n, None, latents=latents, temperatures=self._temperatures(temperature), generator=generator)[0]
+        return self.decoder(
+            n, None, latents=latents, temperatures=self._temperatures(temperature), generator=generator
+        )[0]
 
     # --- generation -------------------------------------------------------------------------------
 
     @torch.no_grad()
     def sample(
-        self, n: int, temperature: float | list[float] = 1.0, generator: torch.Generator | None = None, latents: str = "sample"
+        self,
+        n: int,
+        temperature: float | list[float] = 1.0,
+        generator: torch.Generator | None = None,
+        latents: str = "sample",
     ) -> Tensor:
         params = self.prior_params(n, temperature, latents, generator)
         return self.to_uint8(self.likelihood.sample(params, generator=generator))
@@ -146,7 +164,10 @@ class VDVAE(GenerativeModel):
         inputs, _ = self.preprocess(images)
         temperatures = [1.0] * keep_layers + [t] * (self.n_latent_layers - keep_layers)
         params, _ = self.decoder(
-            images.shape[0], self.encoder(inputs), temperatures=temperatures, posterior_layers=keep_layers, generator=generator
+            images.shape[0],
+            self.encoder(inputs),
+            temperatures=temperatures,
+            posterior_layers=keep_layers,
+            generator=generator,
         )
         return self.to_uint8(self.likelihood.sample(params, generator=generator))
-

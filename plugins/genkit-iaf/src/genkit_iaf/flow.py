@@ -90,7 +90,11 @@ class IafStep(nn.Module):
         m, s, dm, ds = self.shift_and_gate_jacobians(z, h)
         gate = s.sigmoid()
         grad = column(grad) - ds.transpose(-1, -2) @ column(weights * (1 - gate))
-        jacobian = (torch.diag_embed(column(gate).squeeze(-1)) + column((z - m) * gate * (1 - gate)) * ds + column(1 - gate) * dm) / self.initial_gate
+        jacobian = (
+            torch.diag_embed(column(gate).squeeze(-1))
+            + column((z - m) * gate * (1 - gate)) * ds
+            + column(1 - gate) * dm
+        ) / self.initial_gate
         # J is lower triangular when the step reads first-to-last, so Jᵀ is upper
         grad = torch.linalg.solve_triangular(jacobian.transpose(-1, -2), grad, upper=not self.reverse)
         z_next = (gate * z + (1 - gate) * m) / self.initial_gate

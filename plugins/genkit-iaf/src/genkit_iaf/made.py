@@ -83,10 +83,14 @@ class Made(nn.Module):
         a = self.inp(z)
         if self.context is not None:
             a = a + self.context(h)
-        jacobian = rearrange(elu_derivative(a), "b k h w -> b h w k 1") * self.inp.matrix  # ∂ELU(a)/∂z (B, H, W, hidden, zdim)
+        jacobian = (
+            rearrange(elu_derivative(a), "b k h w -> b h w k 1") * self.inp.matrix
+        )  # ∂ELU(a)/∂z (B, H, W, hidden, zdim)
         for layer in self.hidden:
             a = layer(F.elu(a))
-            jacobian = rearrange(elu_derivative(a), "b k h w -> b h w k 1") * torch.einsum("jk,bhwkz->bhwjz", layer.matrix, jacobian)
+            jacobian = rearrange(elu_derivative(a), "b k h w -> b h w k 1") * torch.einsum(
+                "jk,bhwkz->bhwjz", layer.matrix, jacobian
+            )
         m, s = self.out(F.elu(a)).chunk(2, dim=1)
         return m, s, torch.einsum("ok,bhwkz->bhwoz", self.out.matrix, jacobian)
 

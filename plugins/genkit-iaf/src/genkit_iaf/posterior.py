@@ -42,7 +42,9 @@ class IafSettings:
     hidden: int = attrs.field(default=64, validator=in_range(1))  # units in each hidden layer of every MADE
     depth: int = attrs.field(default=1, validator=in_range(1, 8))  # hidden layers of every MADE
     context: int = attrs.field(default=16, validator=in_range(0))  # channels of h; 0 = unconditioned flow
-    gate_bias: float = attrs.field(default=2.0, validator=in_range(0, 10))  # initial s: σ starts at sigmoid(2) ≈ 0.88; a step stretches z by at most 1/0.88
+    gate_bias: float = attrs.field(
+        default=2.0, validator=in_range(0, 10)
+    )  # initial s: σ starts at sigmoid(2) ≈ 0.88; a step stretches z by at most 1/0.88
 
 
 class IafDistribution(LatentDistribution):
@@ -58,7 +60,14 @@ class IafDistribution(LatentDistribution):
     the flow's weights held fixed: its gradient reaches ``z`` only (:class:`PathLogProb`).
     """
 
-    def __init__(self, flow: InverseAutoregressiveFlow, loc: Tensor, log_scale: Tensor, context: Tensor | None, temperature: float | Tensor):
+    def __init__(
+        self,
+        flow: InverseAutoregressiveFlow,
+        loc: Tensor,
+        log_scale: Tensor,
+        context: Tensor | None,
+        temperature: float | Tensor,
+    ):
         self.flow, self.loc, self.context = flow, loc, context
         self.scale = log_scale.exp() * temperature
         self._produced: list[tuple[Tensor, Tensor, Tensor]] = []  # (z, z₀, log_det) of every tensor handed out
