@@ -45,6 +45,16 @@ class HubError(GenkitError):
     """Talking to the Hugging Face Hub (or its cache) failed."""
 
 
+def first_line(text: str | BaseException) -> str:
+    """The first non-empty line of a docstring or message (an exception without one: its type's name)."""
+    if isinstance(text, BaseException):
+        return first_line(str(text)) or type(text).__name__
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
 def _describe(value: object) -> str:
     if isinstance(value, str):
         return repr(value)

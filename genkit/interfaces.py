@@ -1,4 +1,4 @@
-"""The contracts every plugin of a kind fulfils. ``tests/test_contracts.py`` checks them for every registered plugin.
+"""The contracts every plugin of a kind fulfils. ``genkit.testing`` checks them for every registered plugin.
 
 Conventions shared by all of them:
 
@@ -7,19 +7,34 @@ Conventions shared by all of them:
 * **Likelihood targets** are floats in ``[-1, 1]``: level ``k`` of ``2**bits`` maps to
   ``2k / (2**bits - 1) - 1`` (so 8-bit ``x`` maps to ``x / 127.5 - 1``).
 * **Units**: log-likelihoods, KLs and losses are in **nats**; per-dimension figures divide by
-  ``C·H·W``; bits/dim = nats/dim ÷ ln 2.
+  ``C·H·W``; bits/dim = nats/dim ÷ ln 2 (:func:`nats_to_bits`).
 * Factories are called as ``factory(settings, **context)``: ``settings`` is the plugin's own
   validated attrs config, ``context`` what the assembling model supplies (widths, channels…).
+
+A model is a :class:`GenerativeModel`. What it can do beyond training, evaluation and sampling
+it declares by also deriving from a capability class — :class:`LatentVariables`,
+:class:`ImportanceWeighted`, :class:`Invertible`, :class:`DataDependentInit` — never by the
+presence of a method: the engine and the CLI ask ``isinstance(model, Capability)``.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
+import attrs
 import torch
 from torch import Tensor, nn
+
+from genkit.errors import ConfigError
+
+LN2 = math.log(2.0)
+
+
+def nats_to_bits(nats_per_dim):
+    """Nats per dimension to bits per dimension (a float or a tensor)."""
+    return nats_per_dim / LN2
 
 
 def levels(bits: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -27,11 +42,19 @@ def levels(bits: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
     return torch.linspace(-1.0, 1.0, 2**bits, dtype=dtype)
 
 
+# --- likelihoods ---------------------------------------------------------------------------------
+
+
 class Likelihood(nn.Module, ABC):
     """p(x | params): a distribution over images with ``channels`` channels of ``bits`` bits.
 
     Built as ``factory(settings, channels=C, bits=b)``. ``params`` is ``(B, param_channels, H, W)``
     and ``x`` is ``(B, C, H, W)`` on the level grid in [-1, 1]. Differentiable in ``params``.
+
+    A draw is a deterministic function of uniform noise ``(B, noise_channels, H, W)`` in (0, 1):
+    ``sample(params, noise=u)`` with the same ``u`` gives the same draw, so two samplers fed the
+    same noise can be compared image for image. ``sample(params, generator=g)`` is
+    ``sample(params, noise=draw_noise(...same shape..., generator=g))``.
     """
 
     channels: int
@@ -42,17 +65,30 @@ class Likelihood(nn.Module, ABC):
     def param_channels(self) -> int:
         """How many parameter channels per pixel the network must output."""
 
+    @property
+    @abstractmethod
+    def noise_channels(self) -> int:
+        """How many uniform numbers per pixel one draw consumes."""
+
     @abstractmethod
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         """log p(x | params) per example, in nats, summed over every dimension: ``(B,)``."""
 
     @abstractmethod
-    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """A draw ``(B, C, H, W)`` on the level grid in [-1, 1]. Not differentiable."""
+    def sample(self, params: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
+        """A draw ``(B, C, H, W)`` on the level grid in [-1, 1], from ``noise`` when given. Not differentiable."""
 
     @abstractmethod
     def mode(self, params: Tensor) -> Tensor:
         """A deterministic point summary ``(B, C, H, W)`` on the level grid (e.g. the most likely component's mean)."""
+
+    def draw_noise(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Uniform noise ``(B, noise_channels, H, W)`` for a draw at ``params``, in ``params``' dtype and device."""
+        b, _, h, w = params.shape
+        return torch.rand((b, self.noise_channels, h, w), generator=generator, dtype=params.dtype, device=params.device)
+
+
+# --- latent distributions --------------------------------------------------------------------------
 
 
 class LatentDistribution(ABC):
@@ -150,21 +186,59 @@ class Downsampler(nn.Module, ABC):
     def forward(self, x: Tensor, factor: int) -> Tensor: ...
 
 
-class LossTerms(NamedTuple):
-    """What a model's forward pass returns. Per-example terms are nats per dimension, ``(B,)``."""
+# --- models ----------------------------------------------------------------------------------------
 
-    loss: Tensor  # scalar to minimise: mean over the batch of ``elbo``
-    elbo: Tensor  # negative ELBO (or exact NLL), nats/dim, (B,)
-    distortion: Tensor  # -log p(x | z), nats/dim, (B,)
-    rate: Tensor  # KL terms, nats/dim, (B,); zero for models without latents
-    layer_kl: Tensor | None = None  # KL of every latent layer, nats per image, (B, L)
+
+@attrs.frozen
+class Objective:
+    """What a model's per-image figure is, so that every report can name it and its parts.
+
+    ``label`` is printed beside every figure ("negative ELBO", "exact negative log-likelihood",
+    "variational dequantization bound"). ``key`` names it in per-image results: ``genkit eval
+    --images --json`` writes ``nll_nats_per_dim`` for every model and, when ``key`` is not "nll",
+    the same values as ``{key}_nats_per_dim`` too (the VDVAE's ``elbo_nats_per_dim``). ``parts``
+    are the names of :attr:`LossTerms.parts`, in the order they are printed (``distortion``,
+    ``rate``); a model whose figure has no parts gives none. ``exact`` is true when ``nll`` is
+    −log p(x) itself rather than an upper bound on it.
+    """
+
+    label: str
+    key: str = "nll"
+    parts: tuple[str, ...] = ()
+    exact: bool = False
+
+
+class LossTerms(NamedTuple):
+    """What a model's forward pass returns. Per-example figures are nats per dimension, ``(B,)``.
+
+    ``parts`` holds one ``(B,)`` tensor per name in the model's ``objective.parts``; they sum to
+    ``nll``. ``layer_kl`` is optional: a latent-variable model's KL of every latent layer, nats per
+    image, ``(B, L)``.
+    """
+
+    nll: Tensor
+    parts: dict[str, Tensor]
+    layer_kl: Tensor | None = None
+
+    @property
+    def loss(self) -> Tensor:
+        """The scalar to minimise: the mean of ``nll`` over the batch."""
+        return self.nll.mean()
 
 
 class GenerativeModel(nn.Module, ABC):
-    """A likelihood-based model of ``uint8`` images ``(B, H, W, C)``. Built as ``factory(settings)``."""
+    """A likelihood-based model of ``uint8`` images ``(B, H, W, C)``. Built as ``factory(settings)``.
+
+    Declares ``objective`` (what ``nll`` is) and ``samplers`` (the names ``sample`` accepts, the
+    first being the default).
+    """
 
     #: (H, W, C) of the images the model takes and makes
     image_shape: tuple[int, int, int]
+    #: what ``forward``'s ``nll`` is and which parts it sums
+    objective: ClassVar[Objective]
+    #: the names of the model's sampling procedures; the first is the default
+    samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
 
     @property
     def dims_per_image(self) -> int:
@@ -172,39 +246,147 @@ class GenerativeModel(nn.Module, ABC):
         return h * w * c
 
     @abstractmethod
-    def forward(self, images: Tensor, latents: str = "sample") -> LossTerms:
+    def forward(self, images: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> LossTerms:
         """The training objective and its parts for a batch of ``uint8`` images.
 
-        ``latents="sample"`` draws latents as in training; ``latents="mean"`` puts every latent at
-        its mean (the posterior's when encoding), a deterministic mode for exact comparisons.
-        Models without latents ignore it.
+        ``latents="sample"`` draws the objective's random variables (latents, dequantization
+        noise) as in training, from ``generator`` when given; ``latents="mean"`` puts every one
+        at its mean, a deterministic mode for exact comparisons. A model whose objective has no
+        random variables ignores both.
         """
 
     @abstractmethod
     def sample(
-        self, n: int, temperature: float | list[float] = 1.0, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """``n`` new ``uint8`` images ``(n, H, W, C)``."""
-
-    def save_pretrained(self, directory, *, samples: int = 16):
-        """Write this model as a model directory (config, safetensors weights, card, ``samples`` in a grid)."""
-        from genkit.pretrained import save_pretrained  # lazy: interfaces stay free of I/O imports
-
-        return save_pretrained(self, directory, samples=samples)
-
-    def push_to_hub(
         self,
-        repo_id: str,
-        *,
-        private: bool | None = None,
-        token: str | None = None,
-        commit_message: str | None = None,
-        **options,
-    ):
-        """Publish this model as the Hub repo ``repo_id``; ``options`` as in :func:`genkit.hub.push_to_hub`."""
-        from genkit.hub import push_to_hub
+        n: int,
+        temperature: float | list[float] = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+    ) -> Tensor:
+        """``n`` new ``uint8`` images ``(n, H, W, C)`` drawn by ``sampler`` (default: ``samplers[0]``).
 
-        return push_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message, **options)
+        Every sampler of a model draws the same distribution; fed the same ``generator`` state,
+        samplers that differ only in how they compute (cached or not) give the same images.
+        ``temperature`` scales the model's noise (a list, one value per latent layer, only for
+        :class:`LatentVariables`).
+        """
+
+    def pictures(
+        self, images: Tensor, *, generator: torch.Generator | None, temperature: float
+    ) -> dict[str, tuple[Tensor, int]]:
+        """Family-specific pictures drawn at every validation, beside the samples.
+
+        Returns ``{name: (uint8 images (N, H, W, C), columns)}``, each saved as one grid. ``images``
+        are a few validation images ``(B, H, W, C)``. The default draws none; the VDVAE draws its
+        reconstruction grid (Child 2021, Figure 4).
+        """
+        return {}
+
+
+# --- capabilities ----------------------------------------------------------------------------------
+
+
+class DataDependentInit(ABC):
+    """A model that sets some of its weights from a batch of training images before training starts.
+
+    Weight normalisation and activation normalisation (PixelCNN++, Flow++) choose scales and
+    biases so that every normalised layer's output over the batch has mean 0 and a given variance.
+    The trainer calls :meth:`initialize` once, on a fresh run only, in train mode, without
+    gradients, before the EMA copy and the optimizer exist, with ``train.init_images`` images; under
+    torchrun, rank 0's result is broadcast to every rank.
+    """
+
+    phrase: ClassVar[str] = "a data-dependent initialisation"
+
+    @abstractmethod
+    def initialize(self, images: Tensor) -> None:
+        """Set the data-dependent weights from ``uint8`` images ``(B, H, W, C)``."""
+
+
+class LatentVariables(ABC):
+    """A model with layers of latent variables (a hierarchical VAE).
+
+    Its ``forward`` fills :attr:`LossTerms.layer_kl`; ``sample`` takes one temperature per layer.
+    """
+
+    phrase: ClassVar[str] = "latent variables"
+
+    @property
+    @abstractmethod
+    def n_latent_layers(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def layer_resolutions(self) -> list[int]:
+        """The resolution of every latent layer, top (first drawn) first."""
+
+    @abstractmethod
+    def reconstruct(
+        self, images: Tensor, keep_layers: int, temperature: float = 0.1, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The first ``keep_layers`` latents from the posterior of ``images``, the rest from the prior at
+        ``temperature``: ``uint8`` images (Child 2021, Figure 4)."""
+
+
+class ImportanceWeighted(ABC):
+    """A model whose figure is a bound that importance sampling tightens (Burda et al. 2016).
+
+    ``importance_log_weights`` is ``log p(x, v) − log q(v | x)`` at one draw ``v ~ q(·|x)`` (latents
+    for a VAE, dequantization noise for a flow), nats per image: its mean over draws is the
+    model's bound and ``logmeanexp`` over ``K`` draws a tighter one.
+    """
+
+    phrase: ClassVar[str] = "an importance-weighted bound"
+
+    @abstractmethod
+    def importance_log_weights(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``(B,)`` nats per image, with every constant (dequantization scale) included."""
+
+
+class Invertible(ABC):
+    """A model whose map from (dequantized) images to latents is a bijection: a normalising flow."""
+
+    phrase: ClassVar[str] = "an invertible map from images to latents"
+
+    @abstractmethod
+    def encode(self, images: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> Tensor:
+        """The latents ``z`` of ``uint8`` images, dequantized as ``forward`` does."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """``uint8`` images from latents ``z``: the inverse of :meth:`encode` up to dequantization."""
+
+    @abstractmethod
+    def inverse_error(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The largest ``|v − f⁻¹(f(v))|`` over the batch in the model's continuous space: how exactly it inverts."""
+
+
+CAPABILITIES = (DataDependentInit, LatentVariables, ImportanceWeighted, Invertible)
+
+
+def capabilities(model: GenerativeModel) -> list[str]:
+    """The names of the capabilities ``model`` declares."""
+    return [capability.__name__ for capability in CAPABILITIES if isinstance(model, capability)]
+
+
+def require(model: GenerativeModel, capability: type, what: str) -> None:
+    """Stop with one line when ``model`` lacks ``capability``, which ``what`` (a command or setting) needs."""
+    if not isinstance(model, capability):
+        raise ConfigError(f"{what} needs a model with {capability.phrase}, and a {type(model).__name__} has none")
+
+
+def resolve_sampler(model: GenerativeModel, sampler: str | None) -> str:
+    """``sampler``, or the model's default when ``None``; one line naming the model's samplers when unknown."""
+    if sampler is None:
+        return model.samplers[0]
+    if sampler not in model.samplers:
+        raise ConfigError(
+            f"sampler {sampler!r}: a {type(model).__name__} samples with {', '.join(repr(s) for s in model.samplers)}"
+        )
+    return sampler
+
+
+# --- data sets -------------------------------------------------------------------------------------
 
 
 class ImageDataset(ABC):
@@ -219,7 +401,3 @@ class ImageDataset(ABC):
 
     @abstractmethod
     def split(self, name: str) -> torch.utils.data.Dataset: ...
-
-
-def nats_to_bits(nats_per_dim: float | Tensor) -> float | Tensor:
-    return nats_per_dim / math.log(2.0)

@@ -1,4 +1,5 @@
-"""The ``genkit`` command line. Each command lives in a small module listed in ``COMMAND_MODULES``.
+"""The ``genkit`` command line. Each command lives in a small module listed in ``COMMAND_MODULES``;
+plugins add theirs through the ``genkit_register_commands`` hook (:class:`PluginGroup`).
 
 Errors print one line: ``genkit: error: …``, exit status 2 for usage or configuration
 mistakes and 1 for failures at run time; ``--debug`` shows the traceback instead.
@@ -12,6 +13,7 @@ import sys
 import click
 
 from genkit import __version__
+from genkit.cli.groups import PluginGroup
 from genkit.errors import ConfigError, GenkitError
 
 COMMAND_MODULES = [
@@ -24,7 +26,7 @@ COMMAND_MODULES = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="genkit")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.pass_context

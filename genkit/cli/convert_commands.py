@@ -1,50 +1,60 @@
-"""``genkit convert``: import checkpoints of other implementations as genkit model directories."""
+"""``genkit convert``: import checkpoints of other implementations as genkit model directories.
+
+The group holds no converter of its own: each model family's plugin registers its converter
+under it (``genkit_register_commands``, group ``"convert"``), built from the options and the
+helpers here so that every converter reads the same way::
+
+    genkit convert FAMILY CHECKPOINT --recipe RECIPE [--set KEY=VALUE …] --out DIR
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from genkit.cli.options import overrides_option
+from genkit.cli.groups import PluginGroup
 
 
-@click.group()
+class ConvertGroup(PluginGroup):
+    plugin_group = "convert"
+
+
+@click.group(cls=ConvertGroup)
 def convert() -> None:
-    """Import a checkpoint written by another implementation."""
+    """Import a checkpoint written by another implementation (one subcommand per model family)."""
 
 
-@convert.command(name="vdvae")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option(
+recipe_option = click.option(
     "--recipe",
     "recipe_path",
     type=click.Path(dir_okay=False),
     required=True,
-    help="The recipe whose model the checkpoint holds, e.g. recipes/cifar10.toml.",
+    help="The recipe whose model the checkpoint holds.",
 )
-@overrides_option
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
-@click.option(
-    "--no-infer-encoder",
-    is_flag=True,
-    help="Fail instead of inferring a shorter encoder string (the released FFHQ-1024 file).",
-)
-def vdvae(checkpoint: str, recipe_path: str, overrides: tuple[str, ...], out: str, no_infer_encoder: bool) -> None:
-    """Convert an official openai/vdvae CHECKPOINT (*-model.th or *-model-ema.th) into a model directory."""
+out_option = click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
+
+
+def load_recipe_for(recipe_path: str, overrides, model_name: str, what: str):
+    """The recipe at ``recipe_path`` with ``overrides``; it must build ``model_name``, the model ``what`` holds."""
     from genkit.errors import ConfigError
-    from genkit.pretrained import model_from_recipe, save_pretrained
     from genkit.recipe import load_recipe
-    from genkit_plugins.vdvae.convert import convert_official
 
     recipe = load_recipe(recipe_path, overrides)
-    if recipe.model.name != "vdvae":
-        raise ConfigError(
-            f"{recipe_path}: model.name: expected 'vdvae' for an openai/vdvae checkpoint, found {recipe.model.name!r}"
-        )
-    recipe, state, notes = convert_official(checkpoint, recipe, infer_encoder=not no_infer_encoder)
+    if recipe.model.name != model_name:
+        raise ConfigError(f"{recipe_path}: model.name: expected {model_name!r} for {what}, found {recipe.model.name!r}")
+    return recipe
+
+
+def write_converted(recipe, state: dict, source: str | Path, out: str | Path, notes: list[str] = ()) -> None:
+    """Save ``state`` (tensors under genkit's names) as the model directory ``out`` of ``recipe``, and say so."""
+    from genkit.models import build_model
+    from genkit.pretrained import save_pretrained
+
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    model = model_from_recipe(recipe, device="meta")  # only its recipe is saved: the weights are the file's
-    save_pretrained(model, out, recipe=recipe, state_dict=state, extra={"converted_from": str(checkpoint)})
+    model = build_model(recipe, device="meta")  # only its recipe is saved: the weights are the file's
+    save_pretrained(model, out, recipe=recipe, state_dict=state, extra={"converted_from": str(source)})
     click.echo(f"wrote {out} ({sum(v.numel() for v in state.values()):,} parameters)")
 
 

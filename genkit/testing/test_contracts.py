@@ -355,3 +355,28 @@ def test_dataset_builds_or_fails_with_a_one_line_genkit_error(spec):
         item = data[0]
         assert item.dtype == torch.uint8 and tuple(item.shape) == (h, w, c)
     assert not math.isnan(float(dataset.bits))
+
+
+# --- kinds that plugins add --------------------------------------------------------------------
+
+
+def _collect_plugin_kind_contracts() -> None:
+    """Bring the contract tests of every kind a plugin adds into this module, so one run checks them all."""
+    import importlib
+
+    from genkit.registry import get_registry
+
+    for kind in get_registry().kinds():
+        if kind.contracts is None:
+            continue
+        module = importlib.import_module(kind.contracts)
+        for name in dir(module):
+            if name.startswith("test_") and callable(getattr(module, name)):
+                if name in globals() and globals()[name] is not getattr(module, name):
+                    raise RuntimeError(
+                        f"contract test {name} of kind {kind.kind!r} ({kind.contracts}) clashes with another"
+                    )
+                globals()[name] = getattr(module, name)
+
+
+_collect_plugin_kind_contracts()

@@ -49,10 +49,16 @@ class Categorical(Likelihood):
         picked = log_p.gather(-1, self._index(x)[..., None]).squeeze(-1)  # (B, C, H, W)
         return picked.flatten(1).sum(1).to(params.dtype)
 
-    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        logits = self._logits(params).float()
-        probs = torch.softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
-        index = torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
+    @property
+    def noise_channels(self) -> int:
+        return self.channels
+
+    @torch.no_grad()
+    def sample(self, params: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
+        """Inverse-CDF sampling: the first level whose cumulative probability exceeds the channel's uniform number."""
+        noise = self.draw_noise(params, generator) if noise is None else noise
+        cdf = torch.softmax(self._logits(params).float(), dim=-1).cumsum(-1)  # (B, C, H, W, K)
+        index = (cdf < noise.float()[..., None]).sum(-1).clamp(max=cdf.shape[-1] - 1)
         return self.grid.to(params.device, params.dtype)[index]
 
     def mode(self, params: Tensor) -> Tensor:

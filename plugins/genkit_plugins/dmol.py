@@ -141,17 +141,29 @@ class DiscretizedLogisticMixture(Likelihood):
             draws.append(self._quantise(value))
         return torch.stack(draws, dim=1)
 
-    @torch.no_grad()
-    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    @property
+    def noise_channels(self) -> int:
+        """One uniform number per component (Gumbel-max choice of the component), then one per channel."""
+        return self.num_mixtures + self.channels
+
+    def draw_noise(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         b, _, h, w = params.shape
+        # the component uniforms, then the channel uniforms: two draws, in that order
+        shape = (b, self.num_mixtures, h, w), (b, self.channels, h, w)
+        return torch.cat(
+            [torch.rand(s, generator=generator, dtype=params.dtype, device=params.device) for s in shape], 1
+        )
+
+    @torch.no_grad()
+    def sample(self, params: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
         m = self.num_mixtures
+        noise = self.draw_noise(params, generator) if noise is None else noise.to(params.dtype)
+        u = noise.clamp(MIN_BIN_MASS, 1.0 - MIN_BIN_MASS)
         # Gumbel-max picks the component; a logistic draw is log(u) − log(1 − u)
-        u = torch.rand((b, m, h, w), generator=generator, dtype=params.dtype, device=params.device)
-        gumbel = -torch.log(-torch.log(u.clamp(MIN_BIN_MASS, 1.0 - MIN_BIN_MASS)))
+        gumbel = -torch.log(-torch.log(u[:, :m]))
         component = torch.argmax(params[:, :m] + gumbel, dim=1)  # (B, H, W)
-        u = torch.rand((b, self.channels, h, w), generator=generator, dtype=params.dtype, device=params.device)
-        u = u.clamp(MIN_BIN_MASS, 1.0 - MIN_BIN_MASS)
-        return self._select_and_draw(params, component, torch.log(u) - torch.log1p(-u))
+        logistic = torch.log(u[:, m:]) - torch.log1p(-u[:, m:])
+        return self._select_and_draw(params, component, logistic)
 
     @torch.no_grad()
     def mode(self, params: Tensor) -> Tensor:

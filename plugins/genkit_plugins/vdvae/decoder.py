@@ -21,20 +21,9 @@ from torch import Tensor, nn
 
 from genkit.interfaces import kl_divergence
 from genkit_plugins.bottleneck import conv
+from genkit_plugins.precision import at_least_float32, without_autocast
 from genkit_plugins.vdvae.blockstr import Stage
 from genkit_plugins.vdvae.config import VDVAEConfig
-
-
-def at_least_float32(tensor: Tensor) -> Tensor:
-    """``tensor`` in float32, or as it is when it is already that precise (float64 stays float64).
-
-    Under bf16 autocast the networks' outputs are bf16; the densities, KLs and likelihoods built
-    from them are computed in float32. In bf16 arithmetic a layer's analytic KL — a sum of terms
-    near ½ that cancel to ~1e-4 — comes out negative at initialisation (the CIFAR-10 model's rate
-    read −0.042 bits/dim against +0.002 in float32), and near ±1 a bf16 value's spacing is a whole
-    8-bit pixel bin, too coarse for the likelihood's means.
-    """
-    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
 class LayerOutput(NamedTuple):
@@ -110,12 +99,8 @@ class OutNet(nn.Module):
         self.out_conv = conv(width, param_channels, 1)
 
     def forward(self, state: Tensor) -> Tensor:
-        # outside autocast, in the weights' precision: the likelihood's parameters need float32 (see at_least_float32)
-        kind = state.device.type
-        if torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
-            with torch.autocast(kind, enabled=False):
-                return self.out_conv(state.to(self.out_conv.weight.dtype))
-        return self.out_conv(state)
+        # the likelihood's parameters need float32 (genkit_plugins.precision)
+        return without_autocast(self.out_conv, state)
 
 
 class Decoder(nn.Module):

@@ -1,4 +1,4 @@
-"""Facts about the model a recipe builds, computed without allocating its weights."""
+"""Building the model a recipe describes: the one place a recipe becomes a ``GenerativeModel``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from genkit.recipe import Recipe
 
 
 def build_model(recipe: Recipe, device: torch.device | str | None = None) -> torch.nn.Module:
-    """Build the recipe's model (on ``device``; ``"meta"`` allocates nothing)."""
+    """The recipe's model on ``device`` (``"meta"`` allocates nothing); it keeps its recipe for ``save_pretrained``."""
     with torch.device(device or "cpu"):
-        return recipe.model.build("model")
+        model = recipe.model.build("model")
+    model.recipe = recipe
+    return model
 
 
 def parameter_counts(recipe: Recipe) -> dict[str, int]:
-    """Trainable parameters of each top-level part of the model, and the total."""
+    """Trainable parameters of each top-level part of the model, and the total (computed on the meta device)."""
     model = build_model(recipe, "meta")
     counts = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
     direct = sum(p.numel() for p in model.parameters(recurse=False))
