@@ -22,8 +22,8 @@ repetitions after warm-up:
   data path must outrun the training step, or it is the bottleneck.
 
 The images are the recipe's validation images when its data set can be read here, random
-images of its shape otherwise (or when ``use_data`` is false); ``weights`` loads trained weights (a model or run directory) in
-place of the initialisation, which matters for the numerical guard.
+images of its shape otherwise (or when ``use_data`` is false); ``weights`` loads trained weights
+(a model or run directory) in place of the initialisation, which matters for the numerical guard.
 
 Figures depend on the device, the software and the moment; ``genkit bench`` prints them with
 all three so that a figure in the docs can name where it came from.
@@ -193,12 +193,14 @@ def run_benchmark(
     weights: str | None = None,
     use_data: bool = True,
 ) -> dict[str, Any]:
-    """Measure ``recipe`` (its ``train.dtype``, ``compile``, ``channels_last``, ``cuda_graph``) and return the figures."""
+    """Measure ``recipe`` (its ``train.dtype``, ``compile``, ``channels_last``, ``cuda_graph``) and return the
+    figures."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = recipe.train
     if config.cuda_graph and device.type != "cuda":
         raise ConfigError(
-            f"{recipe.source or 'recipe'}: train.cuda_graph = true needs a CUDA device, and this benchmark runs on {device}"
+            f"{recipe.source or 'recipe'}: train.cuda_graph = true needs a CUDA device, "
+            f"and this benchmark runs on {device}"
         )
     started = time.perf_counter()
     torch.manual_seed(config.seed)

@@ -28,12 +28,14 @@ class ComponentRef:
 
 
 def component(kind: str, default: str):
-    """An attrs field holding a :class:`ComponentRef` to a plugin of ``kind``; ``default`` names the plugin used when the recipe is silent."""
+    """An attrs field holding a :class:`ComponentRef` to a plugin of ``kind``; ``default`` names the plugin used when
+    the recipe is silent."""
     return attrs.field(factory=lambda: ComponentRef(default), metadata={"plugin_kind": kind})
 
 
 def structure_component(kind: str, value: Any, *, path: str, file: str | None) -> ComponentRef:
-    """Validate a recipe's reference to a plugin: a bare name, or a table with ``name``, optional ``provider`` and settings."""
+    """Validate a recipe's reference to a plugin: a bare name, or a table with ``name``, optional ``provider`` and
+    settings."""
     from genkit.registry import get_registry
     from genkit.schema import structure
 

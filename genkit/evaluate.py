@@ -51,7 +51,8 @@ def evaluate_dataset(
     device = context.device
     if importance_samples and not hasattr(model, "importance_log_weights"):
         raise ConfigError(
-            f"eval.importance_samples: {type(model).__name__} has no importance_log_weights, so it has no importance-weighted bound"
+            f"eval.importance_samples: {type(model).__name__} has no importance_log_weights, "
+            "so it has no importance-weighted bound"
         )
     loader = eval_loader(
         dataset,

@@ -109,8 +109,8 @@ def download(
         if local_files_only or constants.is_offline_mode():
             why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
             raise HubError(
-                f"{repo_id}{at}: not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and downloads are off "
-                f"({why}); load it once online, or pass a model directory"
+                f"{repo_id}{at}: not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) "
+                f"and downloads are off ({why}); load it once online, or pass a model directory"
             ) from None
         raise HubError(
             f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({_first_line(exc)})"
@@ -283,14 +283,16 @@ def read_evaluation(directory: Path) -> dict | None:
 
 
 def check_evaluation(evaluation: Any, source: str, error: type[Exception] = ConfigError) -> dict:
-    """``evaluation`` if it holds a ``split`` name and a ``bits_per_dim`` number; otherwise one line naming ``source``."""
+    """``evaluation`` if it holds a ``split`` name and a ``bits_per_dim`` number; otherwise one line naming
+    ``source``."""
     if not isinstance(evaluation, dict):
         raise error(f"{source}: expected a JSON object, found {type(evaluation).__name__}")
     for key, kind, expected in (("split", str, "a split name"), ("bits_per_dim", (int, float), "a number")):
         value = evaluation.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise error(
-                f"{source}: {key}: expected {expected}, found {value!r} (write it with genkit eval MODEL --split test --json FILE)"
+                f"{source}: {key}: expected {expected}, found {value!r} "
+                "(write it with genkit eval MODEL --split test --json FILE)"
             )
     return evaluation
 
@@ -392,7 +394,10 @@ def model_card(
                 for _, value, method in _metrics(evaluation)
             ),
             "",
-            "Bits per dimension = a bound on the negative log-likelihood in nats per dimension ÷ ln 2 (lower is better).",
+            (
+                "Bits per dimension = a bound on the negative log-likelihood in nats per dimension ÷ ln 2 "
+                "(lower is better)."
+            ),
             "",
         ]
     if has_samples:

@@ -52,7 +52,8 @@ def save_pretrained(
     recipe = recipe or getattr(model, "recipe", None)
     if recipe is None:
         raise GenkitError(
-            "save_pretrained needs the model's recipe: build it with genkit.pretrained.model_from_recipe or pass recipe="
+            "save_pretrained needs the model's recipe: build it with genkit.pretrained.model_from_recipe "
+            "or pass recipe="
         )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -184,7 +185,8 @@ def from_pretrained(
 
 
 def resolve_local(path: str | Path) -> Path | None:
-    """A local model directory for ``path``: itself, or a run directory's latest checkpoint; ``None`` if it is not local."""
+    """A local model directory for ``path``: itself, or a run directory's latest checkpoint; ``None`` if it is not
+    local."""
     path = Path(path)
     if not path.exists():
         return None
@@ -212,7 +214,8 @@ def _missing_plugins(config: dict) -> str:
             provider = entry.get("provider", "an unknown distribution")
             return (
                 f"the model needs the {entry['kind']} plugin {entry.get('name')!r} from the distribution "
-                f"{provider!r} {entry.get('version', '')}, which is not installed; install it with: pip install {provider}"
+                f"{provider!r} {entry.get('version', '')}, which is not installed; "
+                f"install it with: pip install {provider}"
             )
     return ""
 

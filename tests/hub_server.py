@@ -352,7 +352,8 @@ def fake_hub(tmp_path_factory):
 
 @pytest.fixture
 def hub_env(fake_hub, tmp_path, monkeypatch):
-    """A private Hugging Face cache and no ambient token, plus the environment a subprocess needs to use ``fake_hub``."""
+    """A private Hugging Face cache and no ambient token, plus the environment a subprocess needs to use
+    ``fake_hub``."""
     home = tmp_path / "hf-home"
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))

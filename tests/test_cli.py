@@ -1,4 +1,5 @@
-"""The ``genkit`` command line: one-line errors with the documented exit codes, and a reference page that cannot drift."""
+"""The ``genkit`` command line: one-line errors with the documented exit codes, and a reference page that cannot
+drift."""
 
 from __future__ import annotations
 

@@ -126,7 +126,10 @@ def test_imagenet64_rejects_32_pixel_arrays_naming_the_expected_shape(tmp_path):
     np.save(tmp_path / "imagenet64-train.npy", np.zeros((3, 32, 32, 3), np.uint8))
     with pytest.raises(
         DataError,
-        match=r"imagenet64-train.npy: found uint8 array of shape \(3, 32, 32, 3\); expected a uint8 .npy array of shape \(N, 64, 64, 3\).*setup_imagenet",
+        match=(
+            r"imagenet64-train.npy: found uint8 array of shape \(3, 32, 32, 3\); "
+            r"expected a uint8 .npy array of shape \(N, 64, 64, 3\).*setup_imagenet"
+        ),
     ):
         build("imagenet64", root=str(tmp_path))
 

@@ -88,7 +88,8 @@ def test_log_scales_are_floored_at_minus_seven():
 
 @pytest.mark.parametrize("bits", [8, 5])
 def test_rgb_probabilities_over_all_colours_of_a_coarse_grid_sum_to_one(bits):
-    """Normalisation with the R→G→B coefficients: sum over every colour at 3 bits per channel equals 1 (bits 8/5 only set the bins)."""
+    """Normalisation with the R→G→B coefficients: sum over every colour at 3 bits per channel equals 1 (bits 8/5 only
+    set the bins)."""
     likelihood = build(channels=3, bits=3, mixtures=3)
     params = (
         torch.randn(

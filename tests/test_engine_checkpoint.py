@@ -163,7 +163,8 @@ def test_a_stop_signal_writes_a_final_checkpoint_and_stops(tmp_path, workers, to
     recipe_file = tmp_path / "long.toml"
     recipe_file.write_text(
         '[model]\nname = "pixels"\n[data]\nname = "digits"\n'
-        f"[train]\nsteps = 1000000\nbatch_size = 4\nnum_workers = {workers}\nlog_every = 5\ncheckpoint_every = 1000000\neval_every = 1000000\n"
+        f"[train]\nsteps = 1000000\nbatch_size = 4\nnum_workers = {workers}\n"
+        "log_every = 5\ncheckpoint_every = 1000000\neval_every = 1000000\n"
     )
     out = tmp_path / "run"
     script = SIGNAL_SCRIPT.format(tests=str(TESTS), recipe=str(recipe_file), out=str(out))

@@ -1,4 +1,5 @@
-"""DDP through the same entry point torchrun uses: two gloo processes on CPU agree with each other and with one process."""
+"""DDP through the same entry point torchrun uses: two gloo processes on CPU agree with each other and with one
+process."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ def write_recipe(tmp_path, data='name = "digits"', steps=4):
     path = tmp_path / "tiny.toml"
     path.write_text(
         f'[model]\nname = "pixels"\nlatent = true\n[data]\n{data}\n'
-        f"[train]\nsteps = {steps}\nbatch_size = 8\nnum_workers = 0\nlog_every = 2\neval_every = 2\ncheckpoint_every = 2\n"
+        f"[train]\nsteps = {steps}\nbatch_size = 8\nnum_workers = 0\n"
+        "log_every = 2\neval_every = 2\ncheckpoint_every = 2\n"
         f'n_samples = 9\nout_dir = "{tmp_path / "runs"}"\n[eval]\nmax_images = 32\nbatch_size = 16\n'
     )
     return path

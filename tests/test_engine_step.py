@@ -1,4 +1,5 @@
-"""The optimisation step: AdamW with warm-up and clipping, skipped updates, EMA — against a NumPy float64 re-derivation."""
+"""The optimisation step: AdamW with warm-up and clipping, skipped updates, EMA — against a NumPy float64
+re-derivation."""
 
 from __future__ import annotations
 

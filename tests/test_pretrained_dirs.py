@@ -1,4 +1,5 @@
-"""Model directories on disk: what they hold, that they load back exactly, and that loading is strict and pickle-free."""
+"""Model directories on disk: what they hold, that they load back exactly, and that loading is strict and
+pickle-free."""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ DEMO_PLUGIN = textwrap.dedent(
 
 @pytest.fixture
 def demo_distribution(tmp_path):
-    """A real installed distribution ``genkit-demo-plugin 1.2.3`` with a ``genkit`` entry point, on a temporary sys.path entry."""
+    """A real installed distribution ``genkit-demo-plugin 1.2.3`` with a ``genkit`` entry point, on a temporary sys.path
+    entry."""
     site = tmp_path / "site"
     (site / "genkit_demo_plugin").mkdir(parents=True)
     (site / "genkit_demo_plugin" / "__init__.py").write_text(DEMO_PLUGIN)

@@ -1,4 +1,5 @@
-"""The converted reference checkpoints reproduce the reference's numbers (fixtures computed by openai/vdvae in float64)."""
+"""The converted reference checkpoints reproduce the reference's numbers (fixtures computed by openai/vdvae in
+float64)."""
 
 from __future__ import annotations
 

@@ -94,7 +94,8 @@ def test_reconstruction_keeping_every_layer_uses_no_prior_draw():
 
 
 def test_importance_weights_average_to_the_elbo():
-    """log w = log p(x, z) − log q(z | x) at z ~ q; E_q[log w] is the ELBO (nats per image), within Monte-Carlo error."""
+    """log w = log p(x, z) − log q(z | x) at z ~ q; E_q[log w] is the ELBO (nats per image), within Monte-Carlo
+    error."""
     model = tiny().double()
     x = batch(model, 1).expand(1000, -1, -1, -1)
     with torch.no_grad():

@@ -69,7 +69,8 @@ def bench(
     no_flops,
     json_path,
 ) -> None:
-    """Measure training images/s, peak memory, sampling latency, evaluation speed, MFU, the data path and the numerical guard of RECIPE's model."""
+    """Measure training images/s, peak memory, sampling latency, evaluation speed, MFU, the data path and the numerical
+    guard of RECIPE's model."""
     import torch
 
     from genkit.bench import format_table, run_benchmark

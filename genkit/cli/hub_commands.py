@@ -41,7 +41,10 @@ import click
     "eval_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Results of `genkit eval MODEL --split test --json FILE`, shown on the card (default: the directory's eval.json).",
+    help=(
+        "Results of `genkit eval MODEL --split test --json FILE`, shown on the card "
+        "(default: the directory's eval.json)."
+    ),
 )
 def push(model_path, repo_id, private, token, commit_message, revision, license_, samples, eval_path):
     """Publish MODEL_OR_RUN_DIR (its latest EMA weights for a run) as the Hub model repo REPO_ID.

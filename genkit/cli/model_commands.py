@@ -58,7 +58,8 @@ def read_images(path: str, model: torch.nn.Module) -> torch.Tensor:
     shape = tuple(model.image_shape)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != shape:
         raise DataError(
-            f"{path}: expected uint8 images of shape (N, {', '.join(map(str, shape))}), found {array.dtype} {array.shape}"
+            f"{path}: expected uint8 images of shape (N, {', '.join(map(str, shape))}), "
+            f"found {array.dtype} {array.shape}"
         )
     if len(array) == 0:
         raise DataError(f"{path}: holds no images")
@@ -309,7 +310,8 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
     click.echo(f"{'layer':>5}  {'res':>5}  {'bits/dim':>12}  {'share':>7}")
     for row in table:
         click.echo(
-            f"{row['layer']:>5}  {row['resolution'] or '':>5}  {row['bits_per_dim']:>12.6f}  {100 * row['share']:>6.2f}%"
+            f"{row['layer']:>5}  {row['resolution'] or '':>5}  {row['bits_per_dim']:>12.6f}  "
+            f"{100 * row['share']:>6.2f}%"
         )
     click.echo(f"{'total':>5}  {'':>5}  {total:>12.6f}")
     if plot:

@@ -22,7 +22,8 @@ ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def _batches(dataset: Dataset, max_images: int | None, bits: int):
-    """Batches as ``bits``-bit levels (the files hold 8-bit pixels; a 5-bit data set keeps the top 5 bits, as the reference's target does)."""
+    """Batches as ``bits``-bit levels (the files hold 8-bit pixels; a 5-bit data set keeps the top 5 bits, as the
+    reference's target does)."""
     for batch in eval_loader(dataset, 1024, max_images=max_images, num_workers=0, device=torch.device("cpu")):
         yield batch.numpy() >> (8 - bits)
 

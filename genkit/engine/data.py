@@ -24,8 +24,8 @@ class EpochBatchSampler:
         self.global_batch = batch_size * world_size
         if n < self.global_batch:
             raise ConfigError(
-                f"train.batch_size: {batch_size} per process × {world_size} processes = {self.global_batch} images per step, "
-                f"but the training split has only {n}"
+                f"train.batch_size: {batch_size} per process × {world_size} processes = {self.global_batch} "
+                f"images per step, but the training split has only {n}"
             )
         self.n, self.batch_size, self.seed, self.rank, self.start = n, batch_size, seed, rank, start
         self.batches_per_epoch = n // self.global_batch  # the incomplete last batch of each epoch is dropped

@@ -17,7 +17,8 @@ def write_results(path: Path, final: dict[str, Any]) -> None:
 
 def summary_lines(final: dict[str, Any]) -> list[str]:
     lines = [
-        f"{final['split']} bits/dim: {final['bits_per_dim']:.4f} (negative ELBO, EMA weights, {final['images']} images, step {final['step']}; "
+        f"{final['split']} bits/dim: {final['bits_per_dim']:.4f} "
+        f"(negative ELBO, EMA weights, {final['images']} images, step {final['step']}; "
         f"distortion {final['distortion_bits_per_dim']:.4f} + rate {final['rate_bits_per_dim']:.4f})"
     ]
     if "iw_bits_per_dim" in final:
@@ -34,13 +35,15 @@ def summary_lines(final: dict[str, Any]) -> list[str]:
             key=lambda item: item[1],
         )
         lines.append(
-            f"trivial baselines on the same images: uniform {baselines['uniform']:.4f} bits/dim, per-pixel independent histogram "
-            f"{baselines['pixel_histogram']:.4f} bits/dim (fitted on train, add-{baselines['pixel_histogram_alpha']} smoothing)"
+            f"trivial baselines on the same images: uniform {baselines['uniform']:.4f} bits/dim, "
+            f"per-pixel independent histogram {baselines['pixel_histogram']:.4f} bits/dim "
+            f"(fitted on train, add-{baselines['pixel_histogram_alpha']} smoothing)"
         )
         margin = best - final["bits_per_dim"]
         verdict = "below" if margin > 0 else "ABOVE"
         lines.append(
-            f"the model is {abs(margin):.4f} bits/dim ({abs(margin) / best:.0%}) {verdict} the best trivial baseline ({best_name})"
+            f"the model is {abs(margin):.4f} bits/dim ({abs(margin) / best:.0%}) {verdict} "
+            f"the best trivial baseline ({best_name})"
         )
     return lines
 

@@ -53,7 +53,8 @@ class TrainResult:
 
 
 def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Path | None = None) -> TrainResult:
-    """Train ``recipe`` into ``run_dir`` (default ``<train.out_dir>/<recipe name>``), or continue the run in ``resume``."""
+    """Train ``recipe`` into ``run_dir`` (default ``<train.out_dir>/<recipe name>``), or continue the run in
+    ``resume``."""
     context = setup()
     try:
         return Trainer(recipe, context, run_dir=run_dir, resume=resume).run()
@@ -95,8 +96,8 @@ class Trainer:
         self.model = model_from_recipe(recipe, context.device)
         if tuple(self.dataset.image_shape) != tuple(self.model.image_shape):
             raise ConfigError(
-                f"{recipe.source or 'recipe'}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} (H, W, C) "
-                f"but the model is built for {tuple(self.model.image_shape)}; change [model] or [data]"
+                f"{recipe.source or 'recipe'}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
+                f"(H, W, C) but the model is built for {tuple(self.model.image_shape)}; change [model] or [data]"
             )
         if self.config.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -116,12 +117,13 @@ class Trainer:
         where = self.recipe.source or "recipe"
         if self.context.device.type != "cuda":
             raise ConfigError(
-                f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {self.context.device}; set train.cuda_graph = false"
+                f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {self.context.device}; "
+                "set train.cuda_graph = false"
             )
         if self.context.enabled:
             raise ConfigError(
-                f"{where}: train.cuda_graph = true works in one process only, and this run has {self.context.world_size} "
-                "(torchrun); set train.cuda_graph = false"
+                f"{where}: train.cuda_graph = true works in one process only, and this run has "
+                f"{self.context.world_size} (torchrun); set train.cuda_graph = false"
             )
 
     def _choose_run_dir(self, run_dir, resume) -> Path:
@@ -141,7 +143,8 @@ class Trainer:
             run_dir = Path(run_dir)
             if checkpoint.checkpoint_dirs(run_dir):
                 raise ConfigError(
-                    f"{run_dir}: already holds a run with checkpoints; continue it with --resume {run_dir} or choose another --out"
+                    f"{run_dir}: already holds a run with checkpoints; continue it with --resume {run_dir} "
+                    "or choose another --out"
                 )
             return run_dir
         base = Path(self.config.out_dir) / self.recipe.name
@@ -157,7 +160,8 @@ class Trainer:
         for table in ("model", "data"):
             if saved.get(table) != current.get(table):
                 raise ConfigError(
-                    f"{saved_recipe}: the run was trained with a different [{table}] table than {self.recipe.source or 'this recipe'}; "
+                    f"{saved_recipe}: the run was trained with a different [{table}] table than "
+                    f"{self.recipe.source or 'this recipe'}; "
                     "resume with the recipe the run was started with (only [train] and [eval] may change)"
                 )
 
@@ -175,7 +179,8 @@ class Trainer:
                 torch.cuda.set_rng_state(rng[self.context.rank]["cuda"], self.context.device)
         elif self.context.is_main:
             click.echo(
-                f"resuming {len(rng)}-process run with {self.context.world_size} processes: latents draw new random numbers",
+                f"resuming {len(rng)}-process run with {self.context.world_size} processes: "
+                "latents draw new random numbers",
                 err=True,
             )
         if self.context.is_main:
@@ -252,7 +257,8 @@ class Trainer:
                         progress.close()
                         if context.is_main:
                             click.echo(
-                                f"stopped by a signal at step {self.step}; checkpoint written; continue with --resume {self.run_dir}",
+                                f"stopped by a signal at step {self.step}; checkpoint written; "
+                                f"continue with --resume {self.run_dir}",
                                 err=True,
                             )
                         raise KeyboardInterrupt

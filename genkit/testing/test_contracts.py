@@ -130,14 +130,16 @@ def test_latent_kl_of_a_distribution_with_itself_is_zero(spec):
 
 
 def _agree(estimates: torch.Tensor, reference: torch.Tensor) -> bool:
-    """The means over the first axis differ by at most five standard errors (seeds are fixed; 5σ leaves room to change them)."""
+    """The means over the first axis differ by at most five standard errors (seeds are fixed; 5σ leaves room to change
+    them)."""
     error = (estimates.var(0) / len(estimates) + reference.var(0) / len(reference)).sqrt()
     return bool(((estimates.mean(0) - reference.mean(0)).abs() <= 5 * error + 1e-9).all())
 
 
 @pytest.mark.parametrize("spec", plugin_params("latent"))
 def test_latent_kl_divergence_is_nonnegative_and_unbiased(spec):
-    """Over 40,000 draws ``kl_divergence`` (analytic where ``q.kl`` gives it, else one-sample estimates) averages to the Monte-Carlo KL of independent draws."""
+    """Over 40,000 draws ``kl_divergence`` (analytic where ``q.kl`` gives it, else one-sample estimates) averages to the
+    Monte-Carlo KL of independent draws."""
     family = _family(spec)
     analytic = family(_params(1, family.param_channels, seed=1, scale=0.5)).kl(
         family(_params(1, family.param_channels, seed=2, scale=0.5))
@@ -155,7 +157,8 @@ def test_latent_kl_divergence_is_nonnegative_and_unbiased(spec):
 
 @pytest.mark.parametrize("spec", plugin_params("latent"))
 def test_latent_path_log_prob_is_log_prob_and_reaches_no_parameter_at_a_fixed_z(spec):
-    """``path_log_prob`` (Roeder et al. 2017) holds the distribution's parameters fixed; a family may keep the default, ``log_prob``."""
+    """``path_log_prob`` (Roeder et al. 2017) holds the distribution's parameters fixed; a family may keep the default,
+    ``log_prob``."""
     family = _family(spec)
     params = _params(2, family.param_channels, 3, 3)
     q = family(params)
@@ -181,7 +184,8 @@ def _flat_gradient(output: torch.Tensor, weights: list[torch.Tensor], **options)
 
 @pytest.mark.parametrize("spec", plugin_params("latent"))
 def test_latent_path_gradient_of_the_kl_estimate_has_the_total_gradients_expectation(spec):
-    """Over 40 batches of 500 draws the two gradients of ``log q(z) − log p(z)`` differ by the score term only, whose mean is zero."""
+    """Over 40 batches of 500 draws the two gradients of ``log q(z) − log p(z)`` differ by the score term only, whose
+    mean is zero."""
     family = _family(spec)
     p = family(_params(1, family.param_channels, seed=2, scale=0.5).detach().expand(500, -1, -1, -1))
     differences = []
@@ -199,7 +203,8 @@ def test_latent_path_gradient_of_the_kl_estimate_has_the_total_gradients_expecta
 
 @pytest.mark.parametrize("spec", plugin_params("latent"))
 def test_latent_samples_and_log_prob_are_consistent(spec):
-    """Importance identity E_q[r(z)/q(z)] = 1 for a narrower Gaussian r: checks log q is normalised at its own samples."""
+    """Importance identity E_q[r(z)/q(z)] = 1 for a narrower Gaussian r: checks log q is normalised at its own
+    samples."""
     family = _family(spec)
     n = 40000
     params = _params(1, family.param_channels, seed=4, scale=0.3).detach().expand(n, -1, -1, -1)

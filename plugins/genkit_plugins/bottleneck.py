@@ -49,7 +49,8 @@ class BottleneckBlock(Block):
             )
         if middle_width < 1:
             raise ConfigError(
-                f"block 'bottleneck': middle width must be at least 1, found {middle_width} (width × bottleneck_multiple)"
+                f"block 'bottleneck': middle width must be at least 1, found {middle_width} "
+                "(width × bottleneck_multiple)"
             )
         self.residual = residual
         k = 3 if resolution > SMALL_RESOLUTION else 1

@@ -135,7 +135,8 @@ def test_a_new_flow_is_exactly_the_identity_so_the_posterior_starts_as_its_base_
 
 
 def test_a_step_can_stretch_an_element_by_at_most_the_inverse_initial_gate():
-    """Kingma et al.'s gate σ = sigmoid(s) < 1, divided by its initial value g₀ = sigmoid(gate_bias): scales lie in (0, 1/g₀)."""
+    """Kingma et al.'s gate σ = sigmoid(s) < 1, divided by its initial value g₀ = sigmoid(gate_bias): scales lie in
+    (0, 1/g₀)."""
     step = randomise(
         IafPosterior(IafSettings(steps=1, gate_bias=1.5, context=0), zdim=3).to(DTYPE), 23, scale=5.0
     ).flow.steps[0]

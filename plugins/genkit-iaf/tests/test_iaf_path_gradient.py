@@ -1,4 +1,5 @@
-"""The KL estimate genkit forms with this posterior: unbiased in value, and the path gradient (Roeder et al. 2017) exact.
+"""The KL estimate genkit forms with this posterior: unbiased in value, and the path gradient (Roeder et al. 2017)
+exact.
 
 Every flow here has random weights (``family`` randomises them), so no check leans on the identity a new flow starts as.
 """
@@ -45,7 +46,8 @@ def test_the_mades_jacobian_at_every_pixel_is_autograds(depth):
 
 
 def test_a_steps_pull_back_is_the_gradient_through_its_exact_inverse():
-    """For F(z') = g·z − Σ weights ⊙ log(σ(z)/g₀) at z = step⁻¹(z'), autograd through the sweeping inverse, in both channel orders."""
+    """For F(z') = g·z − Σ weights ⊙ log(σ(z)/g₀) at z = step⁻¹(z'), autograd through the sweeping inverse, in both
+    channel orders."""
     zdim = 5
     posterior = family(zdim=zdim, seed=33)
     context = params(posterior, n=2, h=1, w=2, seed=34)[:, 2 * zdim :]
@@ -61,7 +63,8 @@ def test_a_steps_pull_back_is_the_gradient_through_its_exact_inverse():
 
 
 def test_path_log_prob_differentiates_through_the_exact_inverse_with_every_parameter_stopped():
-    """Independent computation: a frozen copy of the family and detached parameters, ``log q`` via the sweeping inverse, autograd in ``z``."""
+    """Independent computation: a frozen copy of the family and detached parameters, ``log q`` via the sweeping inverse,
+    autograd in ``z``."""
     posterior = family(zdim=4, seed=36)
     p = params(posterior, n=2, h=2, w=3, seed=37)
     q = posterior(p)
@@ -122,7 +125,8 @@ def gradients_of_the_kl(posterior, q_params, target, seed: int, n: int, path: bo
 
 
 def test_the_path_gradient_has_the_total_gradients_expectation_in_every_weight():
-    """40 batches of 250 draws: the difference of the two gradients, the score term, averages to zero within five standard errors."""
+    """40 batches of 250 draws: the difference of the two gradients, the score term, averages to zero within five
+    standard errors."""
     posterior = family(zdim=3, seed=43)
     q_params = params(posterior, seed=44).requires_grad_()
     weights = [q_params, *posterior.parameters()]
@@ -143,7 +147,8 @@ def test_the_path_gradient_has_the_total_gradients_expectation_in_every_weight()
 
 
 def test_where_q_is_what_it_is_fitted_to_the_path_gradient_into_q_is_zero_for_every_draw():
-    """The target is the same IAF, held fixed: the total gradient sends q the score term, pure noise, and the path gradient nothing."""
+    """The target is the same IAF, held fixed: the total gradient sends q the score term, pure noise, and the path
+    gradient nothing."""
     posterior = family(zdim=3, seed=45)
     q_params = params(posterior, seed=46)
     target = frozen(posterior)(q_params.detach().expand(500, -1, -1, -1))
@@ -154,7 +159,8 @@ def test_where_q_is_what_it_is_fitted_to_the_path_gradient_into_q_is_zero_for_ev
 
 
 def test_near_its_target_the_path_gradient_has_under_half_the_total_gradients_variance():
-    """The target's base Gaussian moved by a tenth of its spread (mean by 0.1·σ₀, log σ₀ by 0.1); 0.23 of the variance here."""
+    """The target's base Gaussian moved by a tenth of its spread (mean by 0.1·σ₀, log σ₀ by 0.1); 0.23 of the variance
+    here."""
     posterior = family(zdim=3, seed=48)
     q_params = params(posterior, seed=49)
     loc, log_scale, context = q_params.split([3, 3, 3], dim=1)

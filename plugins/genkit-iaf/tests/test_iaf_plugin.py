@@ -1,4 +1,5 @@
-"""genkit finds the plugin through its entry point only, lists it, validates its settings, and says what to install when it is missing."""
+"""genkit finds the plugin through its entry point only, lists it, validates its settings, and says what to install when
+it is missing."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def test_a_recipe_with_a_bad_iaf_setting_names_the_key(iaf_registry):
 
 @pytest.mark.slow
 def test_genkit_contract_suite_passes_for_iaf(tmp_path):
-    """The contract tests every plugin author gets for free: ``pytest --pyargs genkit.testing`` with the entry point loaded."""
+    """The contract tests every plugin author gets for free: ``pytest --pyargs genkit.testing`` with the entry point
+    loaded."""
     env = {**os.environ, "GENKIT_LOAD_PLUGINS": "iaf", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,

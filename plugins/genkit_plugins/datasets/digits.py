@@ -92,7 +92,8 @@ class Digits(ArrayImageDataset):
         images = to_levels(read_digits(path), settings.bits)
         if settings.validation_size + settings.test_size >= len(images):
             raise DataError(
-                f"{path}: {len(images)} images cannot give {settings.validation_size} for validation and {settings.test_size} for test"
+                f"{path}: {len(images)} images cannot give {settings.validation_size} for validation "
+                f"and {settings.test_size} for test"
             )
         order = np.random.RandomState(settings.split_seed).permutation(len(images))
         n_train = len(images) - settings.validation_size - settings.test_size

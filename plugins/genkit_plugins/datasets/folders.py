@@ -58,8 +58,8 @@ class ImageFiles(Dataset):
         array = read_image(self.files[i], self.mode, self.where)
         if array.shape != self.image_shape:
             raise DataError(
-                f"{self.files[i]}: image is {array.shape[1]}×{array.shape[0]}, expected {self.image_shape[1]}×{self.image_shape[0]} "
-                f"like the rest of the data set ({self.where})"
+                f"{self.files[i]}: image is {array.shape[1]}×{array.shape[0]}, "
+                f"expected {self.image_shape[1]}×{self.image_shape[0]} like the rest of the data set ({self.where})"
             )
         return torch.from_numpy(array.copy())
 
@@ -109,7 +109,8 @@ def image_folder(settings: ImageFolderSettings) -> FolderDataset:
         n_validation = max(1, round(settings.validation_fraction * n))
         if n_test + n_validation >= n:
             raise DataError(
-                f"{root}: {n} images are too few to hold out {n_validation} for validation and {n_test} for test ({where})"
+                f"{root}: {n} images are too few to hold out {n_validation} for validation and {n_test} for test "
+                f"({where})"
             )
         rest, test = seeded_holdout(n, n_test, settings.split_seed)
         train, validation = rest[:-n_validation], rest[-n_validation:]
@@ -130,7 +131,8 @@ class Ffhq1024Settings:
 
 
 def ffhq1024(settings: Ffhq1024Settings) -> FolderDataset:
-    """FFHQ 1024×1024 (Karras 2019) from train/ and valid/ image folders; like the reference, valid is also the test set."""
+    """FFHQ 1024×1024 (Karras 2019) from train/ and valid/ image folders; like the reference, valid is also \
+the test set."""
     root = Path(settings.root).expanduser()
     where = "made by openai/vdvae's setup_ffhq1024.sh from the images of github.com/NVlabs/ffhq-dataset"
     shape = (1024, 1024, 3)

@@ -86,7 +86,8 @@ class Ffhq256(ArrayImageDataset):
 
 @attrs.frozen
 class NpySettings:
-    """Folder with ``train.npy`` and ``test.npy`` (and optionally ``validation.npy``), all ``uint8`` ``(N, H, W, C)``."""
+    """Folder with ``train.npy`` and ``test.npy`` (and optionally ``validation.npy``), all ``uint8``
+    ``(N, H, W, C)``."""
 
     root: str = "data/npy"
     validation_size: int = attrs.field(

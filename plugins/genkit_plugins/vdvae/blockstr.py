@@ -103,11 +103,13 @@ def check_decoder(stages: list[Stage], image_size: int, encoder_resolutions: set
         if stage.factor is not None:
             if stage.factor not in seen:
                 raise BlockStringError(
-                    f"block {i} ({stage.resolution}m{stage.factor}) mixes in resolution {stage.factor}, which no earlier block computes"
+                    f"block {i} ({stage.resolution}m{stage.factor}) mixes in resolution {stage.factor}, "
+                    "which no earlier block computes"
                 )
             if stage.resolution % stage.factor or stage.resolution <= stage.factor:
                 raise BlockStringError(
-                    f"block {i} ({stage.resolution}m{stage.factor}): {stage.factor} must be a smaller divisor of {stage.resolution}"
+                    f"block {i} ({stage.resolution}m{stage.factor}): "
+                    f"{stage.factor} must be a smaller divisor of {stage.resolution}"
                 )
         seen.add(stage.resolution)
     if image_size not in seen:

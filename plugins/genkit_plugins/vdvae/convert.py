@@ -114,7 +114,8 @@ def infer_encoder_string(state: dict[str, torch.Tensor], recipe: Recipe) -> str 
 def convert_official(
     path: str | Path, recipe: Recipe, *, infer_encoder: bool = True
 ) -> tuple[Recipe, dict[str, torch.Tensor], list[str]]:
-    """(the recipe the file matches, its state dict under genkit names, notes for the user); fails naming any difference."""
+    """(the recipe the file matches, its state dict under genkit names, notes for the user); fails naming any
+    difference."""
     state = read_official(path)
     notes: list[str] = []
     missing, unexpected, mis_shaped = differences(state, expected_shapes(recipe))
@@ -122,7 +123,8 @@ def convert_official(
         candidate = infer_encoder_string(state, recipe)
         if candidate is not None:
             notes.append(
-                f"{path}: lacks {summarise(missing)} of the recipe's enc_blocks; using enc_blocks = {candidate!r}, which matches every key and shape"
+                f"{path}: lacks {summarise(missing)} of the recipe's enc_blocks; using enc_blocks = {candidate!r}, "
+                "which matches every key and shape"
             )
             settings = attrs.evolve(recipe.model.settings, enc_blocks=candidate)
             recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, settings=settings))

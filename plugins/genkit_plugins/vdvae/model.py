@@ -59,10 +59,12 @@ class VDVAE(GenerativeModel):
         return self.decoder.gain.dtype
 
     def preprocess(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """``uint8`` ``(B, H, W, C)`` -> (encoder input, likelihood target), both ``(B, C, H, W)`` (reference ``data.py``)."""
+        """``uint8`` ``(B, H, W, C)`` -> (encoder input, likelihood target), both ``(B, C, H, W)`` (reference
+        ``data.py``)."""
         if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape:
             raise ConfigError(
-                f"vdvae: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), found {images.dtype} {tuple(images.shape)}"
+                f"vdvae: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"found {images.dtype} {tuple(images.shape)}"
             )
         c = self.config
         x = rearrange(images, "b h w c -> b c h w").to(device=self.decoder.gain.device, dtype=self._dtype())
@@ -73,7 +75,8 @@ class VDVAE(GenerativeModel):
         return inputs, (x - 127.5) / 127.5
 
     def to_uint8(self, levels: Tensor) -> Tensor:
-        """Level-grid values in [-1, 1] ``(B, C, H, W)`` -> ``uint8`` images ``(B, H, W, C)``; b-bit level k becomes k·2^(8−b)."""
+        """Level-grid values in [-1, 1] ``(B, C, H, W)`` -> ``uint8`` images ``(B, H, W, C)``; b-bit level k becomes
+        k·2^(8−b)."""
         top = 2**self.config.bits - 1
         k = torch.round((levels.clamp(-1, 1) + 1) * (top / 2))
         return rearrange((k * 2 ** (8 - self.config.bits)).to(torch.uint8), "b c h w -> b h w c")
@@ -82,7 +85,8 @@ class VDVAE(GenerativeModel):
         if isinstance(temperature, (list, tuple)):
             if len(temperature) != self.n_latent_layers:
                 raise ConfigError(
-                    f"vdvae: expected one temperature per latent layer ({self.n_latent_layers}), found {len(temperature)}"
+                    f"vdvae: expected one temperature per latent layer ({self.n_latent_layers}), "
+                    f"found {len(temperature)}"
                 )
             values = [float(t) for t in temperature]
         else:
@@ -157,7 +161,8 @@ class VDVAE(GenerativeModel):
     def reconstruct(
         self, images: Tensor, keep_layers: int, temperature: float = 0.1, generator: torch.Generator | None = None
     ) -> Tensor:
-        """The first ``keep_layers`` latents drawn from the posterior, the rest from the prior at ``temperature`` (the paper's Figure 4)."""
+        """The first ``keep_layers`` latents drawn from the posterior, the rest from the prior at ``temperature`` (the
+        paper's Figure 4)."""
         if not 0 <= keep_layers <= self.n_latent_layers:
             raise ConfigError(f"vdvae: keep_layers must be between 0 and {self.n_latent_layers}, found {keep_layers}")
         (t,) = set(self._temperatures(temperature)[:1])

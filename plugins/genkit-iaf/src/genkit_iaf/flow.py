@@ -1,4 +1,5 @@
-"""The inverse autoregressive flow (Kingma et al. 2016, "Improved Variational Inference with Inverse Autoregressive Flow").
+"""The inverse autoregressive flow (Kingma et al. 2016,
+"Improved Variational Inference with Inverse Autoregressive Flow").
 
 Each step is the numerically stable update of the paper's §4, divided by a constant::
 
@@ -49,7 +50,8 @@ class IafStep(nn.Module):
         return m.flip(1), s.flip(1)
 
     def forward(self, z: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``(z', log(σ/g₀))``: the transformed latents and the log of each element's scale, both ``(B, zdim, H, W)``."""
+        """``(z', log(σ/g₀))``: the transformed latents and the log of each element's scale, both
+        ``(B, zdim, H, W)``."""
         m, s = self.shift_and_gate(z, h)
         gate = s.sigmoid()
         return (gate * z + (1 - gate) * m) / self.initial_gate, F.logsigmoid(s) - self.log_initial_gate
@@ -80,7 +82,8 @@ class IafStep(nn.Module):
         return m.flip(1), s.flip(1), jacobian[..., :zdim, :].flip(-1, -2), jacobian[..., zdim:, :].flip(-1, -2)
 
     def pull_back(self, z: Tensor, h: Tensor | None, grad: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-        """``(z', ∇_{z'} F)`` for ``F = φ − Σ weights ⊙ log(σ/g₀)`` as a function of ``z' = step(z)``, given ``grad = ∇φ`` at ``z``.
+        """``(z', ∇_{z'} F)`` for ``F = φ − Σ weights ⊙ log(σ/g₀)`` as a function of ``z' = step(z)``, given
+        ``grad = ∇φ`` at ``z``.
 
         Both terms are functions of ``z``, so ``∇_{z'} F = J⁻ᵀ (∇φ − (∂s/∂z)ᵀ (weights ⊙ (1 − σ)))``
         with the step's Jacobian ``J = (diag(σ) + diag((z − m) ⊙ σ(1 − σ)) ∂s/∂z + diag(1 − σ) ∂m/∂z) / g₀``,
@@ -119,14 +122,16 @@ class InverseAutoregressiveFlow(nn.Module):
         return z, log_det
 
     def inverse(self, z: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``(z₀, log_det)``: the base point that flows to ``z`` and the forward map's per-element log-determinant there."""
+        """``(z₀, log_det)``: the base point that flows to ``z`` and the forward map's per-element log-determinant
+        there."""
         for step in reversed(self.steps):
             z = step.inverse(z, h)
         _, log_det = self(z, h)
         return z, log_det
 
     def pull_back(self, z0: Tensor, h: Tensor | None, grad: Tensor, weights: Tensor) -> Tensor:
-        """``∇_z`` of ``φ(z₀) − Σ weights ⊙ log_det(z₀)`` with ``z₀ = flow⁻¹(z)``, given ``grad = ∇φ`` at ``z₀``; weights and ``h`` held fixed.
+        """``∇_z`` of ``φ(z₀) − Σ weights ⊙ log_det(z₀)`` with ``z₀ = flow⁻¹(z)``, given ``grad = ∇φ`` at ``z₀``;
+        weights and ``h`` held fixed.
 
         With ``φ = log N(·; μ, σ)`` and ``weights = 1`` this is ``∇_z log q(z)`` at ``z = flow(z₀)``.
         The log-determinant is a sum of per-step terms, each a function of its step's input, so

@@ -1,4 +1,5 @@
-"""MADE over latent channels: masked 1×1 convolutions that make output channel ``d`` depend only on input channels ``< d``.
+"""MADE over latent channels: masked 1×1 convolutions that make output channel ``d`` depend only on input channels
+``< d``.
 
 Germain et al. 2015, "MADE: Masked Autoencoder for Distribution Estimation": every unit gets a
 *degree*; a connection exists only from lower to higher-or-equal degrees, and into an output only
