@@ -1,0 +1,64 @@
+"""The ``[model]`` settings of Flow++, under the official code's hyperparameter names.
+
+``filters``, ``blocks``, ``components``, ``heads``, ``dropout``, ``dequant_filters`` and
+``dequant_blocks`` are the arguments of the official ``run_cifar.py`` (``construct`` and
+``MixLogisticAttnCoupling``); ``image_size`` and ``image_channels`` are named as the VDVAE's.
+Defaults are the official CIFAR-10 model (31,443,440 parameters). ``coupling`` and ``dequantizer``
+name plugins of the kinds this plugin adds, so either can be swapped for a third party's.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from genkit.components import ComponentRef, component
+from genkit.schema import check, in_range
+from genkit_plugins.flowpp.flow import StageError, half_shapes, parse_stages
+
+CIFAR10_STAGES = "checkerboard:4,squeeze,channel:2,checkerboard:3"
+
+
+@attrs.frozen
+class FlowPPConfig:
+    """Settings of the ``flowpp`` model (official names; CIFAR-10 defaults)."""
+
+    image_size: int = attrs.field(default=32, validator=in_range(1))
+    image_channels: int = attrs.field(default=3, validator=in_range(1))
+    stages: str = CIFAR10_STAGES
+    filters: int = attrs.field(default=96, validator=in_range(1))
+    blocks: int = attrs.field(default=10, validator=in_range(0))
+    components: int = attrs.field(default=32, validator=in_range(1))
+    heads: int = attrs.field(default=4, validator=in_range(1))
+    dropout: float = attrs.field(default=0.2, validator=in_range(0, 1, high_open=True))
+    dequant_filters: int = attrs.field(default=96, validator=in_range(1))
+    dequant_blocks: int = attrs.field(default=2, validator=in_range(0))
+    coupling: ComponentRef = component("coupling", "mlc")
+    dequantizer: ComponentRef = component("dequantizer", "variational")
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            half_shapes(parse_stages(self.stages), (self.image_channels, self.image_size, self.image_size))
+        except StageError as exc:
+            check(
+                False,
+                "stages",
+                f"comma-separated checkerboard:N, channel:N and squeeze for a {self.image_size}×{self.image_size}"
+                f"×{self.image_channels} image ({exc})",
+                self.stages,
+            )
+        for name, filters in (("filters", self.filters), ("dequant_filters", self.dequant_filters)):
+            check(filters % self.heads == 0, name, f"a multiple of heads = {self.heads}", filters)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, self.image_channels)
+
+
+# The official code run at 8×8 on the fixtures (reference/fixtures/flowpp-tiny): 432,320 parameters.
+TINY = dict(
+    image_size=8, filters=16, blocks=1, components=4, heads=2, dropout=0.0, dequant_filters=16, dequant_blocks=1
+)
+# The smallest model the contract tests build.
+EXAMPLE = dict(
+    image_size=4, filters=8, blocks=1, components=2, heads=2, dropout=0.0, dequant_filters=8, dequant_blocks=1
+)

@@ -1,0 +1,210 @@
+"""Import the official Flow++ model's variables (aravindsrinivas/flowpp, TensorFlow) into genkit tensors.
+
+A source is an ``.npz`` of TensorFlow variable names (without ``:0``) to arrays, or a TensorFlow
+checkpoint (needs TensorFlow, the ``tensorflow`` extra). The names follow the official templates in
+the order they are created: the dequantizer's ``context_proc`` and steps first (``Norm``,
+``Pointwise``, ``MixLogisticAttnCoupling``, then ``_1``, ``_2`` …), then the main flow's steps
+continuing the count (``Norm_4`` … in the CIFAR-10 model). Layouts change as follows:
+
+==================  ==========================  ==========================
+what                TensorFlow                  genkit
+==================  ==========================  ==========================
+3×3 convolution     ``W (kh, kw, in, out)``     ``weight (out, in, kh, kw)``
+``nin`` / dense     ``W (in, out)``             ``weight (out, in, 1, 1)``
+LayerNorm           ``g (1, 1, 1, F)``          ``g (F,)``
+position embedding  ``pos_emb (H, W, F)``       ``pos_emb (F, H, W)``
+Norm                ``norm{i}/g (H, W, C)``     ``g (2, C, H, W)``, halves stacked
+Pointwise           ``W{i} (C_in, C_out)``      ``weight (2, C_out, C_in)``
+==================  ==========================  ==========================
+
+When the source holds the exponential moving averages (``<name>/ExponentialMovingAverage``, which
+the official evaluation and sampling use), they are taken unless ``ema=False``. Optimizer slots are
+ignored; any other difference from the recipe's model fails naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+import numpy as np
+import torch
+
+from genkit.errors import CheckpointError
+from genkit.recipe import Recipe
+from genkit_plugins.flowpp.couplings import AffineCoupling, MixtureCDFCoupling
+from genkit_plugins.flowpp.datainit import Conv
+from genkit_plugins.flowpp.dequantizers import VariationalDequantizer
+from genkit_plugins.flowpp.network import LayerNorm
+
+EMA_SUFFIX = "/ExponentialMovingAverage"
+#: variables of a training checkpoint that are not the model's
+IGNORED = re.compile(r"(/Adam(_1)?$|^beta[12]_power(_\d+)?$|^global_step$|" + re.escape(EMA_SUFFIX) + "$)")
+#: the official template name of each coupling genkit can convert
+OFFICIAL_COUPLINGS = {MixtureCDFCoupling: "MixLogisticAttnCoupling", AffineCoupling: "AffineAttnCoupling"}
+INSTALL_TENSORFLOW = "pip install 'genkit-torch[tensorflow]'"
+
+
+@attrs.frozen
+class Source:
+    """Where one genkit tensor comes from: TensorFlow variables (two: the halves, stacked) and their layout."""
+
+    names: tuple[str, ...]
+    layout: str
+
+
+# --- layouts: TensorFlow array(s) -> genkit tensor, and genkit shape -> TensorFlow shape --------------
+
+TO_GENKIT = {
+    "conv": lambda a: a.transpose(3, 2, 0, 1),
+    "dense": lambda a: a.T[:, :, None, None],
+    "vector": lambda a: a,
+    "layernorm": lambda a: a.reshape(-1),
+    "position": lambda a: a.transpose(2, 0, 1),
+    "norm": lambda a: a.transpose(2, 0, 1),
+    "pointwise": lambda a: a.T,
+}
+OFFICIAL_SHAPE = {
+    "conv": lambda s: (s[2], s[3], s[1], s[0]),
+    "dense": lambda s: (s[1], s[0]),
+    "vector": lambda s: s,
+    "layernorm": lambda s: (1, 1, 1, s[0]),
+    "position": lambda s: (s[1], s[2], s[0]),
+    "norm": lambda s: (s[2], s[3], s[1]),
+    "pointwise": lambda s: (s[2], s[1]),
+}
+
+
+def _layer_sources(module: torch.nn.Module, prefix: str, scope: str) -> dict[str, Source]:
+    """The sources of a conditioning or context network's tensors: genkit's module path mirrors the official scopes."""
+    sources = {}
+    for name, layer in module.named_modules():
+        path = re.sub(r"^net\.", "", name)
+        path = re.sub(r"(^|\.)blocks\.(\d+)", lambda m: f"{m.group(1)}block{m.group(2)}", path).replace(".", "/")
+        if isinstance(layer, Conv):
+            kind = "conv" if layer.weight.shape[-1] > 1 else "dense"
+            sources[f"{prefix}{name}.weight"] = Source((f"{scope}/{path}/W",), kind)
+            sources[f"{prefix}{name}.bias"] = Source((f"{scope}/{path}/b",), "vector")
+        elif isinstance(layer, LayerNorm):
+            for p in ("g", "b"):
+                sources[f"{prefix}{name}.{p}"] = Source((f"{scope}/{path}/{p}",), "layernorm")
+    return sources
+
+
+def official_sources(model: torch.nn.Module) -> dict[str, Source]:
+    """Every tensor of a ``flowpp`` model and the official variables it comes from."""
+    sources: dict[str, Source] = {}
+    steps = []
+    if isinstance(model.dequantizer, VariationalDequantizer):
+        context = model.dequantizer.context
+        for name, source in _layer_sources(context, "dequantizer.context.", "context_proc").items():
+            sources[name] = attrs.evolve(source, names=(source.names[0].replace("/block", "/c"),))
+        steps += [(f"dequantizer.steps.{i}.", step) for i, step in enumerate(model.dequantizer.steps)]
+    elif any(True for _ in model.dequantizer.parameters()):
+        raise CheckpointError(
+            f"the official code has no dequantizer like {type(model.dequantizer).__name__}: "
+            "use 'variational' or 'uniform'"
+        )
+    for s, stage in enumerate(model.flow.stages):
+        steps += [(f"flow.stages.{s}.steps.{i}.", step) for i, step in enumerate(getattr(stage, "steps", []))]
+    for n, (prefix, step) in enumerate(steps):
+        suffix = f"_{n}" if n else ""
+        coupling = OFFICIAL_COUPLINGS.get(type(step.coupling))
+        if coupling is None:
+            raise CheckpointError(
+                f"the official code has no coupling like {type(step.coupling).__name__}: use 'mlc' or 'affine'"
+            )
+        for p in ("g", "b"):
+            sources[f"{prefix}norm.{p}"] = Source((f"Norm{suffix}/norm0/{p}", f"Norm{suffix}/norm1/{p}"), "norm")
+        sources[f"{prefix}pointwise.weight"] = Source((f"Pointwise{suffix}/W0", f"Pointwise{suffix}/W1"), "pointwise")
+        sources[f"{prefix}coupling.net.pos_emb"] = Source((f"{coupling}{suffix}/pos_emb",), "position")
+        sources.update(_layer_sources(step.coupling, f"{prefix}coupling.", f"{coupling}{suffix}"))
+    return sources
+
+
+# --- reading the official variables ---------------------------------------------------------------
+
+
+def read_variables(path: str | Path) -> Mapping[str, np.ndarray]:
+    """The variables of an ``.npz`` file or a TensorFlow checkpoint, by name."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise CheckpointError(f"{path}: file not found")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise CheckpointError(
+                f"{path}: not a readable .npz of TensorFlow variable names to arrays ({type(exc).__name__})"
+            ) from None
+    return read_tensorflow_checkpoint(path)
+
+
+def read_tensorflow_checkpoint(path: Path) -> Mapping[str, np.ndarray]:
+    """The variables of a TensorFlow checkpoint (a prefix like ``model-300000``, or its directory)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise CheckpointError(
+            f"{path}: reading a TensorFlow checkpoint needs TensorFlow, which is not installed: {INSTALL_TENSORFLOW} "
+            "(or pass an .npz of variable names to arrays)"
+        ) from None
+    try:
+        reader = tf.train.load_checkpoint(str(path))
+    except (ValueError, OSError, tf.errors.OpError) as exc:
+        raise CheckpointError(f"{path}: not a readable TensorFlow checkpoint ({type(exc).__name__})") from None
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def convert_variables(
+    variables: Mapping[str, np.ndarray], model: torch.nn.Module, source: str, *, ema: bool = True
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(genkit state dict, notes): every tensor of ``model`` (shapes only are read) from the official ``variables``."""
+    sources = official_sources(model)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if set(sources) != set(shapes):  # a coupling or dequantizer plugin this converter does not know the layers of
+        unknown = sorted(set(shapes) ^ set(sources))
+        raise CheckpointError(f"the official code has no counterpart of genkit tensor {unknown[0]!r}")
+    has_ema = any(name.endswith(EMA_SUFFIX) for name in variables)
+    use_ema = ema and has_ema
+    notes = [f"{source}: using the exponential moving averages of the weights"] if use_ema else []
+    state, used = {}, set()
+    for key, src in sources.items():
+        arrays = []
+        expected = OFFICIAL_SHAPE[src.layout](shapes[key])
+        for name in src.names:
+            stored = name + EMA_SUFFIX if use_ema else name
+            if stored not in variables:
+                raise CheckpointError(f"{source}: missing variable {stored!r} (for {key}); the recipe's model needs it")
+            array = np.asarray(variables[stored])
+            if tuple(array.shape) != expected:
+                raise CheckpointError(
+                    f"{source}: variable {stored!r} has shape {tuple(array.shape)}, "
+                    f"the recipe's model expects {expected}"
+                )
+            arrays.append(TO_GENKIT[src.layout](array))
+            used.add(stored)
+        value = np.stack(arrays) if len(arrays) > 1 else arrays[0]
+        if value.dtype not in (np.float32, np.float64):
+            value = value.astype(np.float32)
+        state[key] = torch.from_numpy(np.ascontiguousarray(value))
+    unexpected = sorted(n for n in variables if n not in used and not IGNORED.search(n))
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(
+            f"{source}: unexpected variable {unexpected[0]!r}{more}; the recipe's model has no such layer"
+        )
+    return state, notes
+
+
+def convert_official(
+    path: str | Path, recipe: Recipe, *, ema: bool = True
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(genkit state dict, notes) of the official variables at ``path`` for the recipe's ``flowpp`` model."""
+    from genkit.models import build_model
+
+    return convert_variables(read_variables(path), build_model(recipe, "meta"), str(path), ema=ema)

@@ -1,0 +1,150 @@
+"""Flow++'s dequantizers: ``uniform`` (u ~ U(0, 1)^D, log q = 0) and ``variational`` (a flow conditioned on x).
+
+``variational`` (official ``run_cifar.py``, ``Dequant``)::
+
+    context = context_net(x/256 − 0.5)        column halves concatenated on channels → 3×3 conv to 32
+                                              → 3 gated convs (both convolutions 3×3), (B, 32, H, W/2)
+    ε ~ N(0, I);  split the columns of ε;  couplings × (Norm, Pointwise, coupling with context, swap);
+    merge;  u = σ(h)
+    log q(u | x) = log N(ε) − log|det ∂h/∂ε| − Σ log σ′(h)
+
+``latents="mean"`` puts ε at 0. The bound's dequantization constant is exactly zero: ``v = x + u``
+lies in ``[0, 256)^D``, where every integer image owns a cell of unit volume.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from genkit.components import ComponentRef
+from genkit.errors import ConfigError
+from genkit.schema import in_range
+from genkit_plugins.flowpp.datainit import Conv
+from genkit_plugins.flowpp.flow import FlowStep
+from genkit_plugins.flowpp.kinds import Dequantizer
+from genkit_plugins.flowpp.layers import merge_columns, sigmoid, sigmoid_inverse, split_columns, sum_per_image
+from genkit_plugins.flowpp.network import GatedConv
+from genkit_plugins.precision import at_least_float32
+
+LATENT_MODES = ("sample", "mean")
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _check_latents(latents: str) -> None:
+    if latents not in LATENT_MODES:
+        raise ConfigError(f"flowpp: latents must be 'sample' or 'mean', found {latents!r}")
+
+
+def _largest_below_one(dtype: torch.dtype) -> float:
+    """The largest value under 1 in ``dtype``: a σ(h) that rounds to 1 would put ``x + u`` in the next cell."""
+    return 1.0 - torch.finfo(dtype).eps / 2
+
+
+class UniformDequantizer(Dequantizer):
+    """Uniform dequantization: u ~ U(0, 1)^D, log q(u | x) = 0 (the classic bound; Flow++'s ablation)."""
+
+    bound = "uniform dequantization bound"
+
+    def __init__(self, settings=None, **context):
+        super().__init__()
+
+    def noise(self, x: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> Tensor:
+        _check_latents(latents)
+        if latents == "mean":
+            return torch.full_like(x, 0.5)
+        return torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+    def base_log_prob(self, eps: Tensor) -> Tensor:
+        return eps.new_zeros(eps.shape[0])
+
+    def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        return eps, self.base_log_prob(eps)
+
+    def log_prob(self, x: Tensor, u: Tensor) -> Tensor:
+        return u.new_zeros(u.shape[0])
+
+
+@attrs.frozen
+class VariationalSettings:
+    """Settings of the ``variational`` dequantizer (official values); its couplings take the model's ``dequant_*``."""
+
+    couplings: int = attrs.field(default=4, validator=in_range(1))
+    context: int = attrs.field(default=32, validator=in_range(1))  # channels of the context network
+    context_blocks: int = attrs.field(default=3, validator=in_range(0))  # its gated convolutions
+
+
+class ContextNetwork(nn.Module):
+    """``x`` (integers 0…255) → the ``(B, context, H, W/2)`` map every dequantizer coupling is conditioned on."""
+
+    def __init__(self, channels: int, context: int, blocks: int, dropout: float):
+        super().__init__()
+        self.proj = Conv(2 * channels, context, kernel=3)
+        self.blocks = nn.ModuleList(GatedConv(context, second_kernel=3, dropout=dropout) for _ in range(blocks))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.proj(torch.cat(split_columns(x / 256.0 - 0.5), dim=1))
+        for block in self.blocks:
+            h = block(h)
+        return h
+
+
+class VariationalDequantizer(Dequantizer):
+    """Variational dequantization (Flow++, Ho et al. 2019): u = σ(h_x(ε)), a flow conditioned on the image."""
+
+    bound = "variational dequantization bound"
+
+    def __init__(
+        self,
+        settings: VariationalSettings,
+        *,
+        image_shape: tuple[int, int, int],
+        coupling: ComponentRef,
+        filters: int,
+        blocks: int,
+        components: int,
+        heads: int,
+        dropout: float,
+    ):
+        super().__init__()
+        height, width, channels = image_shape
+        if width % 2:
+            raise ConfigError(
+                f"flowpp: the variational dequantizer splits columns and needs an even width, found {width}"
+            )
+        self.context = ContextNetwork(channels, settings.context, settings.context_blocks, dropout)
+        sizes = dict(filters=filters, blocks=blocks, components=components, heads=heads, dropout=dropout)
+        self.steps = nn.ModuleList(
+            FlowStep((channels, height, width // 2), coupling, sizes, context_channels=settings.context)
+            for _ in range(settings.couplings)
+        )
+
+    def noise(self, x: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> Tensor:
+        _check_latents(latents)
+        if latents == "mean":
+            return torch.zeros_like(x)
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+    def base_log_prob(self, eps: Tensor) -> Tensor:
+        return sum_per_image(-0.5 * at_least_float32(eps).square() - HALF_LOG_2PI)
+
+    def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        context = self.context(x)
+        pair, logdet = split_columns(eps), 0.0
+        for step in self.steps:
+            pair, term = step(pair, context)
+            logdet = logdet + term
+        u, term = sigmoid(merge_columns(*pair))
+        return u.clamp_max(_largest_below_one(u.dtype)), self.base_log_prob(eps) - (logdet + term)
+
+    def log_prob(self, x: Tensor, u: Tensor) -> Tensor:
+        context = self.context(x)
+        h, logdet = sigmoid_inverse(u)
+        pair = split_columns(h)
+        for step in reversed(self.steps):
+            pair, term = step.inverse(pair, context)
+            logdet = logdet + term
+        return self.base_log_prob(merge_columns(*pair)) + logdet

@@ -1,0 +1,176 @@
+"""Flow++: a normalising flow with variational dequantization, mixture-CDF couplings and self-attention.
+
+Ho, Chen, Srinivas, Duan & Abbeel (2019), "Flow++: Improving Flow-Based Generative Models with
+Variational Dequantization and Architecture Design", ICML; official code aravindsrinivas/flowpp
+(TensorFlow), whose numbers genkit reproduces. For an image ``x`` of integers ``(B, C, H, W)``::
+
+    ε ~ base noise;  u, log q(u | x) = dequantizer(x, ε)        u ∈ (0, 1)^D
+    v = x + u ∈ [0, 256)^D
+    z, log|det| = main flow(v)                                   logit preprocessing, split stages
+    log p(x + u) = log N(z; 0, I) + log|det|
+
+The figure is the dequantization bound ``−log P(x) ≤ E_q[log q(u | x) − log p(x + u)]`` in nats per
+dimension, with no further constant: ``p`` is a density on ``[0, 256)^D``, where each integer image
+owns a cell of unit volume. Its two parts (``LossTerms.parts``) are ``flow`` = −log p(x + u)/D and
+``dequant`` = log q(u | x)/D. Sampling inverts the main flow from ``z ~ N(0, T²I)`` and floors ``v``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from genkit.errors import ConfigError
+from genkit.interfaces import (
+    DataDependentInit,
+    GenerativeModel,
+    ImportanceWeighted,
+    Invertible,
+    LossTerms,
+    Objective,
+    resolve_sampler,
+)
+from genkit_plugins.flowpp.config import FlowPPConfig
+from genkit_plugins.flowpp.datainit import data_dependent_init
+from genkit_plugins.flowpp.flow import MainFlow
+from genkit_plugins.flowpp.kinds import Dequantizer
+from genkit_plugins.flowpp.layers import sum_per_image
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+PARTS = ("flow", "dequant")
+
+
+class BoundTerms(NamedTuple):
+    """Every quantity of the bound at one dequantization draw; per-image figures in nats, ``(B,)``."""
+
+    u: Tensor  # (B, C, H, W), the dequantization noise in (0, 1)
+    log_q: Tensor  # log q(u | x)
+    z: Tensor  # the main flow's output
+    logdet: Tensor  # log|det ∂z/∂v| of the main flow, the logit preprocessing included
+    log_prior: Tensor  # log N(z; 0, I)
+
+    @property
+    def log_density(self) -> Tensor:
+        """log p(x + u)."""
+        return self.logdet + self.log_prior
+
+    @property
+    def log_weight(self) -> Tensor:
+        """log p(x + u) − log q(u | x): the bound's integrand, the importance weight's log."""
+        return self.log_density - self.log_q
+
+
+class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible):
+    """Flow++ (Ho et al. 2019) assembled from coupling and dequantizer plugins, faithful to aravindsrinivas/flowpp."""
+
+    objective = Objective("variational dequantization bound", key="bound", parts=PARTS)
+    samplers = ("inverse",)
+
+    def __init__(self, settings: FlowPPConfig):
+        super().__init__()
+        self.config = settings
+        self.image_shape = settings.image_shape
+        sizes = dict(filters=settings.filters, blocks=settings.blocks, components=settings.components)
+        sizes.update(heads=settings.heads, dropout=settings.dropout)
+        self.dequantizer = settings.dequantizer.build(
+            "dequantizer",
+            image_shape=self.image_shape,
+            coupling=settings.coupling,
+            **{**sizes, "filters": settings.dequant_filters, "blocks": settings.dequant_blocks},
+        )
+        if not isinstance(self.dequantizer, Dequantizer):
+            raise ConfigError(
+                f"flowpp: dequantizer plugin {settings.dequantizer.name!r} built a "
+                f"{type(self.dequantizer).__name__}, not a Dequantizer"
+            )
+        h, w, c = self.image_shape
+        self.flow = MainFlow(settings.stages, (c, h, w), settings.coupling, sizes)
+        self.objective = Objective(self.dequantizer.bound, key="bound", parts=PARTS)
+        # follows .to(): the dtype and device images are brought to (not saved)
+        self.register_buffer("anchor", torch.zeros(()), persistent=False)
+
+    # --- conversions -----------------------------------------------------------------------------
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of ``z``."""
+        return self.flow.latent_shape
+
+    def to_float(self, images: Tensor) -> Tensor:
+        """``uint8`` ``(B, H, W, C)`` → the integers as floats ``(B, C, H, W)`` in the model's dtype."""
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape:
+            raise ConfigError(
+                f"flowpp: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"found {images.dtype} {tuple(images.shape)}"
+            )
+        return rearrange(images, "b h w c -> b c h w").to(device=self.anchor.device, dtype=self.anchor.dtype)
+
+    @staticmethod
+    def to_uint8(v: Tensor) -> Tensor:
+        """Points of ``[0, 256)`` ``(B, C, H, W)`` → their cells' integers as ``uint8`` ``(B, H, W, C)``."""
+        return rearrange(v.clamp(0, 255).floor().to(torch.uint8), "b c h w -> b h w c")
+
+    # --- the bound ---------------------------------------------------------------------------------
+
+    def bound_terms(self, x: Tensor, eps: Tensor) -> BoundTerms:
+        """The bound's terms for float images ``x`` ``(B, C, H, W)`` at the dequantizer's base noise ``eps``."""
+        u, log_q = self.dequantizer(x, eps)
+        z, logdet = self.flow(x + u)
+        log_prior = sum_per_image(-0.5 * z.square() - HALF_LOG_2PI)
+        return BoundTerms(u, log_q, z, logdet, log_prior)
+
+    def _terms(self, images: Tensor, latents: str, generator: torch.Generator | None) -> BoundTerms:
+        x = self.to_float(images)
+        return self.bound_terms(x, self.dequantizer.noise(x, latents, generator))
+
+    def forward(self, images: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> LossTerms:
+        terms = self._terms(images, latents, generator)
+        dims = self.dims_per_image
+        flow, dequant = -terms.log_density / dims, terms.log_q / dims
+        return LossTerms(flow + dequant, {"flow": flow, "dequant": dequant})
+
+    def importance_log_weights(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """log p(x + u) − log q(u | x) at one u ~ q(·|x), nats per image ``(B,)``."""
+        return self._terms(images, "sample", generator).log_weight
+
+    @torch.no_grad()
+    def initialize(self, images: Tensor) -> None:
+        """The official data-dependent init: one forward pass on ``images`` with every init layer armed."""
+        with data_dependent_init(self):
+            self(images)
+
+    # --- the bijection ------------------------------------------------------------------------------
+
+    def encode(self, images: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> Tensor:
+        return self._terms(images, latents, generator).z
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.to_uint8(self.flow.inverse(z)[0])
+
+    @torch.no_grad()
+    def inverse_error(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``max |v − f⁻¹(f(v))|`` over the batch at one dequantization draw (the official ``val_inverr``)."""
+        x = self.to_float(images)
+        u, _ = self.dequantizer(x, self.dequantizer.noise(x, "sample", generator))
+        v = x + u
+        return (self.flow.inverse(self.flow(v)[0])[0] - v).abs().max()
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        temperature: float | list[float] = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+    ) -> Tensor:
+        resolve_sampler(self, sampler)
+        if isinstance(temperature, (list, tuple)) or not 0 <= float(temperature) < math.inf:
+            raise ConfigError(f"flowpp: temperature must be one finite number ≥ 0, found {temperature!r}")
+        z = torch.randn(
+            (n, *self.latent_shape), generator=generator, dtype=self.anchor.dtype, device=self.anchor.device
+        )
+        return self.decode(z * float(temperature))
