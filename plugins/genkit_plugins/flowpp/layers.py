@@ -20,11 +20,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from genkit_plugins.flowpp.datainit import MOMENTS_EPS, DataInit, full_precision
+from genkit_plugins.flowpp.mixture import log_logistic_density
 from genkit_plugins.precision import at_least_float32
 
 Pair = tuple[Tensor, Tensor]
@@ -57,12 +57,12 @@ def logit_preprocess_inverse(y: Tensor) -> tuple[Tensor, Tensor]:
     """The inverse of :func:`logit_preprocess` and its log-determinant."""
     dims = y[0].numel()
     v = (torch.sigmoid(y) - ALPHA) * (MAX_VALUE / (1 - 2 * ALPHA))
-    return v, sum_per_image(-F.softplus(-y) - F.softplus(y)) - dims * math.log((1 - 2 * ALPHA) / MAX_VALUE)
+    return v, sum_per_image(log_logistic_density(y)) - dims * math.log((1 - 2 * ALPHA) / MAX_VALUE)
 
 
 def sigmoid(h: Tensor) -> tuple[Tensor, Tensor]:
     """``u = σ(h)`` with log-det ``Σ log σ′(h) = Σ(−softplus(h) − softplus(−h))``."""
-    return torch.sigmoid(h), sum_per_image(-F.softplus(h) - F.softplus(-h))
+    return torch.sigmoid(h), sum_per_image(log_logistic_density(h))
 
 
 def sigmoid_inverse(u: Tensor) -> tuple[Tensor, Tensor]:

@@ -107,7 +107,8 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
                 f"flowpp: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), "
                 f"found {images.dtype} {tuple(images.shape)}"
             )
-        return rearrange(images, "b h w c -> b c h w").to(device=self.anchor.device, dtype=self.anchor.dtype)
+        x = rearrange(images, "b h w c -> b c h w").to(device=self.anchor.device, dtype=self.anchor.dtype)
+        return x.contiguous()
 
     @staticmethod
     def to_uint8(v: Tensor) -> Tensor:
@@ -149,7 +150,7 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
         return self._terms(images, latents, generator).z
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.to_uint8(self.flow.inverse(z)[0])
+        return self.to_uint8(self.flow.inverse(z.contiguous())[0])
 
     @torch.no_grad()
     def inverse_error(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
