@@ -187,7 +187,7 @@ def convert_variables(
                     f"the recipe's model expects {expected}"
                 )
             arrays.append(TO_GENKIT[src.layout](array))
-            used.add(stored)
+            used.update((name, stored))
         value = np.stack(arrays) if len(arrays) > 1 else arrays[0]
         if value.dtype not in (np.float32, np.float64):
             value = value.astype(np.float32)
