@@ -13,8 +13,10 @@ from genkit.components import ComponentRef
 from genkit.errors import ConfigError
 from genkit.interfaces import DataDependentInit, ImportanceWeighted, Invertible
 from genkit_plugins.flowpp.config import EXAMPLE, FlowPPConfig
+from genkit_plugins.flowpp.couplings import MixtureCDFCoupling
 from genkit_plugins.flowpp.dequantizers import VariationalSettings
-from genkit_plugins.flowpp.layers import Norm
+from genkit_plugins.flowpp.layers import Norm, Pointwise
+from genkit_plugins.flowpp.mixture import LogisticMixture
 from genkit_plugins.flowpp.model import FlowPP
 
 DTYPE = torch.float64
@@ -121,27 +123,41 @@ def test_initialize_normalises_the_first_norm_over_the_init_batch_and_touches_no
 
 
 class UniformFlow(nn.Module):
-    """A flow whose density is exactly uniform on [0, 256)^D: z = Φ⁻¹(v/256), so p(v) = 1/256 per dimension."""
+    """A flow whose density is exactly uniform on [0, L)^D: z = Φ⁻¹(v/L), so p(v) = 1/L per dimension."""
+
+    def __init__(self, levels: int = 256):
+        super().__init__()
+        self.levels = levels
 
     def forward(self, v):
-        z = torch.from_numpy(ndtri((v / 256).numpy()))
+        z = torch.from_numpy(ndtri((v / self.levels).numpy()))
         log_normal = -0.5 * z.square() - 0.5 * math.log(2 * math.pi)
-        return z, (-math.log(256) - log_normal).flatten(1).sum(1)
+        return z, (-math.log(self.levels) - log_normal).flatten(1).sum(1)
 
 
 def with_uniform_density(model: FlowPP) -> FlowPP:
-    model.flow = UniformFlow()
+    model.flow = UniformFlow(2**model.bits)
     return model
 
 
-def test_a_density_uniform_on_0_256_gives_exactly_8_bits_per_dim():
-    model = with_uniform_density(tiny(dequantizer=ComponentRef("uniform")))
+@pytest.mark.parametrize("bits", [8, 5])
+def test_a_density_uniform_on_the_levels_gives_exactly_bits_per_dim(bits):
+    """Uniform on [0, 256)^D (on [0, 32)^D for 5-bit images) with uniform dequantization: exactly 8 (5) bits/dim."""
+    model = with_uniform_density(tiny(dequantizer=ComponentRef("uniform"), bits=bits))
     for latents in ("sample", "mean"):
         with torch.no_grad():
             nll = model(images(5), latents=latents, generator=torch.Generator().manual_seed(7)).nll
-        assert torch.allclose(nll / math.log(2), torch.full_like(nll, 8.0), rtol=0, atol=1e-12)
+        assert torch.allclose(nll / math.log(2), torch.full_like(nll, float(bits)), rtol=0, atol=1e-12)
     log_weights = model.importance_log_weights(images(5), generator=torch.Generator().manual_seed(8))
-    assert torch.allclose(log_weights, torch.full_like(log_weights, -48 * math.log(256)), rtol=1e-14)
+    assert torch.allclose(log_weights, torch.full_like(log_weights, -48 * bits * math.log(2)), rtol=1e-14)
+
+
+def test_five_bit_models_see_the_top_five_bits_and_sample_multiples_of_eight():
+    model = tiny(bits=5)
+    pixels = torch.tensor([0, 7, 8, 255], dtype=torch.uint8).repeat(12).reshape(1, 4, 4, 3)
+    assert model.to_float(pixels).unique().tolist() == [0.0, 1.0, 31.0]
+    samples = model.sample(4, generator=torch.Generator().manual_seed(13))
+    assert (samples % 8 == 0).all()
 
 
 def log_mean_exp(w: torch.Tensor, k: int) -> torch.Tensor:
@@ -196,3 +212,29 @@ def test_bad_stage_strings_and_head_counts_fail_naming_the_setting():
         FlowPPConfig(stages="checkers:2")
     with pytest.raises(ValueError, match="filters: expected a multiple of heads = 4"):
         FlowPPConfig(filters=30)
+
+
+def test_under_bf16_autocast_the_flow_its_log_dets_and_the_bisection_stay_float32(monkeypatch):
+    """The networks run in bf16; the state they transform, every log-determinant and the inverse search do not."""
+    model = tiny().float()
+    seen = []
+    for module in model.modules():
+        if isinstance(module, (Norm, Pointwise, MixtureCDFCoupling)):
+            module.register_forward_hook(
+                lambda m, args, out: seen.extend([out[0][0].dtype, out[0][1].dtype, out[1].dtype])
+            )
+    inverse = LogisticMixture.inverse_logit_cdf
+
+    def recording_inverse(mixture, u, iterations=None):
+        seen.extend([u.dtype, mixture.means.dtype, mixture.logscales.dtype])
+        return inverse(mixture, u, iterations)
+
+    monkeypatch.setattr(LogisticMixture, "inverse_logit_cdf", recording_inverse)
+    with torch.no_grad():
+        float32_loss = model(images(16), latents="mean").loss
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_terms = model(images(16), latents="mean")
+            model.sample(2, generator=torch.Generator().manual_seed(12))
+    assert len(seen) > 30 and set(seen) == {torch.float32}
+    assert bf16_terms.nll.dtype == torch.float32
+    assert abs(bf16_terms.loss.item() - float32_loss.item()) < 0.005 * abs(float32_loss.item())

@@ -2,7 +2,9 @@
 
 ``filters``, ``blocks``, ``components``, ``heads``, ``dropout``, ``dequant_filters`` and
 ``dequant_blocks`` are the arguments of the official ``run_cifar.py`` (``construct`` and
-``MixLogisticAttnCoupling``); ``image_size`` and ``image_channels`` are named as the VDVAE's.
+``MixLogisticAttnCoupling``); ``image_size``, ``image_channels`` and ``bits`` are named as the
+VDVAE's. With ``bits < 8`` the model sees the top ``bits`` bits of each pixel and its density lives on
+``[0, 2^bits)``, as the official CelebA 5-bit launchers do (``ImgProc`` over ``[0, 32)``).
 Defaults are the official CIFAR-10 model (31,443,440 parameters). ``coupling`` and ``dequantizer``
 name plugins of the kinds this plugin adds, so either can be swapped for a third party's.
 """
@@ -24,6 +26,7 @@ class FlowPPConfig:
 
     image_size: int = attrs.field(default=32, validator=in_range(1))
     image_channels: int = attrs.field(default=3, validator=in_range(1))
+    bits: int = attrs.field(default=8, validator=in_range(1, 8))
     stages: str = CIFAR10_STAGES
     filters: int = attrs.field(default=96, validator=in_range(1))
     blocks: int = attrs.field(default=10, validator=in_range(0))

@@ -2,14 +2,14 @@
 
 ``variational`` (official ``run_cifar.py``, ``Dequant``)::
 
-    context = context_net(x/256 − 0.5)        column halves concatenated on channels → 3×3 conv to 32
+    context = context_net(x/2^bits − 0.5)     column halves concatenated on channels → 3×3 conv to 32
                                               → 3 gated convs (both convolutions 3×3), (B, 32, H, W/2)
     ε ~ N(0, I);  split the columns of ε;  couplings × (Norm, Pointwise, coupling with context, swap);
     merge;  u = σ(h)
     log q(u | x) = log N(ε) − log|det ∂h/∂ε| − Σ log σ′(h)
 
 ``latents="mean"`` puts ε at 0. The bound's dequantization constant is exactly zero: ``v = x + u``
-lies in ``[0, 256)^D``, where every integer image owns a cell of unit volume.
+lies in ``[0, 2^bits)^D``, where every integer image owns a cell of unit volume.
 """
 
 from __future__ import annotations
@@ -78,15 +78,16 @@ class VariationalSettings:
 
 
 class ContextNetwork(nn.Module):
-    """``x`` (integers 0…255) → the ``(B, context, H, W/2)`` map every dequantizer coupling is conditioned on."""
+    """``x`` (integers below ``levels``) → the ``(B, context, H, W/2)`` map the dequantizer couplings are given."""
 
-    def __init__(self, channels: int, context: int, blocks: int, dropout: float):
+    def __init__(self, channels: int, context: int, blocks: int, dropout: float, levels: int = 256):
         super().__init__()
+        self.levels = levels
         self.proj = Conv(2 * channels, context, kernel=3)
         self.blocks = nn.ModuleList(GatedConv(context, second_kernel=3, dropout=dropout) for _ in range(blocks))
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.proj(torch.cat(split_columns(x / 256.0 - 0.5), dim=1))
+        h = self.proj(torch.cat(split_columns(x / self.levels - 0.5), dim=1))
         for block in self.blocks:
             h = block(h)
         return h
@@ -102,6 +103,7 @@ class VariationalDequantizer(Dequantizer):
         settings: VariationalSettings,
         *,
         image_shape: tuple[int, int, int],
+        bits: int = 8,
         coupling: ComponentRef,
         filters: int,
         blocks: int,
@@ -115,7 +117,7 @@ class VariationalDequantizer(Dequantizer):
             raise ConfigError(
                 f"flowpp: the variational dequantizer splits columns and needs an even width, found {width}"
             )
-        self.context = ContextNetwork(channels, settings.context, settings.context_blocks, dropout)
+        self.context = ContextNetwork(channels, settings.context, settings.context_blocks, dropout, 2**bits)
         sizes = dict(filters=filters, blocks=blocks, components=components, heads=heads, dropout=dropout)
         self.steps = nn.ModuleList(
             FlowStep((channels, height, width // 2), coupling, sizes, context_channels=settings.context)

@@ -139,10 +139,13 @@ class Squeeze(nn.Module):
 
 
 class MainFlow(nn.Module):
-    """``v ∈ [0, 256)^D`` ``(B, C, H, W)`` → ``z`` and log|det ∂z/∂v| (logit preprocessing included)."""
+    """``v ∈ [0, levels)^D`` ``(B, C, H, W)`` → ``z`` and log|det ∂z/∂v| (logit preprocessing included)."""
 
-    def __init__(self, stages: str, shape: tuple[int, int, int], coupling: ComponentRef, sizes: dict[str, Any]):
+    def __init__(
+        self, stages: str, shape: tuple[int, int, int], coupling: ComponentRef, sizes: dict[str, Any], levels: int = 256
+    ):
         super().__init__()
+        self.levels = levels
         parsed = parse_stages(stages)
         halves, self.latent_shape = half_shapes(parsed, shape)
         self.stages = nn.ModuleList(
@@ -153,7 +156,7 @@ class MainFlow(nn.Module):
         )
 
     def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        x, logdet = logit_preprocess(v)
+        x, logdet = logit_preprocess(v, self.levels)
         for stage in self.stages:
             x, term = stage(x)
             logdet = logdet + term
@@ -164,7 +167,7 @@ class MainFlow(nn.Module):
         for stage in reversed(self.stages):
             z, term = stage.inverse(z)
             logdet = logdet + term
-        v, term = logit_preprocess_inverse(z)
+        v, term = logit_preprocess_inverse(z, self.levels)
         return v, logdet + term
 
     def steps(self) -> list[FlowStep]:

@@ -34,13 +34,13 @@ class Coupling(nn.Module, ABC):
 
 
 class Dequantizer(nn.Module, ABC):
-    """q(u | x): noise ``u ∈ (0, 1)^D`` that turns integer images ``x`` into points ``v = x + u`` of ``[0, 256)^D``.
+    """q(u | x): noise ``u ∈ (0, 1)^D`` that turns integer images ``x`` into points ``v = x + u`` of ``[0, 2^bits)^D``.
 
-    Built as ``factory(settings, image_shape=(H, W, C), coupling=ComponentRef, filters=, blocks=,
-    components=, heads=, dropout=)``: a dequantizer that is itself a flow builds its couplings from
-    ``coupling`` and the sizes; others ignore them. ``x`` is ``(B, C, H, W)`` holding the integers
-    0…255 in a floating dtype. ``u`` is a deterministic function of base noise ``ε`` (:meth:`noise`),
-    so a given ``ε`` reproduces a draw.
+    Built as ``factory(settings, image_shape=(H, W, C), bits=, coupling=ComponentRef, filters=,
+    blocks=, components=, heads=, dropout=)``: a dequantizer that is itself a flow builds its
+    couplings from ``coupling`` and the sizes; others ignore them. ``x`` is ``(B, C, H, W)`` holding
+    the integers ``0 … 2^bits − 1`` in a floating dtype. ``u`` is a deterministic function of base
+    noise ``ε`` (:meth:`noise`), so a given ``ε`` reproduces a draw.
     """
 
     #: what the model's figure is with this dequantizer (``Objective.label``)

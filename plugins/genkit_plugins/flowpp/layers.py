@@ -5,7 +5,8 @@ its own weights. Every layer returns ``(output, log|det J|)`` with the log-deter
 ``(B,)``, in nats (at least float32).
 
 * :func:`logit_preprocess` (``ImgProc``): ``v ∈ [0, 256)`` → ``logit(0.05 + 0.9·v/256)``; its
-  log-determinant includes ``D·log(0.9/256)``, so the model's density is on the ``[0, 256)`` scale.
+  log-determinant includes ``D·log(0.9/256)``, so the model's density is on the ``[0, 256)`` scale
+  (``[0, 2^bits)`` for images of fewer bits).
 * :class:`Norm`: per-activation affine ``x·g + b`` on each half (``g`` floored at 1e-10), data-dependent
   init to zero mean and unit variance over the batch.
 * :class:`Pointwise`: an invertible 1×1 convolution per half, initialised to identity +
@@ -29,8 +30,8 @@ from genkit_plugins.precision import at_least_float32
 
 Pair = tuple[Tensor, Tensor]
 
-#: ImgProc's affine map onto [0.05, 0.95] before the logit (official values)
-ALPHA, MAX_VALUE = 0.05, 256.0
+#: ImgProc's margin: [0, levels) maps onto [0.05, 0.95] before the logit (official value)
+ALPHA = 0.05
 #: the smallest Norm scale (official ``tf.maximum(g, 1e-10)``)
 MIN_NORM_SCALE = 1e-10
 #: the spread of Pointwise's noisy-identity initialisation (official value)
@@ -45,19 +46,23 @@ def sum_per_image(x: Tensor) -> Tensor:
 # --- element-wise maps --------------------------------------------------------------------------
 
 
-def logit_preprocess(v: Tensor) -> tuple[Tensor, Tensor]:
-    """``ImgProc``: ``y = logit(s)``, ``s = 0.05 + 0.9·v/256``; log-det ``Σ(−log s − log(1 − s)) + D·log(0.9/256)``."""
-    s = v * ((1 - 2 * ALPHA) / MAX_VALUE) + ALPHA
+def logit_preprocess(v: Tensor, levels: int = 256) -> tuple[Tensor, Tensor]:
+    """``ImgProc``: ``y = logit(s)``, ``s = 0.05 + 0.9·v/levels``; log-det ``Σ(−log s − log(1−s)) + D·log(0.9/levels)``.
+
+    ``levels`` is 256 for 8-bit images (the official CIFAR-10 and ImageNet code), 32 for 5-bit ones
+    (the official CelebA 5-bit launchers).
+    """
+    s = v * ((1 - 2 * ALPHA) / levels) + ALPHA
     log_s, log_1ms = torch.log(s), torch.log1p(-s)
     dims = v[0].numel()
-    return log_s - log_1ms, sum_per_image(-log_s - log_1ms) + dims * math.log((1 - 2 * ALPHA) / MAX_VALUE)
+    return log_s - log_1ms, sum_per_image(-log_s - log_1ms) + dims * math.log((1 - 2 * ALPHA) / levels)
 
 
-def logit_preprocess_inverse(y: Tensor) -> tuple[Tensor, Tensor]:
+def logit_preprocess_inverse(y: Tensor, levels: int = 256) -> tuple[Tensor, Tensor]:
     """The inverse of :func:`logit_preprocess` and its log-determinant."""
     dims = y[0].numel()
-    v = (torch.sigmoid(y) - ALPHA) * (MAX_VALUE / (1 - 2 * ALPHA))
-    return v, sum_per_image(log_logistic_density(y)) - dims * math.log((1 - 2 * ALPHA) / MAX_VALUE)
+    v = (torch.sigmoid(y) - ALPHA) * (levels / (1 - 2 * ALPHA))
+    return v, sum_per_image(log_logistic_density(y)) - dims * math.log((1 - 2 * ALPHA) / levels)
 
 
 def sigmoid(h: Tensor) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,8 @@ Variational Dequantization and Architecture Design", ICML; official code aravind
 
 The figure is the dequantization bound ``−log P(x) ≤ E_q[log q(u | x) − log p(x + u)]`` in nats per
 dimension, with no further constant: ``p`` is a density on ``[0, 256)^D``, where each integer image
-owns a cell of unit volume. Its two parts (``LossTerms.parts``) are ``flow`` = −log p(x + u)/D and
+owns a cell of unit volume (on ``[0, 2^bits)^D`` with ``bits < 8``, as the official 5-bit CelebA
+launchers). Its two parts (``LossTerms.parts``) are ``flow`` = −log p(x + u)/D and
 ``dequant`` = log q(u | x)/D. Sampling inverts the main flow from ``z ~ N(0, T²I)`` and floors ``v``.
 """
 
@@ -76,9 +77,11 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
         self.image_shape = settings.image_shape
         sizes = dict(filters=settings.filters, blocks=settings.blocks, components=settings.components)
         sizes.update(heads=settings.heads, dropout=settings.dropout)
+        self.bits = settings.bits
         self.dequantizer = settings.dequantizer.build(
             "dequantizer",
             image_shape=self.image_shape,
+            bits=settings.bits,
             coupling=settings.coupling,
             **{**sizes, "filters": settings.dequant_filters, "blocks": settings.dequant_blocks},
         )
@@ -88,7 +91,7 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
                 f"{type(self.dequantizer).__name__}, not a Dequantizer"
             )
         h, w, c = self.image_shape
-        self.flow = MainFlow(settings.stages, (c, h, w), settings.coupling, sizes)
+        self.flow = MainFlow(settings.stages, (c, h, w), settings.coupling, sizes, levels=2**settings.bits)
         self.objective = Objective(self.dequantizer.bound, key="bound", parts=PARTS)
         # follows .to(): the dtype and device images are brought to (not saved)
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
@@ -101,19 +104,24 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
         return self.flow.latent_shape
 
     def to_float(self, images: Tensor) -> Tensor:
-        """``uint8`` ``(B, H, W, C)`` → the integers as floats ``(B, C, H, W)`` in the model's dtype."""
+        """``uint8`` ``(B, H, W, C)`` → the integers (the top ``bits`` bits) as floats ``(B, C, H, W)`` in the model's
+        dtype."""
         if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape:
             raise ConfigError(
                 f"flowpp: expected uint8 images of shape (B, {', '.join(map(str, self.image_shape))}), "
                 f"found {images.dtype} {tuple(images.shape)}"
             )
-        x = rearrange(images, "b h w c -> b c h w").to(device=self.anchor.device, dtype=self.anchor.dtype)
+        x = rearrange(images >> (8 - self.bits), "b h w c -> b c h w")
+        x = x.to(device=self.anchor.device, dtype=self.anchor.dtype)
         return x.contiguous()
 
-    @staticmethod
-    def to_uint8(v: Tensor) -> Tensor:
-        """Points of ``[0, 256)`` ``(B, C, H, W)`` → their cells' integers as ``uint8`` ``(B, H, W, C)``."""
-        return rearrange(v.clamp(0, 255).floor().to(torch.uint8), "b c h w -> b h w c")
+    def to_uint8(self, v: Tensor) -> Tensor:
+        """Points of ``[0, 2^bits)`` ``(B, C, H, W)`` → their cells' integers as ``uint8`` ``(B, H, W, C)``.
+
+        A ``bits``-bit level ``l`` is stored as ``l·2^(8 − bits)``, the data sets' convention.
+        """
+        levels = v.clamp(0, 2**self.bits - 1).floor().to(torch.uint8)
+        return rearrange(levels << (8 - self.bits), "b c h w -> b h w c")
 
     # --- the bound ---------------------------------------------------------------------------------
 
