@@ -185,7 +185,7 @@ def _transfer(url: str, part: Path, start: int, *, progress: bool, timeout: floa
             fh.seek(offset)
             fh.truncate()
             try:
-                while block := response.read(CHUNK):
+                while block := response.read1(CHUNK):  # what has arrived, so progress and kept bytes keep up
                     fh.write(block)
                     received += len(block)
                     bar.update(len(block))
