@@ -56,11 +56,12 @@ def seeded_holdout(n: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 class ArrayImageDataset(ImageDataset):
-    """A data set whose three splits are already ``ArraySplit`` views."""
+    """A data set whose three splits are already ``ArraySplit`` views (``validation_is_test``: see ``ImageDataset``)."""
 
-    def __init__(self, splits: dict[str, ArraySplit], bits: int = 8):
+    def __init__(self, splits: dict[str, ArraySplit], bits: int = 8, *, validation_is_test: bool = False):
         self._splits = splits
         self.bits = bits
+        self.validation_is_test = validation_is_test
         self.image_shape = tuple(int(s) for s in splits["train"].images.shape[1:])
 
     def split(self, name: str) -> ArraySplit:
