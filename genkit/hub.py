@@ -123,12 +123,14 @@ _REPO_KINDS = {
         "noun": "model repository",
         "not_local": "no such local directory, and ",
         "token": "pass a token: --token or HF_TOKEN",
+        "local_only": "local_files_only=True",
         "instead": "load it once online, or pass a model directory",
     },
     "dataset": {
         "noun": "data-set repository",
         "not_local": "",
         "token": "log in with `hf auth login` or set HF_TOKEN",
+        "local_only": "data.download = false",
         "instead": "fetch it once online, or point data.root at a local copy",
     },
 }
@@ -183,7 +185,7 @@ def _snapshot(
         ) from None
     except LocalEntryNotFoundError as exc:
         if local_files_only or constants.is_offline_mode():
-            why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
+            why = kind["local_only"] if local_files_only else "HF_HUB_OFFLINE=1"
             raise HubError(
                 f"{repo_id}{at}: not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) "
                 f"and downloads are off ({why}); {kind['instead']}"
