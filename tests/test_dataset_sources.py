@@ -101,7 +101,7 @@ def test_cifar10_download_with_the_wrong_checksum_stops_naming_the_url_and_both_
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{url}: ")
     assert f"MD5 is {md5}, expected {expected}" in message and "cs.toronto.edu/~kriz/cifar.html" in message
-    assert sorted(p.name for p in (cache / "cifar10").iterdir()) == ["cifar-10-python.tar.gz.lock"]
+    assert not [p.name for p in (cache / "cifar10").iterdir() if p.name.endswith((".tar.gz", ".part"))]
 
 
 def test_cifar10_download_from_a_server_that_is_down_is_one_line_saying_what_else_to_do(official, cache):
@@ -145,6 +145,27 @@ def test_with_hf_hub_offline_nothing_is_requested(official, cache, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets at import
     with pytest.raises(DataError, match=r"downloads are off \(HF_HUB_OFFLINE=1\); get cifar-10-python.tar.gz from"):
         build("cifar10", url=url, md5=md5)
+    assert server.requests == []
+
+
+OFFLINE_BUILD = """
+import sys
+from genkit.errors import DataError
+from genkit_plugins.datasets.cifar import Cifar10, Cifar10Settings
+try:
+    Cifar10(Cifar10Settings(url=sys.argv[1], md5=sys.argv[2]))
+except DataError as exc:
+    print(exc)
+"""
+
+
+def test_hf_hub_offline_in_the_environment_of_a_fresh_process_keeps_it_off_the_network(official, cache):
+    server, url, md5, _, _ = official
+    env = {**os.environ, CACHE_ENV: str(cache), "GENKIT_LOAD_PLUGINS": "", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_BUILD, url, md5], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "downloads are off (HF_HUB_OFFLINE=1); get cifar-10-python.tar.gz from" in done.stdout, done.stderr
     assert server.requests == []
 
 
