@@ -131,7 +131,7 @@ def _download(url: str, target: Path, md5: str, *, hint: str, progress: bool, re
                 continue
             raise DataError(
                 f"{url}: the downloaded file's MD5 is {found}, expected {md5}; deleted it "
-                f"(the server sent something else than the expected file){hint}"
+                f"(the server sent something other than the expected file){hint}"
             )
         with part.open("rb+") as fh:
             os.fsync(fh.fileno())  # the bytes are on disk before the name says the file is complete
