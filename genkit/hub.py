@@ -5,7 +5,8 @@ What is published is exactly a model directory (see :mod:`genkit.pretrained`): `
 (:mod:`genkit.cards`), the sample grid ``samples.png`` and, when the model was evaluated,
 ``eval.json``. Fetching downloads only what loading needs (never ``*.bin``/``*.pt`` pickles),
 through the shared Hugging Face cache, so a model fetched once loads offline (``HF_HUB_OFFLINE=1``
-or ``local_files_only=True``).
+or ``local_files_only=True``). Data sets whose files sit in a Hub data-set repo are fetched the same
+way (:func:`download_dataset`).
 
 Every failure the user can cause (unknown repo or revision, no cached copy while offline, a refused
 token, an unreachable endpoint) becomes one :class:`~genkit.errors.HubError` line.
@@ -51,6 +52,85 @@ def download(
     Nothing is downloaded when the revision is already cached and ``local_files_only`` is set or
     ``HF_HUB_OFFLINE=1``; neither then makes any network call.
     """
+    folder = _snapshot(
+        repo_id,
+        repo_type="model",
+        revision=revision,
+        allow_patterns=list(DOWNLOADED_FILES),
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+    )
+    at = f" at revision {revision!r}" if revision else ""
+    if not (folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{repo_id}{at}: the repository has no {CONFIG_NAME}, so it is not a genkit model")
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise CheckpointError(
+            f"{repo_id}{at}: the repository has no {WEIGHTS_NAME}; genkit loads weights only from safetensors, "
+            "never from pickle files (*.bin, *.pt, *.th)"
+        )
+    return folder
+
+
+def download_dataset(
+    repo_id: str,
+    *,
+    allow_patterns: list[str],
+    revision: str | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Fetch the files of a Hub data-set repo that match ``allow_patterns`` into the cache; the snapshot folder.
+
+    Offline behaviour is the models': a cached revision is used without any network call when
+    ``local_files_only`` is set or ``HF_HUB_OFFLINE=1``, and is the only thing used then.
+    """
+    return _snapshot(
+        repo_id,
+        repo_type="dataset",
+        revision=revision,
+        allow_patterns=allow_patterns,
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+    )
+
+
+# How errors name each kind of repository, how a token is given, and what to use instead of the Hub.
+_REPO_KINDS = {
+    "model": {
+        "noun": "model repository",
+        "not_local": "no such local directory, and ",
+        "token": "pass a token: --token or HF_TOKEN",
+        "local_only": "local_files_only=True",
+        "instead": "load it once online, or pass a model directory",
+    },
+    "dataset": {
+        "noun": "data-set repository",
+        "not_local": "",
+        "token": "log in with `hf auth login` or set HF_TOKEN",
+        "local_only": "data.download = false",
+        "instead": "fetch it once online, or point data.root at a local copy",
+    },
+}
+
+
+def _snapshot(
+    repo_id: str,
+    *,
+    repo_type: str,
+    revision: str | None,
+    allow_patterns: list[str],
+    local_files_only: bool,
+    token: str | bool | None,
+    cache_dir: str | Path | None,
+    endpoint: str | None,
+) -> Path:
+    """``snapshot_download`` with every failure the user can cause turned into one line."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -61,54 +141,44 @@ def download(
         RevisionNotFoundError,
     )
 
+    kind = _REPO_KINDS[repo_type]
     where = endpoint or constants.ENDPOINT
     at = f" at revision {revision!r}" if revision else ""
     try:
         folder = snapshot_download(
             repo_id,
+            repo_type=repo_type,
             revision=revision,
-            allow_patterns=list(DOWNLOADED_FILES),
+            allow_patterns=allow_patterns,
             local_files_only=local_files_only,
             token=token,
             cache_dir=cache_dir,
             endpoint=endpoint,
         )
     except HFValidationError:
-        raise CheckpointError(
-            f"{repo_id}: no such local directory, and not a Hub repo id (expected 'namespace/name')"
-        ) from None
+        error = CheckpointError if repo_type == "model" else ConfigError
+        raise error(f"{repo_id}: {kind['not_local']}not a Hub repo id (expected 'namespace/name')") from None
     except RevisionNotFoundError:
         raise HubError(f"{repo_id}: revision {revision!r} not found on {where}") from None
     except GatedRepoError:
-        raise HubError(
-            f"{repo_id}: gated repository on {where}; accept its conditions and pass a token (--token or HF_TOKEN)"
-        ) from None
+        raise HubError(f"{repo_id}: gated repository on {where}; accept its conditions and {kind['token']}") from None
     except RepositoryNotFoundError:
         raise HubError(
-            f"{repo_id}: no such local directory, and no such model repository on {where} "
-            "(if it is private, pass a token: --token or HF_TOKEN)"
+            f"{repo_id}: {kind['not_local']}no such {kind['noun']} on {where} (if it is private, {kind['token']})"
         ) from None
     except LocalEntryNotFoundError as exc:
         if local_files_only or constants.is_offline_mode():
-            why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
+            why = kind["local_only"] if local_files_only else "HF_HUB_OFFLINE=1"
             raise HubError(
                 f"{repo_id}{at}: not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) "
-                f"and downloads are off ({why}); load it once online, or pass a model directory"
+                f"and downloads are off ({why}); {kind['instead']}"
             ) from None
         raise HubError(
             f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({first_line(exc)})"
         ) from None
     except HfHubHTTPError as exc:
         raise HubError(f"{repo_id}{at}: {where} answered {_status(exc)}") from None
-    folder = Path(folder)
-    if not (folder / CONFIG_NAME).is_file():
-        raise CheckpointError(f"{repo_id}{at}: the repository has no {CONFIG_NAME}, so it is not a genkit model")
-    if not (folder / WEIGHTS_NAME).is_file():
-        raise CheckpointError(
-            f"{repo_id}{at}: the repository has no {WEIGHTS_NAME}; genkit loads weights only from safetensors, "
-            "never from pickle files (*.bin, *.pt, *.th)"
-        )
-    return folder
+    return Path(folder)
 
 
 # ---- publishing ----------------------------------------------------------------------------------
@@ -241,4 +311,4 @@ def _status(exc: Exception) -> str:
     return f"{code} ({message or first_line(exc)})" if code else first_line(exc)
 
 
-__all__ = ["download", "push_to_hub"]
+__all__ = ["download", "download_dataset", "push_to_hub"]

@@ -10,8 +10,7 @@ import torch
 from locations import ROOT
 
 from genkit.errors import ConfigError, RecipeError
-from genkit.modelinfo import parameter_counts
-from genkit.models import build_model
+from genkit.models import build_model, parameter_counts
 from genkit.recipe import load_recipe, recipe_from_dict
 from genkit_plugins.vdvae.config import TINY
 
@@ -39,7 +38,7 @@ def test_preset_recipes_have_the_reference_parameter_count(preset):
 
 @pytest.mark.parametrize("preset", ["cifar10", "ffhq256"])
 def test_preset_recipes_have_the_reference_number_of_latent_layers(preset):
-    from genkit.modelinfo import build_model
+    from genkit.models import build_model
 
     model = build_model(load_recipe(ROOT / "recipes" / f"{preset}.toml"), "meta")
     assert model.n_latent_layers == FULL_SIZE[preset]["n_latent_layers"]
