@@ -1,4 +1,4 @@
-"""Publishing model directories to the Hugging Face Hub, and fetching them back.
+"""Loading models from anywhere (:func:`from_pretrained`), publishing them to the Hugging Face Hub.
 
 What is published is exactly a model directory (see :mod:`genkit.pretrained`): ``config.json``,
 ``model.safetensors``, a ``README.md`` model card whose YAML front matter carries the Hub metadata
@@ -181,6 +181,42 @@ def _snapshot(
     return Path(folder)
 
 
+def from_pretrained(
+    repo_id_or_path: str | Path,
+    revision: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> torch.nn.Module:
+    """A ready model (eval mode, on ``device`` in ``dtype``) from a model directory, a run directory or the Hub.
+
+    A local directory wins over a Hub repo of the same name. From the Hub, only ``config.json``,
+    ``model.safetensors`` and ``README.md`` of ``revision`` (a branch, tag or commit; default
+    ``main``) are fetched into the Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``);
+    with ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` the cached copy is used without any
+    network call. ``endpoint`` overrides ``HF_ENDPOINT`` (a mirror, or a test server).
+    """
+    local = resolve_local(repo_id_or_path)
+    if local is not None:
+        if revision is not None:
+            raise ConfigError(
+                f"{repo_id_or_path}: a revision ({revision!r}) applies to Hub repos, and this is a local directory"
+            )
+        return load_model_dir(local, device=device, dtype=dtype)
+    snapshot = download(
+        str(repo_id_or_path),
+        revision=revision,
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+    )
+    return load_model_dir(snapshot, device=device, dtype=dtype)
+
+
 # ---- publishing ----------------------------------------------------------------------------------
 
 
@@ -311,4 +347,4 @@ def _status(exc: Exception) -> str:
     return f"{code} ({message or first_line(exc)})" if code else first_line(exc)
 
 
-__all__ = ["download", "download_dataset", "push_to_hub"]
+__all__ = ["download", "download_dataset", "from_pretrained", "push_to_hub"]

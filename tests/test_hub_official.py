@@ -16,7 +16,7 @@ from hub_server import TOKEN, USER, fake_hub, hub_env  # noqa: F401
 from locations import FIXTURES, ROOT
 
 from genkit.cli import main
-from genkit.pretrained import from_pretrained
+from genkit.hub import from_pretrained
 
 FIXTURE = FIXTURES / "vdvae-tiny-8bit"
 

@@ -1,7 +1,7 @@
 """Commands on a trained model of any family: ``eval`` and ``sample``.
 
 MODEL is a model directory, a run directory (its latest EMA weights) or a Hub repo id, loaded by
-:func:`genkit.pretrained.from_pretrained`.
+:func:`genkit.hub.from_pretrained`.
 """
 
 from __future__ import annotations

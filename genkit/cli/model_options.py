@@ -1,7 +1,7 @@
 """What the commands on a trained model share: MODEL, its options, reading images, scaling grids.
 
 MODEL is a model directory, a run directory (its latest EMA weights) or a Hub repo id, loaded by
-:func:`genkit.pretrained.from_pretrained`.
+:func:`genkit.hub.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ latents_option = click.option(
 
 
 def load_model(path: str, device: str, dtype: str = "float32") -> torch.nn.Module:
-    from genkit.pretrained import from_pretrained
+    from genkit.hub import from_pretrained
 
     return from_pretrained(path, device=device, dtype=DTYPES[dtype])
 

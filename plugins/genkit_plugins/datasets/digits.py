@@ -57,9 +57,7 @@ def read_digits(path: Path) -> np.ndarray:
         with gzip.open(path, "rt") as fh:
             table = np.loadtxt(fh, delimiter=",", ndmin=2)
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(
-            f"{path}: unreadable ({first_line(exc)}); expected {expected}"
-        ) from None
+        raise DataError(f"{path}: unreadable ({first_line(exc)}); expected {expected}") from None
     pixels = table[:, : SIDE * SIDE] if table.shape[1:] == (SIDE * SIDE + 1,) else None
     if (
         pixels is None
