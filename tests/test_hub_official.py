@@ -37,7 +37,7 @@ def test_a_converted_official_checkpoint_scores_the_same_after_a_round_trip_thro
     fake_hub, hub_env, tmp_path
 ):
     converted = tmp_path / "vdvae-tiny-8bit"
-    recipe = ROOT / "recipes" / "vdvae-tiny-8bit.toml"
+    recipe = ROOT / "tests" / "recipes" / "vdvae-tiny-8bit.toml"
     assert (
         main(
             [
