@@ -26,6 +26,7 @@ import tomli_w
 
 from genkit.components import ComponentRef, component, resolve_defaults
 from genkit.errors import ConfigError, RecipeError
+from genkit.fileio import write_text
 from genkit.schema import check, in_range, structure, unstructure
 
 
@@ -239,11 +240,7 @@ def save_recipe(recipe: Recipe, directory: str | Path, filename: str = "recipe.t
     """Write the resolved recipe (with plugin provenance) into ``directory``, atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / filename
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(dump_recipe(recipe))
-    tmp.replace(target)
-    return target
+    return write_text(directory / filename, dump_recipe(recipe))
 
 
 __all__ = [
