@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from genkit import cards, rundirs
+from genkit import cards
 from genkit.cards import CARD_NAME, EVAL_NAME, SAMPLES_NAME
 from genkit.errors import CheckpointError, ConfigError, HubError, first_line
 from genkit.fileio import write_json
@@ -239,8 +239,8 @@ def push_to_hub(
     not ``main``, then uploads the model directory in one commit. A directory is first loaded
     strictly, so a damaged one is never published. The card is (re)written unless the directory's
     card is the author's own (it lacks :data:`genkit.cards.GENERATED_MARK`). The sample grid is the
-    directory's own, else the one its run drew last (a run directory or a checkpoint of one), else
-    ``samples`` images drawn now (0: none). Returns the ``huggingface_hub`` ``CommitInfo``.
+    directory's own — a run's checkpoint holds the grid the run drew at its step — else ``samples``
+    images drawn now (0: none). Returns the ``huggingface_hub`` ``CommitInfo``.
     """
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
@@ -298,22 +298,9 @@ def _staged(model_or_path):
                 if (directory / name).is_file():
                     # only the weights are linked: the card and eval.json may be rewritten in the staging copy
                     (_link_or_copy if name == WEIGHTS_NAME else shutil.copyfile)(directory / name, staging / name)
-            grid = _run_samples(directory)
-            if not (staging / SAMPLES_NAME).exists() and grid is not None:
-                shutil.copyfile(grid, staging / SAMPLES_NAME)  # what training drew, not new samples on this machine
             if not (staging / CARD_NAME).exists():
                 cards.mark_generated(staging)
         yield staging, model, source
-
-
-def _run_samples(directory: Path) -> Path | None:
-    """The sample grid the run drew when it wrote the checkpoint ``directory`` (or, failing that, its latest)."""
-    run = directory.parent.parent
-    if directory.parent.name != rundirs.CHECKPOINTS or not rundirs.is_run_dir(run):
-        return None
-    step = rundirs.CHECKPOINT_PATTERN.match(directory.name)
-    at_step = rundirs.latest_samples(run, int(step.group(1))) if step else None
-    return at_step or rundirs.latest_samples(run)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -59,7 +59,8 @@ def test_the_run_reports_the_figure_its_model_declares_and_never_a_rate_it_has_n
         validation = [r for r in records if r["split"] == "validation"]
         assert validation and all(0 <= r["inverse_error"] < 1e-3 for r in validation)  # logged for invertible models
     assert 0 < results["bits_per_dim"] < 16 and results["baselines"]["uniform"] == 8.0
-    assert (runs / family / "samples" / "step-00000006-samples.png").is_file()
+    grid = (runs / family / "samples" / "step-00000006-samples.png").read_bytes()
+    assert (runs / family / "checkpoints" / "step-00000006" / "samples.png").read_bytes() == grid
 
 
 @pytest.mark.parametrize("family", RECIPES)
