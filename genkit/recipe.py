@@ -7,6 +7,9 @@ A recipe has four tables::
     [train]   the training engine's settings (:class:`TrainConfig`)
     [eval]    evaluation settings (:class:`EvalConfig`)
 
+A recipe may start from another: ``extends = "cifar10.toml"`` (a path relative to the recipe's
+folder) takes every table of that recipe and lets this one override keys (:func:`merge_recipes`).
+
 ``--set a.b=value`` overrides any key before validation; the value is read as a TOML value
 (``3``, ``1e-4``, ``true``, ``[1, 2]``, ``"text"``) and otherwise taken as a bare string.
 """
@@ -14,21 +17,30 @@ A recipe has four tables::
 from __future__ import annotations
 
 import copy
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import tomli_w
-import tomllib
 
 from genkit.components import ComponentRef, component, resolve_defaults
 from genkit.errors import ConfigError, RecipeError
+from genkit.fileio import write_text
 from genkit.schema import check, in_range, structure, unstructure
 
 
 @attrs.frozen
 class TrainConfig:
-    """Settings of the training engine. Defaults are the reference VDVAE's CIFAR-10 values where it has one."""
+    """Settings of the training engine. Defaults are the reference VDVAE's CIFAR-10 values where it has one.
+
+    The learning rate at update ``s`` (counting from 0) is ``lr · f(s)`` with ``f(s) = s / warmup_iters``
+    during the warm-up, then ``max(lr_decay ** (s − max(warmup_iters, lr_decay_after)), lr_floor / lr)``:
+    constant when ``lr_decay = 1``, per-step exponential decay otherwise, held until
+    ``lr_decay_after`` first (:func:`genkit.engine.step.lr_factor`). ``grad_clip = 0`` switches
+    clipping off; ``skip_threshold = 0`` switches off skipping updates for a large gradient norm
+    (updates with a non-finite loss or gradient are always skipped).
+    """
 
     steps: int = attrs.field(default=1000, validator=in_range(0))
     batch_size: int = attrs.field(default=16, validator=in_range(1))
@@ -37,9 +49,13 @@ class TrainConfig:
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.9), validator=in_range(0, 1, high_open=True))
     eps: float = attrs.field(default=1e-8, validator=in_range(0, low_open=True))
     warmup_iters: int = attrs.field(default=100, validator=in_range(0))
-    grad_clip: float = attrs.field(default=200.0, validator=in_range(0, low_open=True))
+    lr_decay: float = attrs.field(default=1.0, validator=in_range(0, 1, low_open=True))
+    lr_decay_after: int = attrs.field(default=0, validator=in_range(0))
+    lr_floor: float = attrs.field(default=0.0, validator=in_range(0))
+    grad_clip: float = attrs.field(default=200.0, validator=in_range(0))  # 0: no clipping
     skip_threshold: float = attrs.field(default=400.0)  # <= 0 never skips for size; non-finite losses always skip
     ema_rate: float = attrs.field(default=0.9999, validator=in_range(0, 1))
+    init_images: int = attrs.field(default=128, validator=in_range(1))  # for a model's data-dependent initialisation
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
@@ -53,6 +69,9 @@ class TrainConfig:
     n_samples: int = attrs.field(default=64, validator=in_range(1))
     sample_temperature: float = attrs.field(default=1.0, validator=in_range(0))
     out_dir: str = "runs"
+
+    def __attrs_post_init__(self) -> None:
+        check(self.lr_floor <= self.lr, "lr_floor", f"a floor no higher than lr = {self.lr:g}", self.lr_floor)
 
 
 @attrs.frozen
@@ -122,6 +141,49 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
+def merge_recipes(base: dict, child: dict) -> dict:
+    """``child``'s keys over ``base``'s: tables merge key by key, every other value (arrays too) replaces.
+
+    A plugin reference is a table whose ``name`` picks the plugin: when ``child`` names another
+    plugin than ``base`` (``posterior = "gaussian"`` → ``[model.posterior] name = "iaf" …``), the
+    base's settings for the old plugin are dropped, not merged into the new one's.
+    """
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        current = out.get(key)
+        if isinstance(current, str) and isinstance(value, dict):
+            current = {"name": current}  # the shorthand `posterior = "x"`, given settings here
+        if (
+            isinstance(current, dict)
+            and isinstance(value, dict)
+            and value.get("name", current.get("name")) == current.get("name")
+        ):
+            out[key] = merge_recipes(current, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The recipe file at ``path`` as a table, with the recipes it ``extends`` merged beneath it."""
+    path = Path(path)
+    raw = read_toml(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent:
+        raise RecipeError(str(path), "extends", "the path of the recipe this one starts from (a string)", parent)
+    base = (path.parent / parent).resolve()
+    chain = (*_seen, path.resolve())
+    if base in chain:
+        raise RecipeError(
+            str(path), "extends", "a recipe that does not extend this one again", parent, note=" (a cycle)"
+        )
+    if not base.is_file():
+        raise RecipeError(str(path), "extends", f"an existing recipe file ({base} not found)", parent)
+    return merge_recipes(read_recipe(base, chain), raw)
+
+
 def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str] = ()) -> Recipe:
     raw = apply_overrides(raw, list(overrides))
     raw.pop("plugins", None)  # provenance written by save_recipe; informational on reload
@@ -131,8 +193,8 @@ def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str]
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    """Read, override, validate and resolve a recipe file."""
-    return recipe_from_dict(read_toml(path), file=str(path), overrides=overrides)
+    """Read (with the recipes it extends), override, validate and resolve a recipe file."""
+    return recipe_from_dict(read_recipe(path), file=str(path), overrides=overrides)
 
 
 def recipe_to_dict(recipe: Recipe, *, provenance: bool = True) -> dict:
@@ -178,11 +240,7 @@ def save_recipe(recipe: Recipe, directory: str | Path, filename: str = "recipe.t
     """Write the resolved recipe (with plugin provenance) into ``directory``, atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / filename
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(dump_recipe(recipe))
-    tmp.replace(target)
-    return target
+    return write_text(directory / filename, dump_recipe(recipe))
 
 
 __all__ = [

@@ -12,13 +12,14 @@ import sys
 
 import click
 
-from genkit import __version__
 from genkit.cli.groups import PluginGroup
 from genkit.errors import ConfigError, GenkitError
+from genkit.version import __version__
 
 COMMAND_MODULES = [
     "genkit.cli.recipe_commands",
     "genkit.cli.model_commands",
+    "genkit.cli.latent_commands",
     "genkit.cli.convert_commands",
     "genkit.cli.hub_commands",
     "genkit.cli.bench_commands",

@@ -3,7 +3,8 @@
 ``RUN/checkpoints/step-00001000/`` holds
 
 * ``config.json`` + ``model.safetensors``: the recipe and the **EMA** weights, i.e. a complete
-  model directory (``genkit sample RUN/checkpoints/step-00001000`` works, and so does ``RUN``);
+  model directory (``genkit sample RUN/checkpoints/step-00001000`` works, and so does ``RUN``),
+  with its card and, when the run drew samples at that step, their grid as ``samples.png``;
 * ``trained.safetensors``: the weights being optimised;
 * ``state.pt``: optimizer and scheduler state, step, skipped-update count and every rank's RNG
   state (tensors and plain values only, read back with ``weights_only=True``).
@@ -16,7 +17,6 @@ temporary folder that the next write clears. The newest ``keep_checkpoints`` are
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,34 +26,10 @@ from safetensors.torch import save_file
 
 from genkit.errors import CheckpointError
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, save_pretrained
+from genkit.rundirs import CHECKPOINTS, checkpoint_dirs, latest_samples
 
-CHECKPOINTS = "checkpoints"
 TRAINED_NAME = "trained.safetensors"
 STATE_NAME = "state.pt"
-PATTERN = re.compile(r"^step-(\d+)$")
-
-
-def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := PATTERN.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def latest(run_dir: str | Path) -> Path:
-    found = checkpoint_dirs(run_dir)
-    if not found:
-        raise CheckpointError(
-            f"{Path(run_dir) / CHECKPOINTS}: no checkpoint yet (expected step-NNNNNNNN folders written by genkit run)"
-        )
-    return found[-1]
-
-
-def export_latest(run_dir: str | Path) -> Path:
-    """The model directory (EMA weights) of a run's latest complete checkpoint."""
-    return latest(run_dir)
 
 
 def save(
@@ -73,7 +49,11 @@ def save(
     tmp = folder / f".tmp-step-{step:08d}"
     for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".del-step-*")]:  # from a crash mid-write or mid-delete
         shutil.rmtree(leftover, ignore_errors=True)
-    save_pretrained(ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step})
+    # the grid the run drew at this step, when it drew one, goes with the model: its card shows it, push reuses it
+    samples = latest_samples(run_dir, step) or 0
+    save_pretrained(
+        ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step}, samples=samples
+    )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in trained.state_dict().items()}
     save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
     torch.save(state, tmp / STATE_NAME)
