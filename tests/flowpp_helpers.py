@@ -12,7 +12,7 @@ from locations import FIXTURES, ROOT
 from genkit.recipe import load_recipe
 
 FIXTURE = FIXTURES / "flowpp-tiny"
-TINY_RECIPE = ROOT / "recipes" / "flowpp-tiny.toml"
+TINY_RECIPE = ROOT / "tests" / "recipes" / "flowpp-tiny.toml"
 
 
 def expected() -> dict:

@@ -6,10 +6,14 @@ data-dependent init and a perturbation, on 8 images with recorded dequantization
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from flowpp_helpers import converted_tiny_model, expected, fixture_array, fixture_images
+from flowpp_helpers import FIXTURE, TINY_RECIPE, converted_tiny_model, expected, fixture_array, fixture_images
+
+from genkit.cli import main
 
 NATS = 1e-9  # per-image nats (the fixture's own recommendation)
 
@@ -80,3 +84,23 @@ def test_decoding_the_latents_gives_back_the_images(model):
         z = model.encode(fixture_images(), generator=torch.Generator().manual_seed(0))
         assert torch.equal(model.decode(z), fixture_images())
         assert model.inverse_error(fixture_images(), generator=torch.Generator().manual_seed(1)) < 1e-8
+
+
+def test_genkit_eval_of_the_converted_directory_reproduces_the_bound_at_zero_noise(tmp_path):
+    """``genkit convert flowpp`` then ``genkit eval … --latents mean --dtype float64 --json``: 1e-9 relative."""
+    out, report = tmp_path / "tiny", tmp_path / "eval.json"
+    assert (
+        main(["convert", "flowpp", str(FIXTURE / "variables.npz"), "--recipe", str(TINY_RECIPE), "--out", str(out)])
+        == 0
+    )
+    images = str(FIXTURE / "images_uint8.npy")
+    assert (
+        main(["eval", str(out), "--images", images, "--latents", "mean", "--dtype", "float64", "--json", str(report)])
+        == 0
+    )
+    result = json.loads(report.read_text())
+    reference = -np.array(expected()["per_image_eps_zero"]["total_log_likelihood_bound_nats"]) / 192
+    np.testing.assert_allclose(result["nll_nats_per_dim"], reference, rtol=1e-9)
+    np.testing.assert_allclose(result["bound_nats_per_dim"], reference, rtol=1e-9)
+    parts = np.array(result["flow_nats_per_dim"]) + np.array(result["dequant_nats_per_dim"])
+    np.testing.assert_allclose(parts, reference, rtol=1e-12)
