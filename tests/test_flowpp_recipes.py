@@ -65,3 +65,8 @@ def test_a_short_digits_run_initialises_trains_logs_the_inverse_error_and_evalua
     validation = [r for r in records if r["split"] == "validation"]
     assert len(validation) == 2 and all(0 <= r["inverse_error"] < 1e-3 for r in validation)
     assert (run / "samples" / "step-00000004-samples.png").is_file()
+    report = tmp_path / "iw.json"
+    evaluate = ["eval", str(run), "--split", "test", "--max-images", "8", "--importance-samples", "16"]
+    assert main([*evaluate, "--json", str(report)]) == 0
+    bounds = json.loads(report.read_text())
+    assert bounds["importance_samples"] == 16 and bounds["iw_bits_per_dim"] < bounds["bits_per_dim"]

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from genkit.components import ComponentRef
+from genkit.errors import ConfigError
 from genkit_plugins.flowpp.kinds import Coupling, Pair
 from genkit_plugins.flowpp.layers import (
     Norm,
@@ -85,7 +86,9 @@ class FlowStep(nn.Module):
             "coupling", channels=c, height=h, width=w, context_channels=context_channels, **sizes
         )
         if not isinstance(self.coupling, Coupling):
-            raise TypeError(f"coupling plugin {coupling.name!r} built a {type(self.coupling).__name__}, not a Coupling")
+            raise ConfigError(
+                f"flowpp: coupling plugin {coupling.name!r} built a {type(self.coupling).__name__}, not a Coupling"
+            )
 
     def forward(self, pair: Pair, context: Tensor | None = None) -> tuple[Pair, Tensor]:
         pair, logdet = self.norm(pair)

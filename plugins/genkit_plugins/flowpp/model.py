@@ -75,15 +75,16 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
         super().__init__()
         self.config = settings
         self.image_shape = settings.image_shape
-        sizes = dict(filters=settings.filters, blocks=settings.blocks, components=settings.components)
-        sizes.update(heads=settings.heads, dropout=settings.dropout)
         self.bits = settings.bits
+        shared = dict(components=settings.components, heads=settings.heads, dropout=settings.dropout)
         self.dequantizer = settings.dequantizer.build(
             "dequantizer",
             image_shape=self.image_shape,
             bits=settings.bits,
             coupling=settings.coupling,
-            **{**sizes, "filters": settings.dequant_filters, "blocks": settings.dequant_blocks},
+            filters=settings.dequant_filters,
+            blocks=settings.dequant_blocks,
+            **shared,
         )
         if not isinstance(self.dequantizer, Dequantizer):
             raise ConfigError(
@@ -91,6 +92,7 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
                 f"{type(self.dequantizer).__name__}, not a Dequantizer"
             )
         h, w, c = self.image_shape
+        sizes = dict(filters=settings.filters, blocks=settings.blocks, **shared)
         self.flow = MainFlow(settings.stages, (c, h, w), settings.coupling, sizes, levels=2**settings.bits)
         self.objective = Objective(self.dequantizer.bound, key="bound", parts=PARTS)
         # follows .to(): the dtype and device images are brought to (not saved)
