@@ -24,7 +24,7 @@ def contract_module() -> types.ModuleType:
     exec(
         "from genkit.testing import plugin_params\n"
         "import pytest\n"
-        "@pytest.mark.parametrize('spec', plugin_params('coupling'))\n"
+        "@pytest.mark.parametrize('spec', plugin_params('bijector'))\n"
         "def test_coupling_builds(spec):\n"
         "    assert spec.build() is not None\n",
         module.__dict__,
@@ -36,11 +36,11 @@ def contract_module() -> types.ModuleType:
 class AddsAKind:
     @hookimpl
     def genkit_register_kinds(self, register):
-        register("coupling", Coupling, info=("family",), contracts="genkit_test_coupling_contracts")
+        register("bijector", Coupling, info=("family",), contracts="genkit_test_coupling_contracts")
 
     @hookimpl
     def genkit_register_components(self, register):
-        register("coupling", "affine", lambda settings: Coupling(), family="flows")
+        register("bijector", "affine", lambda settings: Coupling(), family="flows")
         register("block", "plain", lambda settings, **context: None, description="A block of any kind's")
 
 
@@ -73,12 +73,12 @@ def registry_with(*plugins) -> Registry:
 
 def test_a_plugin_adds_a_kind_and_components_of_it_with_the_facts_the_kind_asks_for():
     registry = registry_with(AddsAKind())
-    kind = next(k for k in registry.kinds() if k.kind == "coupling")
+    kind = next(k for k in registry.kinds() if k.kind == "bijector")
     assert (
         kind.interface == f"{Coupling.__module__}.Coupling"
         and kind.description == "A kind of flow layer that this test's plugin adds."
     )
-    spec = registry.get("coupling", "affine")
+    spec = registry.get("bijector", "affine")
     assert isinstance(spec.build(), Coupling) and spec.info["family"] == "flows" and spec.module == "AddsAKind"
     assert registry.get("block", "plain").description == "A block of any kind's"
 
@@ -106,9 +106,9 @@ def test_a_kind_added_twice_is_refused_naming_both():
     class Again:
         @hookimpl
         def genkit_register_kinds(self, register):
-            register("coupling", Coupling)
+            register("bijector", Coupling)
 
-    with pytest.raises(PluginError, match="plugin kind 'coupling' is added twice"):
+    with pytest.raises(PluginError, match="plugin kind 'bijector' is added twice"):
         registry_with(AddsAKind(), Again())
     with pytest.raises(PluginError, match="plugin kind 'model' is added twice"):
 
@@ -124,7 +124,7 @@ def test_the_contract_suite_collects_the_tests_a_plugins_kind_brings(tmp_path):
     import importlib
 
     set_registry(registry_with(AddsAKind()))
-    contract_module()  # its tests are parametrised over the registry's couplings when it is imported
+    contract_module()  # its tests are parametrised over the registry's bijectors when it is imported
     try:
         import genkit.testing.test_contracts as suite
 
