@@ -63,7 +63,7 @@ def test_model_declares_its_capabilities_objective_and_sampler():
     assert model.objective.label == "variational dequantization bound"
     assert model.objective.parts == ("flow", "dequant") and not model.objective.exact
     assert model.samplers == ("inverse",)
-    uniform = FlowPP(FlowPPConfig(**EXAMPLE, dequantizer=ComponentRef("uniform")))
+    uniform = FlowPP(FlowPPConfig(**{**EXAMPLE, "dequantizer": ComponentRef("uniform")}))
     assert uniform.objective.label == "uniform dequantization bound"
 
 

@@ -15,6 +15,7 @@ import attrs
 
 from genkit.components import ComponentRef, component
 from genkit.schema import check, in_range
+from genkit_plugins.flowpp.dequantizers import VariationalSettings
 from genkit_plugins.flowpp.flow import StageError, half_shapes, parse_stages
 
 CIFAR10_STAGES = "checkerboard:4,squeeze,channel:2,checkerboard:3"
@@ -63,5 +64,13 @@ TINY = dict(
 )
 # The smallest model the contract tests build.
 EXAMPLE = dict(
-    image_size=4, filters=8, blocks=1, components=2, heads=2, dropout=0.0, dequant_filters=8, dequant_blocks=1
+    image_size=4,
+    filters=8,
+    blocks=1,
+    components=2,
+    heads=2,
+    dropout=0.0,
+    dequant_filters=8,
+    dequant_blocks=1,
+    dequantizer=ComponentRef("variational", VariationalSettings(couplings=2, context=4, context_blocks=1)),
 )
