@@ -110,3 +110,22 @@ def test_the_official_layouts_become_genkits():
     assert np.array_equal(
         state["dequantizer.context.blocks.2.c2.weight"], data["context_proc/c2/c2/W"].transpose(3, 2, 0, 1)
     )
+
+
+def test_without_a_dequantizer_the_main_flow_takes_the_first_templates_and_affine_couplings_their_own_name():
+    """``abl_nodequant.py`` creates the main flow's templates first (``Norm``, ``Pointwise``, …, no suffix);
+    ``abl_nomixlog.py`` names its couplings ``AffineAttnCoupling``."""
+    from genkit.components import ComponentRef
+    from genkit_plugins.flowpp.config import TINY, FlowPPConfig
+    from genkit_plugins.flowpp.convert import official_sources
+    from genkit_plugins.flowpp.model import FlowPP
+
+    with torch.device("meta"):
+        uniform = FlowPP(FlowPPConfig(**TINY, dequantizer=ComponentRef("uniform")))
+        affine = FlowPP(FlowPPConfig(**TINY, coupling=ComponentRef("affine")))
+    sources = official_sources(uniform)
+    assert sources["flow.stages.0.steps.0.norm.g"].names == ("Norm/norm0/g", "Norm/norm1/g")
+    assert sources["flow.stages.3.steps.2.pointwise.weight"].names == ("Pointwise_8/W0", "Pointwise_8/W1")
+    assert not any(key.startswith("dequantizer.") for key in sources)
+    names = official_sources(affine)["flow.stages.0.steps.0.coupling.net.proj_out.weight"].names
+    assert names == ("AffineAttnCoupling_4/proj_out/W",)

@@ -14,7 +14,6 @@ from genkit.errors import ConfigError
 from genkit.interfaces import DataDependentInit, ImportanceWeighted, Invertible
 from genkit_plugins.flowpp.config import EXAMPLE, FlowPPConfig
 from genkit_plugins.flowpp.couplings import MixtureCDFCoupling
-from genkit_plugins.flowpp.dequantizers import VariationalSettings
 from genkit_plugins.flowpp.layers import Norm, Pointwise
 from genkit_plugins.flowpp.mixture import LogisticMixture
 from genkit_plugins.flowpp.model import FlowPP
@@ -171,8 +170,7 @@ def test_importance_weighted_bound_rises_with_k_towards_log_p_x():
     4,096 draws for one 2×2 grey image, regrouped for every K (Burda et al. 2016: the bound's expectation is
     non-decreasing in K and reaches log P(x) as K → ∞).
     """
-    small = ComponentRef("variational", VariationalSettings(couplings=2, context=4, context_blocks=1))
-    model = with_uniform_density(tiny(image_size=2, image_channels=1, stages="squeeze", dequantizer=small))
+    model = with_uniform_density(tiny(image_size=2, image_channels=1, stages="squeeze"))
     image = images(1, model.image_shape, seed=9).expand(4096, -1, -1, -1)
     with torch.no_grad():
         w = model.importance_log_weights(image, generator=torch.Generator().manual_seed(10))
