@@ -9,4 +9,5 @@ BUILTIN_MODULES: list[str] = [
     "genkit_plugins.bottleneck",
     "genkit_plugins.resample",
     "genkit_plugins.vdvae",
+    "genkit_plugins.pixelcnnpp",
 ]
