@@ -4,8 +4,9 @@ The port saves ``model.state_dict()`` with ``torch.save``; trained under ``nn.Da
 key carries a ``module.`` prefix. Its layers wrap a torch layer (``.conv``, ``.deconv``, ``.lin_a``)
 in ``torch.nn.utils.weight_norm`` (parameters ``weight_g``, ``weight_v``, ``bias``), except that
 before April 2019 (commit 16c8b2f, ``==`` for ``=``) the shifted convolutions had none (``weight``,
-``bias``); both are read. genkit's module paths are the port's, so a key maps to
-``network.<module path>.{V, g, b}``:
+``bias``); both are read. genkit's module paths are the port's, its weight-normalised operations
+named ``conv``, ``deconv`` and ``linear`` (the port's ``lin_a``), so a key maps to
+``network.<module path>.<operation>.{V, g, b}``:
 
 * convolutions and ``nin`` are normalised per output channel, as genkit's: ``V`` and ``g`` copy
   over unchanged;
@@ -31,6 +32,7 @@ from genkit.errors import CheckpointError
 from genkit.recipe import Recipe
 
 PREFIX = "module."
+OPERATIONS = {"conv": "conv", "deconv": "deconv", "lin_a": "linear"}  # the port's wrapped layer -> genkit's
 #: <module path>.<wrapped layer>.<parameter>
 KEY = re.compile(r"^(?P<module>.+)\.(?P<inner>conv|deconv|lin_a)\.(?P<param>weight_g|weight_v|weight|bias)$")
 UP_BLOCK = re.compile(r"^up_layers\.0\.u_stream\.(\d+)\.")
@@ -80,7 +82,7 @@ def _layer(path: Path, module: str, inner: str, params: dict[str, torch.Tensor])
 
 
 def to_genkit(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
-    """The port's tensors under genkit's names (``network.<module path>.V`` …)."""
+    """The port's tensors under genkit's names (``network.<module path>.conv.V`` …)."""
     grouped: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in state.items():
         match = KEY.match(key)
@@ -91,7 +93,7 @@ def to_genkit(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -
             )
         grouped.setdefault((match["module"], match["inner"]), {})[match["param"]] = value
     return {
-        f"network.{module}.{name}": tensor
+        f"network.{module}.{OPERATIONS[inner]}.{name}": tensor
         for (module, inner), params in grouped.items()
         for name, tensor in _layer(Path(path), module, inner, params).items()
     }

@@ -53,14 +53,16 @@ class InitialisedFromData(ABC):
         """Whether the layer is armed and has not yet seen its initialising batch."""
 
 
-class CausalLayer(nn.Module, InitialisedFromData, ABC):
+class CausalLayer(nn.Module, ABC):
     """A weight-normalised layer of one stream, ``(B, in_channels, H, W) -> (B, out_channels, H', W')``.
 
     Built as ``factory(settings, in_channels=, out_channels=, filter_size=None, stride=1,
     shift_output=False, init_scale=1.0)``: ``filter_size`` ``(kh, kw)`` or ``None`` for the
     layer's own default; ``stride`` 2 halves H and W (a transposed layer: doubles them, and
     takes only 2); ``shift_output`` moves the output one row down (vertical stream) or one
-    column right (horizontal stream), so that it no longer sees its own row or column.
+    column right (horizontal stream), so that it no longer sees its own row or column;
+    ``init_scale`` is the spread its weight-normalised operation (an :class:`InitialisedFromData`
+    submodule) initialises to, before any shift.
     """
 
     #: which inputs an output may see: rows at or above its anchor ("vertical"), rows at or above and

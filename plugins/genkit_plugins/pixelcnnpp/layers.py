@@ -70,7 +70,7 @@ def _check_context(name: str, *, stride: int, allowed_strides: tuple[int, ...], 
         raise ConfigError(f"pixelcnn-layer {name!r}: has no shifted output")
 
 
-class _ShiftedConv2d(WeightNormConv2d, CausalLayer):
+class _ShiftedConv2d(CausalLayer):
     """What the two shifted convolutions share: padding, output shift, and the windowed computation."""
 
     name: ClassVar[str]
@@ -88,14 +88,11 @@ class _ShiftedConv2d(WeightNormConv2d, CausalLayer):
         init_scale: float = 1.0,
     ):
         _check_context(self.name, stride=stride, allowed_strides=(1, 2), shift_output=shift_output, shifts=True)
+        super().__init__()
         kh, kw = filter_size = tuple(filter_size or self.default_filter)
-        super().__init__(in_channels, out_channels, filter_size, stride, init_scale=init_scale)
-        self.out_channels, self.filter_size, self.stride, self.shift_output = (
-            out_channels,
-            filter_size,
-            stride,
-            shift_output,
-        )
+        self.conv = WeightNormConv2d(in_channels, out_channels, filter_size, stride, init_scale=init_scale)
+        self.out_channels, self.filter_size = out_channels, filter_size
+        self.stride, self.shift_output = stride, shift_output
         self.pad_left, self.pad_right, self.pad_top = self.padding(kh, kw)
 
     @staticmethod
@@ -111,7 +108,7 @@ class _ShiftedConv2d(WeightNormConv2d, CausalLayer):
         return (1, 0) if self.stream == "vertical" else (0, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.compute(F.pad(x, (self.pad_left, self.pad_right, self.pad_top, 0)))
+        y = self.conv(F.pad(x, (self.pad_left, self.pad_right, self.pad_top, 0)))
         if self.shift_output:
             y = down_shift(y) if self.stream == "vertical" else right_shift(y)
         return y
@@ -125,7 +122,7 @@ class _ShiftedConv2d(WeightNormConv2d, CausalLayer):
         top = row * s - self.pad_top
         left = cols[0] * s - self.pad_left
         right = (cols[1] - 1) * s - self.pad_left + kw
-        return self.operation(window(x, (top, top + kh), (left, right), pre), self.weight(), self.b)
+        return self.conv.operation(window(x, (top, top + kh), (left, right), pre), self.conv.weight(), self.conv.b)
 
     def at(self, x: Tensor, row: int, col: int | None = None, pre: Nonlinearity | None = None) -> Tensor:
         dr, dc = self.output_step
@@ -164,7 +161,7 @@ class DownRightShiftedConv2d(_ShiftedConv2d):
         return kw - 1, 0, kh - 1
 
 
-class _ShiftedDeconv2d(WeightNormConvTranspose2d, CausalLayer):
+class _ShiftedDeconv2d(CausalLayer):
     """What the two shifted transposed convolutions share: the crop to 2H × 2W and the windowed computation."""
 
     name: ClassVar[str]
@@ -186,7 +183,8 @@ class _ShiftedDeconv2d(WeightNormConvTranspose2d, CausalLayer):
         kh, kw = filter_size = tuple(filter_size or self.default_filter)
         if kh < 2:
             raise ConfigError(f"pixelcnn-layer {self.name!r}: needs at least 2 filter rows, found {kh}")
-        super().__init__(in_channels, out_channels, filter_size, stride, init_scale=init_scale)
+        super().__init__()
+        self.deconv = WeightNormConvTranspose2d(in_channels, out_channels, filter_size, stride, init_scale=init_scale)
         self.out_channels, self.filter_size, self.stride, self.shift_output = out_channels, filter_size, stride, False
         self.crop_left = self.left_crop(kw)
 
@@ -197,7 +195,7 @@ class _ShiftedDeconv2d(WeightNormConvTranspose2d, CausalLayer):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.compute(x)
+        y = self.deconv(x)
         (kh, kw), (h, w) = self.filter_size, y.shape[-2:]
         return y[:, :, : h - kh + 1, self.crop_left : w - (kw - 1 - self.crop_left)]
 
@@ -214,9 +212,9 @@ class _ShiftedDeconv2d(WeightNormConvTranspose2d, CausalLayer):
             q0, q1 = self._inputs(col + self.crop_left, w, kw)
             first, n = col + self.crop_left, 1
         if p1 < p0 or q1 < q0:  # no input reaches this position: the bias alone
-            return self.b.to(x.dtype).view(1, -1, 1, 1).expand(x.shape[0], -1, 1, n).clone()
+            return self.deconv.b.to(x.dtype).view(1, -1, 1, 1).expand(x.shape[0], -1, 1, n).clone()
         part = window(x, (p0, p1 + 1), (q0, q1 + 1), pre)
-        y = F.conv_transpose2d(part, self.weight(), self.b, stride=self.stride)
+        y = F.conv_transpose2d(part, self.deconv.weight(), self.deconv.b, stride=self.stride)
         start = first - 2 * q0
         return y[:, :, row - 2 * p0 : row - 2 * p0 + 1, start : start + n]
 
@@ -245,7 +243,7 @@ class DownRightShiftedDeconv2d(_ShiftedDeconv2d):
         return 0
 
 
-class NetworkInNetwork(WeightNormLinear, CausalLayer):
+class NetworkInNetwork(CausalLayer):
     """A weight-normalised 1×1 convolution ("network in network"): pointwise."""
 
     name = "nin"
@@ -265,12 +263,13 @@ class NetworkInNetwork(WeightNormLinear, CausalLayer):
         _check_context(self.name, stride=stride, allowed_strides=(1,), shift_output=shift_output, shifts=False)
         if filter_size not in (None, (1, 1)):
             raise ConfigError(f"pixelcnn-layer 'nin': is 1×1, found filter_size {filter_size}")
-        super().__init__(in_channels, out_channels, init_scale=init_scale)
+        super().__init__()
+        self.linear = WeightNormLinear(in_channels, out_channels, init_scale=init_scale)
         self.out_channels, self.stride, self.shift_output = out_channels, 1, False
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.compute(x)
+        return self.linear(x)
 
     def at(self, x: Tensor, row: int, col: int | None = None, pre: Nonlinearity | None = None) -> Tensor:
         cols = (0, x.shape[-1]) if col is None else (col, col + 1)
-        return self.operation(window(x, (row, row + 1), cols, pre), self.weight(), self.b)
+        return self.linear.operation(window(x, (row, row + 1), cols, pre), self.linear.weight(), self.linear.b)

@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genkit_plugins.pixelcnnpp.kinds import InitialisedFromData
+
 V_STD = 0.05
 VARIANCE_EPS = 1e-10  # openai/pixel-cnn's, added to the variance before the square root
 
 
-class WeightNormed(nn.Module):
+class WeightNormed(nn.Module, InitialisedFromData):
     """Parameters ``V`` (``out_axis`` the output channels), ``g`` and ``b`` (one per output channel), and the
     initialisation logic; subclasses give the operation."""
 
@@ -54,7 +56,7 @@ class WeightNormed(nn.Module):
     def operation(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    # --- data-dependent initialisation (genkit_plugins.pixelcnnpp.kinds.InitialisedFromData) ----------
+    # --- data-dependent initialisation ---------------------------------------------------------------
 
     def arm_init(self) -> None:
         self._armed = True
@@ -63,7 +65,7 @@ class WeightNormed(nn.Module):
     def init_pending(self) -> bool:
         return self._armed
 
-    def compute(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """``operation(x)`` with the effective weight, initialising first when armed."""
         if self._armed:
             self._armed = False
