@@ -1,11 +1,11 @@
-"""Publishing model directories to the Hugging Face Hub, fetching them back, and their model cards.
+"""Publishing model directories to the Hugging Face Hub, and fetching them back.
 
 What is published is exactly a model directory (see :mod:`genkit.pretrained`): ``config.json``,
 ``model.safetensors``, a ``README.md`` model card whose YAML front matter carries the Hub metadata
-(``library_name: genkit``, tags, data sets, license and a ``model-index`` entry with the bits/dim),
-the sample grid ``samples.png`` and, when the model was evaluated, ``eval.json``. Fetching downloads
-only those files (never ``*.bin``/``*.pt`` pickles), through the shared Hugging Face cache, so a
-model fetched once loads offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``).
+(:mod:`genkit.cards`), the sample grid ``samples.png`` and, when the model was evaluated,
+``eval.json``. Fetching downloads only what loading needs (never ``*.bin``/``*.pt`` pickles),
+through the shared Hugging Face cache, so a model fetched once loads offline (``HF_HUB_OFFLINE=1``
+or ``local_files_only=True``).
 
 Every failure the user can cause (unknown repo or revision, no cached copy while offline, a refused
 token, an unreachable endpoint) becomes one :class:`~genkit.errors.HubError` line.
@@ -13,10 +13,7 @@ token, an unreachable endpoint) becomes one :class:`~genkit.errors.HubError` lin
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -25,30 +22,16 @@ from typing import Any
 
 import torch
 
-from genkit.errors import CheckpointError, ConfigError, HubError
+from genkit import cards, rundirs
+from genkit.cards import CARD_NAME, EVAL_NAME, SAMPLES_NAME
+from genkit.errors import CheckpointError, ConfigError, HubError, first_line
+from genkit.fileio import write_json
 from genkit.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, read_config, resolve_local, save_pretrained
 
-CARD_NAME = "README.md"
-SAMPLES_NAME = "samples.png"
-EVAL_NAME = "eval.json"
 #: the files a published model consists of; nothing else is uploaded or downloaded
 PUBLISHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME, EVAL_NAME)
 #: what loading needs: the card is fetched too (it is small and says where the numbers come from)
 DOWNLOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
-#: how ``genkit eval --split`` computes bits/dim, unless ``eval.json`` says otherwise
-DEFAULT_METHOD = "negative ELBO, one posterior sample per image"
-#: the card line that marks a card genkit may regenerate; a card without it is the author's and is kept
-GENERATED_MARK = "<!-- genkit:generated-card (delete this line to keep your edits when pushing again) -->"
-
-# Data-set plugin names -> (display name, Hub data-set id of the source images, or None where there is none).
-KNOWN_DATASETS = {
-    "cifar10": ("CIFAR-10", "uoft-cs/cifar10"),
-    "imagenet32": ("ImageNet 32x32", "ILSVRC/imagenet-1k"),
-    "imagenet64": ("ImageNet 64x64", "ILSVRC/imagenet-1k"),
-    "ffhq256": ("FFHQ 256x256 (5 bit)", None),
-    "ffhq1024": ("FFHQ 1024x1024", None),
-    "digits": ("UCI handwritten digits (8x8)", None),
-}
 
 
 # ---- fetching ------------------------------------------------------------------------------------
@@ -113,7 +96,7 @@ def download(
                 f"and downloads are off ({why}); load it once online, or pass a model directory"
             ) from None
         raise HubError(
-            f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({_first_line(exc)})"
+            f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({first_line(exc)})"
         ) from None
     except HfHubHTTPError as exc:
         raise HubError(f"{repo_id}{at}: {where} answered {_status(exc)}") from None
@@ -149,8 +132,9 @@ def push_to_hub(
     Creates the repo if needed (``private`` applies only then) and the branch ``revision`` if it is
     not ``main``, then uploads the model directory in one commit. A directory is first loaded
     strictly, so a damaged one is never published. The card is (re)written unless the directory's
-    card is the author's own (it lacks :data:`GENERATED_MARK`); ``samples`` images are drawn for
-    the grid when the directory has none. Returns the ``huggingface_hub`` ``CommitInfo``.
+    card is the author's own (it lacks :data:`genkit.cards.GENERATED_MARK`). The sample grid is the
+    directory's own, else the one its run drew last (a run directory or a checkpoint of one), else
+    ``samples`` images drawn now (0: none). Returns the ``huggingface_hub`` ``CommitInfo``.
     """
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
@@ -160,14 +144,16 @@ def push_to_hub(
     where = endpoint or constants.ENDPOINT
     with _staged(model_or_path) as (staging, model, source):
         if evaluation is not None:
-            check_evaluation(evaluation, "evaluation")
-            (staging / EVAL_NAME).write_text(json.dumps(evaluation, indent=2) + "\n")
+            cards.check_evaluation(evaluation, "evaluation")
+            write_json(staging / EVAL_NAME, evaluation)
         if not (staging / SAMPLES_NAME).exists() and samples > 0:
-            write_sample_grid(model, staging / SAMPLES_NAME, n=samples)
-        if _is_generated_card(staging / CARD_NAME):
-            write_model_card(staging, model, repo_id=repo_id, license=license)
+            cards.write_sample_grid(model, staging / SAMPLES_NAME, n=samples)
+        recipe, config = read_config(staging)
+        if cards.is_generated_card(staging / CARD_NAME):
+            cards.write_model_card(staging, recipe, config, model, repo_id=repo_id, license=license)
         files = [name for name in PUBLISHED_FILES if (staging / name).is_file()]
-        message = commit_message or f"Upload {model.recipe.model.name} model with genkit {_genkit_version(staging)}"
+        version = config.get("genkit", {}).get("version", "(unknown version)")
+        message = commit_message or f"Upload {recipe.model.name} model with genkit {version}"
         api = HfApi(endpoint=endpoint, token=token)
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
@@ -176,7 +162,7 @@ def push_to_hub(
             operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(staging / name)) for name in files]
             return api.create_commit(repo_id, operations, commit_message=message, revision=revision)
         except HFValidationError as exc:
-            raise ConfigError(f"{repo_id}: not a valid Hub repo id ({_first_line(exc)})") from None
+            raise ConfigError(f"{repo_id}: not a valid Hub repo id ({first_line(exc)})") from None
         except OfflineModeIsEnabled:
             raise HubError(f"cannot push {repo_id}: HF_HUB_OFFLINE=1 forbids network calls") from None
         except HfHubHTTPError as exc:
@@ -184,7 +170,7 @@ def push_to_hub(
             hint = " (log in with `hf auth login`, set HF_TOKEN or pass --token)" if status in (401, 403) else ""
             raise HubError(f"pushing {source} to {repo_id} on {where}: the Hub answered {_status(exc)}{hint}") from None
         except _transport_errors() as exc:  # connection refused, DNS, TLS, timeouts
-            raise HubError(f"pushing {source} to {repo_id}: could not reach {where} ({_first_line(exc)})") from None
+            raise HubError(f"pushing {source} to {repo_id}: could not reach {where} ({first_line(exc)})") from None
 
 
 @contextmanager
@@ -195,7 +181,7 @@ def _staged(model_or_path):
         if isinstance(model_or_path, torch.nn.Module):
             model, source = model_or_path, f"the {type(model_or_path).__name__} model"
             save_pretrained(model, staging, card=False)  # the card is written below, with the repo id
-            _mark_generated(staging)
+            cards.mark_generated(staging)
         else:
             source = str(model_or_path)
             directory = resolve_local(model_or_path)
@@ -206,9 +192,22 @@ def _staged(model_or_path):
                 if (directory / name).is_file():
                     # only the weights are linked: the card and eval.json may be rewritten in the staging copy
                     (_link_or_copy if name == WEIGHTS_NAME else shutil.copyfile)(directory / name, staging / name)
+            grid = _run_samples(directory)
+            if not (staging / SAMPLES_NAME).exists() and grid is not None:
+                shutil.copyfile(grid, staging / SAMPLES_NAME)  # what training drew, not new samples on this machine
             if not (staging / CARD_NAME).exists():
-                _mark_generated(staging)
+                cards.mark_generated(staging)
         yield staging, model, source
+
+
+def _run_samples(directory: Path) -> Path | None:
+    """The sample grid the run drew when it wrote the checkpoint ``directory`` (or, failing that, its latest)."""
+    run = directory.parent.parent
+    if directory.parent.name != rundirs.CHECKPOINTS or not rundirs.is_run_dir(run):
+        return None
+    step = rundirs.CHECKPOINT_PATTERN.match(directory.name)
+    at_step = rundirs.latest_samples(run, int(step.group(1))) if step else None
+    return at_step or rundirs.latest_samples(run)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -217,232 +216,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def _mark_generated(directory: Path) -> None:
-    (directory / CARD_NAME).write_text(GENERATED_MARK + "\n")
-
-
-def _is_generated_card(path: Path) -> bool:
-    return not path.exists() or GENERATED_MARK in path.read_text(errors="replace")
-
-
-# ---- model cards ---------------------------------------------------------------------------------
-
-
-def write_sample_grid(model: torch.nn.Module, path: Path, *, n: int = 16, seed: int = 0) -> Path:
-    """Draw ``n`` unconditional samples at the recipe's sampling temperature (fixed seed) into a PNG grid."""
-    from genkit.images import save_grid
-
-    temperature = model.recipe.train.sample_temperature
-    device = next(model.parameters(), torch.empty(0)).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        images = model.sample(n, temperature=temperature, generator=generator)
-    height = model.image_shape[0]
-    return save_grid(images, path, scale=max(1, math.ceil(64 / height)))
-
-
-def write_model_card(
-    directory: str | Path, model: torch.nn.Module | None = None, *, repo_id: str | None = None, license: str = "mit"
-) -> Path:
-    """Write ``README.md`` for a model directory: Hub metadata, results, samples, how to load it, provenance."""
-    directory = Path(directory)
-    recipe, config = read_config(directory)
-    evaluation = read_evaluation(directory)
-    path = directory / CARD_NAME
-    path.write_text(
-        model_card(
-            recipe,
-            config,
-            evaluation=evaluation,
-            repo_id=repo_id,
-            license=license,
-            image_shape=getattr(model, "image_shape", None),
-            has_samples=(directory / SAMPLES_NAME).is_file(),
-        )
-    )
-    return path
-
-
-def read_evaluation(directory: Path) -> dict | None:
-    """The model directory's ``eval.json``, if it has one, with ``method`` filled in.
-
-    The file is what ``genkit eval MODEL --split test --json eval.json`` writes: ``split`` and
-    ``bits_per_dim`` (required), ``images``, and with ``--importance-samples K`` also
-    ``importance_samples`` and ``iw_bits_per_dim``. ``method`` says how the number was computed.
-    """
-    path = Path(directory) / EVAL_NAME
-    if not path.is_file():
-        return None
-    try:
-        evaluation = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    return {"method": DEFAULT_METHOD, **check_evaluation(evaluation, str(path), error=CheckpointError)}
-
-
-def check_evaluation(evaluation: Any, source: str, error: type[Exception] = ConfigError) -> dict:
-    """``evaluation`` if it holds a ``split`` name and a ``bits_per_dim`` number; otherwise one line naming
-    ``source``."""
-    if not isinstance(evaluation, dict):
-        raise error(f"{source}: expected a JSON object, found {type(evaluation).__name__}")
-    for key, kind, expected in (("split", str, "a split name"), ("bits_per_dim", (int, float), "a number")):
-        value = evaluation.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise error(
-                f"{source}: {key}: expected {expected}, found {value!r} "
-                "(write it with genkit eval MODEL --split test --json FILE)"
-            )
-    return evaluation
-
-
-def _metrics(evaluation: dict) -> list[tuple[str, float, str]]:
-    """(metric id, bits/dim, how it was computed) for the ELBO and, when measured, the importance-weighted bound."""
-    rows = [("bits-per-dim", float(evaluation["bits_per_dim"]), evaluation["method"])]
-    if isinstance(evaluation.get("iw_bits_per_dim"), (int, float)):
-        k = evaluation.get("importance_samples", "K")
-        rows.append(
-            (
-                "bits-per-dim-iw",
-                float(evaluation["iw_bits_per_dim"]),
-                f"importance-weighted bound (Burda et al. 2016), {k} samples per image",
-            )
-        )
-    return rows
-
-
-def card_metadata(recipe, *, evaluation: dict | None, repo_id: str | None, license: str):
-    """The card's Hub metadata as ``huggingface_hub.ModelCardData``."""
-    from huggingface_hub import EvalResult, ModelCardData
-
-    data_name = recipe.data.name
-    display, hub_dataset = KNOWN_DATASETS.get(data_name, (data_name, None))
-    name = repo_id.split("/")[-1] if repo_id else f"{recipe.model.name}-{data_name}"
-    results = None
-    if evaluation is not None:
-        results = [
-            EvalResult(
-                task_type="unconditional-image-generation",
-                task_name="Unconditional image generation",
-                dataset_type=data_name,
-                dataset_name=display,
-                dataset_split=evaluation["split"],
-                metric_type=metric,
-                metric_value=round(value, 4),
-                metric_name=f"{method} (bits/dim)",
-            )
-            for metric, value, method in _metrics(evaluation)
-        ]
-    return ModelCardData(
-        library_name="genkit",
-        license=license,
-        pipeline_tag="unconditional-image-generation",
-        tags=["genkit", recipe.model.name, data_name, "likelihood-based", "unconditional-image-generation"],
-        datasets=[hub_dataset] if hub_dataset else None,
-        model_name=name if results else None,  # the Hub reads it only inside model-index
-        eval_results=results,
-    )
-
-
-def model_card(
-    recipe,
-    config: dict,
-    *,
-    evaluation: dict | None,
-    repo_id: str | None,
-    license: str,
-    image_shape: tuple[int, int, int] | None = None,
-    has_samples: bool = False,
-) -> str:
-    """The model card text: YAML front matter, then prose a reader (and the Hub page) can use."""
-    from genkit.recipe import dump_recipe
-
-    metadata = card_metadata(recipe, evaluation=evaluation, repo_id=repo_id, license=license)
-    title = repo_id.split("/")[-1] if repo_id else f"{recipe.model.name}-{recipe.data.name}"
-    display = KNOWN_DATASETS.get(recipe.data.name, (recipe.data.name, None))[0]
-    ref = repo_id or "path/to/this/directory"
-    shape = f" of {image_shape[0]}×{image_shape[1]} images with {image_shape[2]} channels" if image_shape else ""
-    lines = [
-        "---",
-        metadata.to_yaml(),
-        "---",
-        GENERATED_MARK,
-        "",
-        f"# {title}",
-        "",
-        f"A `{recipe.model.name}` generative model{shape}, trained on {display}, published with "
-        f"[genkit](https://github.com/genkit-torch/genkit) {config.get('genkit', {}).get('version', '')}.",
-        "",
-        *(
-            [f"Converted from the checkpoint `{Path(str(config['converted_from'])).name}` with `genkit convert`.", ""]
-            if config.get("converted_from")
-            else []
-        ),
-        "## Results",
-        "",
-    ]
-    if evaluation is None:
-        lines += ["Not evaluated: no `eval.json` was published with this model.", ""]
-    else:
-        images = evaluation.get("images", "all")
-        lines += [
-            "| data | split | bits/dim | images | how it was computed |",
-            "|---|---|---|---|---|",
-            *(
-                f"| {display} | {evaluation['split']} | {value:.4f} | {images} | {method} |"
-                for _, value, method in _metrics(evaluation)
-            ),
-            "",
-            (
-                "Bits per dimension = a bound on the negative log-likelihood in nats per dimension ÷ ln 2 "
-                "(lower is better)."
-            ),
-            "",
-        ]
-    if has_samples:
-        lines += [
-            "## Samples",
-            "",
-            f"![samples]({SAMPLES_NAME})",
-            "",
-            f"Unconditional samples at temperature {recipe.train.sample_temperature:g}, seed 0.",
-            "",
-        ]
-    lines += [
-        "## How to load",
-        "",
-        "```python",
-        "import genkit",
-        "",
-        f'model = genkit.from_pretrained("{ref}")  # eval mode; device="cuda", dtype=torch.bfloat16 also work',
-        "images = model.sample(16)  # uint8, (16, H, W, C)",
-        "```",
-        "",
-        "or from the command line:",
-        "",
-        "```bash",
-        f"genkit sample {ref} --n 16 --out samples.png",
-        f"genkit eval {ref} --split test",
-        "```",
-        "",
-        "Weights are stored as safetensors only. Offline, the cached copy loads with `HF_HUB_OFFLINE=1`",
-        "or `local_files_only=True`.",
-        "",
-        "## Provenance",
-        "",
-        "| kind | plugin | distribution | version |",
-        "|---|---|---|---|",
-        *(f"| {p['kind']} | {p['name']} | {p['provider']} | {p['version']} |" for p in config.get("plugins", [])),
-        "",
-        "The resolved recipe (also in `config.json`):",
-        "",
-        "```toml",
-        dump_recipe(recipe).rstrip(),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -461,23 +234,11 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _genkit_version(directory: Path) -> str:
-    try:
-        return json.loads((directory / CONFIG_NAME).read_text())["genkit"]["version"]
-    except (KeyError, TypeError, ValueError, OSError):
-        return "(unknown version)"
-
-
 def _status(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     code = getattr(response, "status_code", None)
     message = response.headers.get("X-Error-Message") if response is not None else None
-    return f"{code} ({message or _first_line(exc)})" if code else _first_line(exc)
+    return f"{code} ({message or first_line(exc)})" if code else first_line(exc)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = re.sub(r"\s+", " ", str(exc)).strip()
-    return text[:300] if text else type(exc).__name__
-
-
-__all__ = ["download", "push_to_hub", "write_model_card", "model_card", "card_metadata", "read_evaluation"]
+__all__ = ["download", "push_to_hub"]

@@ -199,13 +199,15 @@ class Objective:
     the same values as ``{key}_nats_per_dim`` too (the VDVAE's ``elbo_nats_per_dim``). ``parts``
     are the names of :attr:`LossTerms.parts`, in the order they are printed (``distortion``,
     ``rate``); a model whose figure has no parts gives none. ``exact`` is true when ``nll`` is
-    −log p(x) itself rather than an upper bound on it.
+    −log p(x) itself rather than an upper bound on it. ``estimate`` says how one evaluation draws
+    the figure's random variables, when it has any ("one posterior sample per image").
     """
 
     label: str
     key: str = "nll"
     parts: tuple[str, ...] = ()
     exact: bool = False
+    estimate: str = ""
 
 
 class LossTerms(NamedTuple):

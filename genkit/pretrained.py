@@ -2,7 +2,7 @@
 
 A *model directory* holds exactly what is needed to rebuild a model: the resolved recipe (with
 every plugin's providing distribution and version, and the sha256 of the weights file) and its
-weights as safetensors, plus a ``README.md`` model card (see :mod:`genkit.hub`). A *run directory*
+weights as safetensors, plus a ``README.md`` model card (:mod:`genkit.cards`). A *run directory*
 (what ``genkit run`` writes) is accepted wherever a model directory is, and means its latest
 checkpoint's EMA weights. Anything else is taken as a Hugging Face Hub repo id
 (:func:`from_pretrained`). Weights are read only through safetensors, never pickle, and loading
@@ -12,8 +12,8 @@ installed each fail with one line naming it.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from genkit.errors import CheckpointError, ConfigError, GenkitError
+from genkit import cards, rundirs
+from genkit.errors import CheckpointError, ConfigError, GenkitError, first_line
+from genkit.fileio import atomic_write, sha256, write_json
+from genkit.models import build_model
 from genkit.recipe import Recipe, recipe_from_dict, recipe_to_dict
+from genkit.registry import get_registry
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
-
-
-def model_from_recipe(recipe: Recipe, device: torch.device | str | None = None) -> torch.nn.Module:
-    """Build the recipe's model and remember the recipe on it (for ``save_pretrained``)."""
-    with torch.device(device or "cpu"):
-        model = recipe.model.build("model")
-    model.recipe = recipe
-    return model
 
 
 def save_pretrained(
@@ -45,34 +41,36 @@ def save_pretrained(
     state_dict: dict[str, torch.Tensor] | None = None,
     extra: dict[str, Any] | None = None,
     card: bool = True,
-    samples: int = 0,
+    samples: int | str | Path = 0,
 ) -> Path:
     """Write a model directory: ``model.safetensors`` (``state_dict``, default the model's own), ``config.json``
-    and, with ``card``, the ``README.md`` model card, after drawing ``samples`` images into ``samples.png``."""
+    and, with ``card``, the ``README.md`` model card.
+
+    ``samples`` puts a sample grid beside them: a number of images to draw with the model's default
+    sampler, or the path of a grid already drawn (a run's latest, say); 0 for none.
+    """
     recipe = recipe or getattr(model, "recipe", None)
     if recipe is None:
         raise GenkitError(
-            "save_pretrained needs the model's recipe: build it with genkit.pretrained.model_from_recipe "
-            "or pass recipe="
+            "save_pretrained needs the model's recipe: build it with genkit.models.build_model or pass recipe="
         )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     config = {
         "format_version": FORMAT_VERSION,
         **recipe_to_dict(recipe),
-        "weights_sha256": _sha256(directory / WEIGHTS_NAME),
+        "weights_sha256": sha256(directory / WEIGHTS_NAME),
         **(extra or {}),
     }
-    _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
-    if samples > 0 or card:
-        from genkit import hub
-
-        if samples > 0:
-            hub.write_sample_grid(model, directory / hub.SAMPLES_NAME, n=samples)
-        if card:
-            hub.write_model_card(directory, model)
+    write_json(directory / CONFIG_NAME, config)
+    if isinstance(samples, (str, Path)):
+        atomic_write(directory / cards.SAMPLES_NAME, lambda p: shutil.copyfile(samples, p))
+    elif samples > 0:
+        cards.write_sample_grid(model, directory / cards.SAMPLES_NAME, n=samples)
+    if card:
+        cards.write_model_card(directory, recipe, config, model)
     return directory
 
 
@@ -101,7 +99,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or altered"
+            f"{path}: not a readable safetensors file ({first_line(exc)}); it may be truncated or altered"
         ) from None
 
 
@@ -135,11 +133,11 @@ def load_model_dir(
     recipe, config = read_config(directory)
     weights = directory / WEIGHTS_NAME
     expected = config.get("weights_sha256")
-    if expected is not None and weights.is_file() and _sha256(weights) != expected:
+    if expected is not None and weights.is_file() and sha256(weights) != expected:
         raise CheckpointError(
             f"{weights}: its sha256 differs from the one recorded in {CONFIG_NAME}; the file was altered or truncated"
         )
-    model = model_from_recipe(recipe)
+    model = build_model(recipe)
     # cast before loading, so float64 weights reach a float64 model without a float32 round trip
     model.to(device=device or "cpu", dtype=dtype)
     load_strict(model, load_state_dict(weights), str(weights))
@@ -194,16 +192,12 @@ def resolve_local(path: str | Path) -> Path | None:
         raise CheckpointError(f"{path}: expected a model directory, a run directory or a Hub repo id, found a file")
     if (path / CONFIG_NAME).is_file():
         return path
-    if (path / "recipe.toml").is_file():
-        from genkit.engine.checkpoint import export_latest
-
-        return export_latest(path)
+    if rundirs.is_run_dir(path):
+        return rundirs.latest_checkpoint(path)
     raise CheckpointError(f"{path}: neither a model directory ({CONFIG_NAME}) nor a run directory (recipe.toml)")
 
 
 def _missing_plugins(config: dict) -> str:
-    from genkit.registry import get_registry
-
     registry = get_registry()
     for entry in config.get("plugins", []):
         try:
@@ -218,22 +212,3 @@ def _missing_plugins(config: dict) -> str:
                 f"install it with: pip install {provider}"
             )
     return ""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write(target: Path, write) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    write(tmp)
-    tmp.replace(target)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,12 +14,12 @@ A recipe has four tables::
 from __future__ import annotations
 
 import copy
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import tomli_w
-import tomllib
 
 from genkit.components import ComponentRef, component, resolve_defaults
 from genkit.errors import ConfigError, RecipeError
@@ -28,7 +28,15 @@ from genkit.schema import check, in_range, structure, unstructure
 
 @attrs.frozen
 class TrainConfig:
-    """Settings of the training engine. Defaults are the reference VDVAE's CIFAR-10 values where it has one."""
+    """Settings of the training engine. Defaults are the reference VDVAE's CIFAR-10 values where it has one.
+
+    The learning rate at update ``s`` (counting from 0) is ``lr · f(s)`` with ``f(s) = s / warmup_iters``
+    during the warm-up, then ``max(lr_decay ** (s − max(warmup_iters, lr_decay_after)), lr_floor / lr)``:
+    constant when ``lr_decay = 1``, per-step exponential decay otherwise, held until
+    ``lr_decay_after`` first (:func:`genkit.engine.step.lr_factor`). ``grad_clip = 0`` switches
+    clipping off; ``skip_threshold = 0`` switches off skipping updates for a large gradient norm
+    (updates with a non-finite loss or gradient are always skipped).
+    """
 
     steps: int = attrs.field(default=1000, validator=in_range(0))
     batch_size: int = attrs.field(default=16, validator=in_range(1))
@@ -37,9 +45,13 @@ class TrainConfig:
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.9), validator=in_range(0, 1, high_open=True))
     eps: float = attrs.field(default=1e-8, validator=in_range(0, low_open=True))
     warmup_iters: int = attrs.field(default=100, validator=in_range(0))
-    grad_clip: float = attrs.field(default=200.0, validator=in_range(0, low_open=True))
+    lr_decay: float = attrs.field(default=1.0, validator=in_range(0, 1, low_open=True))
+    lr_decay_after: int = attrs.field(default=0, validator=in_range(0))
+    lr_floor: float = attrs.field(default=0.0, validator=in_range(0))
+    grad_clip: float = attrs.field(default=200.0, validator=in_range(0))  # 0: no clipping
     skip_threshold: float = attrs.field(default=400.0)  # <= 0 never skips for size; non-finite losses always skip
     ema_rate: float = attrs.field(default=0.9999, validator=in_range(0, 1))
+    init_images: int = attrs.field(default=128, validator=in_range(1))  # for a model's data-dependent initialisation
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
@@ -53,6 +65,9 @@ class TrainConfig:
     n_samples: int = attrs.field(default=64, validator=in_range(1))
     sample_temperature: float = attrs.field(default=1.0, validator=in_range(0))
     out_dir: str = "runs"
+
+    def __attrs_post_init__(self) -> None:
+        check(self.lr_floor <= self.lr, "lr_floor", f"a floor no higher than lr = {self.lr:g}", self.lr_floor)
 
 
 @attrs.frozen

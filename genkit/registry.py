@@ -112,14 +112,19 @@ class Registry:
         self._specs: dict[str, dict[str, PluginSpec]] = {kind: {} for kind in self._kinds}
         self._commands: list[CommandSpec] | None = None
         for impl in pm.hook.genkit_register_kinds.get_hookimpls():
-            impl.function(register=self._kind_registrar(self._provider(impl)[0], impl.plugin_name))
+            impl.function(register=self._kind_registrar(self._provider(impl)[0], self._module(impl)))
         for kind, (hook, _, _) in BUILTIN_KINDS.items():
             for impl in getattr(pm.hook, hook).get_hookimpls():
                 provider, version = self._provider(impl)
-                registrar = self._registrar(provider, version, impl.plugin_name)
+                registrar = self._registrar(provider, version, self._module(impl))
                 impl.function(register=lambda *args, _r=registrar, _k=kind, **kw: _r(_k, *args, **kw))
         for impl in pm.hook.genkit_register_components.get_hookimpls():
-            impl.function(register=self._registrar(*self._provider(impl), impl.plugin_name))
+            impl.function(register=self._registrar(*self._provider(impl), self._module(impl)))
+
+    @staticmethod
+    def _module(impl) -> str:
+        """The module a hook implementation comes from (an entry point's name is only an alias of it)."""
+        return getattr(impl.plugin, "__name__", impl.plugin_name)
 
     def _provider(self, impl) -> tuple[str, str]:
         return self._providers.get(id(impl.plugin), (CORE_DISTRIBUTION, core_version()))
@@ -230,7 +235,7 @@ class Registry:
             for impl in self.pm.hook.genkit_register_commands.get_hookimpls():
                 provider, version = self._provider(impl)
 
-                def register(command, group: str | None = None, _p=provider, _v=version, _m=impl.plugin_name) -> None:
+                def register(command, group: str | None = None, _p=provider, _v=version, _m=self._module(impl)) -> None:
                     if not callable(getattr(command, "main", None)) or not getattr(command, "name", None):
                         raise PluginError(
                             f"plugin module {_m}: register() expects a named click command, got {command!r}"

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from genkit.hookspecs import hookimpl
-from genkit.interfaces import GenerativeModel, LossTerms
+from genkit.interfaces import GenerativeModel, ImportanceWeighted, LatentVariables, LossTerms, Objective
 from genkit.schema import in_range
 
 
@@ -28,8 +28,12 @@ class PixelSettings:
     init_scale: float = 0.1
 
 
-class PixelModel(GenerativeModel):
+class PixelModel(GenerativeModel, LatentVariables, ImportanceWeighted):
     """Independent categorical per dimension, plus an optional scalar latent per image."""
+
+    objective = Objective("negative ELBO", key="elbo", parts=("distortion", "rate"), estimate="one posterior sample")
+    n_latent_layers = 1
+    layer_resolutions = [1]
 
     def __init__(self, settings: PixelSettings):
         super().__init__()
@@ -50,7 +54,7 @@ class PixelModel(GenerativeModel):
         logp = torch.log_softmax(logits.float(), -1).expand(images.shape[0], *logits.shape[-4:])
         return logp.gather(-1, images.long()[..., None]).squeeze(-1).sum((1, 2, 3))  # nats per image
 
-    def forward(self, images, latents="sample"):
+    def forward(self, images, latents="sample", generator=None):
         dims = self.dims_per_image
         if not self.has_latent:
             distortion = -self._log_px(images, None) / dims
@@ -64,9 +68,9 @@ class PixelModel(GenerativeModel):
             rate = kl / dims
             kl = kl[:, None]
         elbo = distortion + rate
-        return LossTerms(elbo.mean(), elbo, distortion, rate, kl)
+        return LossTerms(elbo, {"distortion": distortion, "rate": rate}, kl)
 
-    def importance_log_weights(self, images):
+    def importance_log_weights(self, images, generator=None):
         if not self.has_latent:
             return self._log_px(images, None)
         mean, log_s = self._posterior(images)
@@ -76,7 +80,7 @@ class PixelModel(GenerativeModel):
         return self._log_px(images, z) + log_p - log_q
 
     @torch.no_grad()
-    def sample(self, n, temperature=1.0, generator=None):
+    def sample(self, n, temperature=1.0, generator=None, sampler=None):
         z = None
         if self.has_latent:
             z = torch.randn(n, generator=generator, device=self.logits.device) * temperature
@@ -93,6 +97,12 @@ class PixelModel(GenerativeModel):
         z = self._posterior(images)[0] if self.has_latent and keep_layers >= 1 else None
         logits = self.logits if z is None else self.logits + z[:, None, None, None, None] * self.direction
         return logits.expand(images.shape[0], *self.logits.shape[-4:]).argmax(-1).to(torch.uint8)
+
+    @torch.no_grad()
+    def pictures(self, images, *, generator, temperature):
+        """Each image beside its reconstruction from the posterior."""
+        pairs = torch.stack([images, self.reconstruct(images, 1, temperature, generator)], dim=1)
+        return {"reconstructions": (pairs.flatten(0, 1), 2)}
 
 
 @hookimpl

@@ -21,7 +21,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -118,7 +118,7 @@ class FakeHub:
         parent = repo.branches.get(branch)
         seed = json.dumps([repo.repo_id, parent, sorted(files.items()), summary, next(self._counter)])
         oid = hashlib.sha1(seed.encode()).hexdigest()
-        date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         commit = repo.commits[oid] = Commit(oid, parent, summary, dict(files), date)
         repo.branches[branch] = oid
         return commit

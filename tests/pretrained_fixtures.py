@@ -42,7 +42,7 @@ def fixed_batch() -> torch.Tensor:
 def elbo(model: torch.nn.Module) -> list[float]:
     """Per-image negative ELBO (nats/dim) on the fixed batch with every latent at its mean (deterministic)."""
     with torch.no_grad():
-        return model(fixed_batch(), latents="mean").elbo.double().tolist()
+        return model(fixed_batch(), latents="mean").nll.double().tolist()
 
 
 def tensor_digests(model: torch.nn.Module) -> dict[str, str]:
@@ -73,10 +73,10 @@ def tiny_recipe(tmp_path):
 
 @pytest.fixture
 def tiny_model(tiny_recipe):
-    from genkit.pretrained import model_from_recipe
+    from genkit.models import build_model
 
     torch.manual_seed(0)
-    return perturbed(model_from_recipe(tiny_recipe)).eval()
+    return perturbed(build_model(tiny_recipe)).eval()
 
 
 @pytest.fixture

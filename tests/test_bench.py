@@ -9,6 +9,7 @@ from locations import ROOT
 
 from genkit.bench import flops_per_image, peak_for_name
 from genkit.cli import main
+from genkit.pretrained import save_pretrained
 from genkit.recipe import load_recipe
 
 
@@ -29,14 +30,16 @@ def test_device_peaks_are_matched_by_name_most_specific_first():
 def test_bench_command_prints_a_table_and_writes_every_figure(tmp_path, capsys):
     out = tmp_path / "bench.json"
     recipe = ROOT / "recipes" / "vdvae-tiny-5bit.toml"
-    code = main(["bench", str(recipe), "--batch", "2", "--steps", "2", "--warmup", "1", "--json", str(out)])
+    code = main(["bench", str(recipe), "--batch-size", "2", "--steps", "2", "--warmup", "1", "--json", str(out)])
     assert code == 0
     table = capsys.readouterr().out
     assert "train images/s" in table and "GFLOP per image" in table and "MFU" in table
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text())[0]
     assert result["batch"] == 2 and result["dtype"] == "float32" and result["compile"] is False
     assert result["train_images_per_s"] == pytest.approx(2 / (result["train_ms_per_step"] / 1000))
-    assert result["sample_ms"] > 0 and result["eval_images_per_s"] > 0 and result["first_step_s"] > 0
+    (row,) = result["sampling"]
+    assert row["sampler"] == "ancestral" and row["batch"] == 64 and row["ms"] > 0
+    assert result["eval_images_per_s"] > 0 and result["first_step_s"] > 0
     assert result["gflop_per_image"] > 0
     assert result["parameters"] == 38302  # the fixture's count (reference/fixtures/vdvae-tiny-5bit)
     # no CUDA here: memory and MFU are not made up
@@ -51,7 +54,7 @@ def test_bench_overrides_dtype_from_the_command_line(tmp_path):
             [
                 "bench",
                 str(recipe),
-                "--batch",
+                "--batch-size",
                 "1",
                 "--steps",
                 "1",
@@ -66,7 +69,7 @@ def test_bench_overrides_dtype_from_the_command_line(tmp_path):
         )
         == 0
     )
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text())[0]
     assert result["dtype"] == "bfloat16" and result["gflop_per_image"] is None
 
 
@@ -74,10 +77,24 @@ def test_bench_reports_the_numerical_guard_and_the_data_path_on_real_images(tmp_
     out = tmp_path / "bench.json"
     digits = ROOT / "recipes" / "digits.toml"
     assert (
-        main(["bench", str(digits), "--batch", "4", "--steps", "1", "--warmup", "1", "--no-flops", "--json", str(out)])
+        main(
+            [
+                "bench",
+                str(digits),
+                "--batch-size",
+                "4",
+                "--steps",
+                "1",
+                "--warmup",
+                "1",
+                "--no-flops",
+                "--json",
+                str(out),
+            ]
+        )
         == 0
     )
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text())[0]
     assert result["images"] == "digits validation images" and result["data_images_per_s"] > 0
     # float32 eager is the reference path itself: not a rounding apart
     assert result["loss_relative_difference"] == 0.0 and result["loss_float32_bpd"] == result["loss_measured_path_bpd"]
@@ -88,7 +105,7 @@ def test_bench_reports_the_numerical_guard_and_the_data_path_on_real_images(tmp_
             [
                 "bench",
                 str(digits),
-                "--batch",
+                "--batch-size",
                 "4",
                 "--steps",
                 "1",
@@ -104,7 +121,7 @@ def test_bench_reports_the_numerical_guard_and_the_data_path_on_real_images(tmp_
         )
         == 0
     )
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text())[0]
     assert result["images"] == "random images" and result["data_images_per_s"] is None
     # bf16 rounds: the losses differ, and the reported difference is theirs
     assert result["loss_relative_difference"] > 0
@@ -115,16 +132,16 @@ def test_bench_reports_the_numerical_guard_and_the_data_path_on_real_images(tmp_
 
 
 def test_bench_measures_trained_weights_and_rejects_a_model_of_another_shape(tmp_path, capsys):
-    from genkit.pretrained import model_from_recipe
+    from genkit.models import build_model
 
     digits = ROOT / "recipes" / "digits.toml"
-    model = model_from_recipe(load_recipe(digits))
-    model.save_pretrained(tmp_path / "digits-model", samples=0)
+    model = build_model(load_recipe(digits))
+    save_pretrained(model, tmp_path / "digits-model", samples=0)
     out = tmp_path / "bench.json"
     args = [
         "bench",
         str(digits),
-        "--batch",
+        "--batch-size",
         "2",
         "--steps",
         "1",
@@ -136,10 +153,10 @@ def test_bench_measures_trained_weights_and_rejects_a_model_of_another_shape(tmp
         str(out),
     ]
     assert main([*args, "--weights", str(tmp_path / "digits-model")]) == 0
-    assert json.loads(out.read_text())["weights"] == str(tmp_path / "digits-model")
+    assert json.loads(out.read_text())[0]["weights"] == str(tmp_path / "digits-model")
 
-    other = model_from_recipe(load_recipe(ROOT / "recipes" / "vdvae-tiny-5bit.toml"))
-    other.save_pretrained(tmp_path / "other-model", samples=0)
+    other = build_model(load_recipe(ROOT / "recipes" / "vdvae-tiny-5bit.toml"))
+    save_pretrained(other, tmp_path / "other-model", samples=0)
     capsys.readouterr()
     assert main([*args, "--weights", str(tmp_path / "other-model")]) != 0
     err = capsys.readouterr().err.strip().splitlines()

@@ -62,11 +62,14 @@ def test_debug_shows_the_traceback(toy_recipe):
         main(["--debug", "show", str(toy_recipe)])
 
 
-def test_plugins_lists_kind_name_provider_and_version(toy_registry, capsys):
+def test_plugins_lists_kind_name_provider_version_and_module(toy_registry, capsys):
     assert main(["plugins"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["KIND", "NAME", "PROVIDER", "VERSION"]
-    assert any(line.split()[:3] == ["model", "toy", "genkit-torch"] for line in lines[1:])
+    assert lines[0].split() == ["KIND", "NAME", "PROVIDER", "VERSION", "MODULE"]
+    assert any(
+        line.split()[:3] == ["model", "toy", "genkit-torch"] and line.split()[4] == "toy_plugins" for line in lines
+    )
+    assert any(line.split()[:3] == ["command", "convert", "vdvae"] for line in lines)
 
 
 def test_the_console_script_runs():

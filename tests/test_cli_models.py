@@ -184,12 +184,12 @@ def test_rate_plot_legend_shows_each_resolutions_bar_colour(tmp_path, monkeypatc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from genkit.cli import model_commands
+    from genkit.cli import latent_commands
 
     saved = {}
     monkeypatch.setattr(plt.Figure, "savefig", lambda fig, *a, **k: saved.setdefault("fig", fig))
     table = [{"layer": 0, "resolution": 1, "bits_per_dim": 0.1}, {"layer": 1, "resolution": 4, "bits_per_dim": 0.2}]
-    model_commands.plot_rates(table, str(tmp_path / "rates.png"))
+    latent_commands.plot_rates(table, str(tmp_path / "rates.png"))
     ax = saved["fig"].axes[0]
     bar_colours = {p.get_facecolor() for p in ax.patches}
     legend_colours = {h.get_facecolor() for h in ax.get_legend().legend_handles}

@@ -102,11 +102,11 @@ def test_a_cuda_graph_without_cuda_fails_with_one_line(tmp_path, monkeypatch, ca
 
 
 def tiny_vdvae(config: TrainConfig):
-    from genkit.pretrained import model_from_recipe
+    from genkit.models import build_model
 
     recipe = load_recipe(ROOT / "recipes" / "digits.toml")
     torch.manual_seed(0)
-    model = model_from_recipe(recipe, "cuda")
+    model = build_model(recipe, "cuda")
     optimizer, scheduler = build_optimizer(model, config)
     ema = EMA(model, config.ema_rate)
     step = TrainStep(model, model, optimizer, ema, config, Distributed(device=torch.device("cuda")))

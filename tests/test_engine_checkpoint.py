@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genkit.engine import checkpoint
+from genkit import rundirs
 from genkit.errors import CheckpointError, ConfigError
 from genkit.recipe import recipe_from_dict
 
@@ -66,8 +66,8 @@ def test_n_steps_then_resume_then_n_more_equals_2n_uninterrupted(engine_registry
     for a, b in [(straight.model, resumed.model), (straight.ema_model, resumed.ema_model)]:
         for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
             assert torch.equal(x, y), name
-    state_a = torch.load(checkpoint.latest(tmp_path / "straight") / "state.pt", weights_only=True)
-    state_b = torch.load(checkpoint.latest(tmp_path / "resumed") / "state.pt", weights_only=True)
+    state_a = torch.load(rundirs.latest_checkpoint(tmp_path / "straight") / "state.pt", weights_only=True)
+    state_b = torch.load(rundirs.latest_checkpoint(tmp_path / "resumed") / "state.pt", weights_only=True)
     assert all(
         torch.equal(x, y)
         for x, y in zip(state_a["optimizer"]["state"][0].values(), state_b["optimizer"]["state"][0].values())
@@ -93,7 +93,7 @@ def test_only_the_newest_k_checkpoints_are_kept(engine_registry, tmp_path):
     from genkit.engine.trainer import train
 
     train(recipe(6, tmp_path, checkpoint_every=1, keep_checkpoints=2), run_dir=tmp_path / "run")
-    assert [p.name for p in checkpoint.checkpoint_dirs(tmp_path / "run")] == ["step-00000005", "step-00000006"]
+    assert [p.name for p in rundirs.checkpoint_dirs(tmp_path / "run")] == ["step-00000005", "step-00000006"]
 
 
 def test_an_interrupted_write_never_becomes_the_latest_checkpoint(engine_registry, tmp_path):
@@ -103,7 +103,7 @@ def test_an_interrupted_write_never_becomes_the_latest_checkpoint(engine_registr
     torn = tmp_path / "run" / "checkpoints" / ".tmp-step-00000009"  # what a crash mid-write leaves
     torn.mkdir()
     (torn / "model.safetensors").write_bytes(b"\x00" * 10)
-    assert checkpoint.latest(tmp_path / "run").name == "step-00000002"
+    assert rundirs.latest_checkpoint(tmp_path / "run").name == "step-00000002"
     resumed = train(recipe(3, tmp_path), resume=tmp_path / "run")
     assert resumed.step == 3 and not torn.exists()
 
@@ -132,7 +132,7 @@ def test_a_damaged_checkpoint_fails_with_one_line(engine_registry, tmp_path):
     from genkit.engine.trainer import train
 
     train(recipe(2, tmp_path), run_dir=tmp_path / "run")
-    (checkpoint.latest(tmp_path / "run") / "state.pt").write_bytes(b"garbage")
+    (rundirs.latest_checkpoint(tmp_path / "run") / "state.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="state.pt: unreadable training state"):
         train(recipe(3, tmp_path), resume=tmp_path / "run")
 
@@ -186,7 +186,7 @@ def test_a_stop_signal_writes_a_final_checkpoint_and_stops(tmp_path, workers, to
         process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    saved = checkpoint.latest(out)
+    saved = rundirs.latest_checkpoint(out)
     step = int(saved.name.split("-")[1])
     assert 5 <= step < 1000000
     assert "--resume" in stderr

@@ -10,7 +10,7 @@ import torch
 from engine_plugins import PixelModel, PixelSettings
 
 from genkit.engine.baselines import trivial_baselines
-from genkit.evaluate import evaluate_dataset
+from genkit.engine.evaluate import evaluate_dataset
 
 
 def dataset(n=10, seed=0, size=3):

@@ -26,9 +26,9 @@ def _scores(model) -> dict[str, list[float]]:
     with torch.no_grad():
         terms = model(images, latents="mean")
     return {
-        "elbo": terms.elbo.double().tolist(),
-        "distortion": terms.distortion.double().tolist(),
-        "rate": terms.rate.double().tolist(),
+        "elbo": terms.nll.double().tolist(),
+        "distortion": terms.parts["distortion"].double().tolist(),
+        "rate": terms.parts["rate"].double().tolist(),
     }
 
 

@@ -9,8 +9,9 @@ import yaml
 from hub_server import TOKEN, USER, fake_hub, hub_env  # noqa: F401
 from pretrained_fixtures import elbo, perturbed, tensor_digests, tiny_dir, tiny_model, tiny_recipe  # noqa: F401
 
+from genkit.cards import GENERATED_MARK
 from genkit.errors import CheckpointError, HubError
-from genkit.hub import GENERATED_MARK, push_to_hub
+from genkit.hub import push_to_hub
 from genkit.pretrained import from_pretrained
 
 REPO = f"{USER}/tiny-vdvae"
@@ -78,18 +79,18 @@ def test_from_pretrained_of_a_pushed_model_gives_identical_weights_and_elbo(fake
 
 
 def test_the_model_method_pushes_a_built_model(fake_hub, hub_env, tiny_model):
-    commit = tiny_model.push_to_hub(REPO, token=TOKEN, commit_message="first upload", endpoint=fake_hub.url, samples=0)
+    commit = push_to_hub(tiny_model, REPO, token=TOKEN, commit_message="first upload", endpoint=fake_hub.url, samples=0)
     repo = fake_hub.repos[REPO]
     assert commit.oid == repo.branches["main"] and repo.commits[commit.oid].summary == "first upload"
     assert tensor_digests(from_pretrained(REPO, endpoint=fake_hub.url)) == tensor_digests(tiny_model)
 
 
 def test_each_push_is_a_new_revision_and_old_revisions_stay_loadable(fake_hub, hub_env, tiny_model, tiny_recipe):
-    from genkit.pretrained import model_from_recipe
+    from genkit.models import build_model
 
-    first = tiny_model.push_to_hub(REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
-    retrained = perturbed(model_from_recipe(tiny_recipe), seed=7)
-    second = retrained.push_to_hub(REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
+    first = push_to_hub(tiny_model, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
+    retrained = perturbed(build_model(tiny_recipe), seed=7)
+    second = push_to_hub(retrained, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
     assert first.oid != second.oid
     assert tensor_digests(from_pretrained(REPO, endpoint=fake_hub.url)) == tensor_digests(retrained)
     assert tensor_digests(from_pretrained(REPO, revision=first.oid, endpoint=fake_hub.url)) == tensor_digests(
@@ -98,11 +99,11 @@ def test_each_push_is_a_new_revision_and_old_revisions_stay_loadable(fake_hub, h
 
 
 def test_push_to_a_branch_leaves_main_alone(fake_hub, hub_env, tiny_model, tiny_recipe):
-    from genkit.pretrained import model_from_recipe
+    from genkit.models import build_model
 
-    tiny_model.push_to_hub(REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
-    candidate = perturbed(model_from_recipe(tiny_recipe), seed=3)
-    candidate.push_to_hub(REPO, token=TOKEN, endpoint=fake_hub.url, samples=0, revision="candidate")
+    push_to_hub(tiny_model, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
+    candidate = perturbed(build_model(tiny_recipe), seed=3)
+    push_to_hub(candidate, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0, revision="candidate")
     assert tensor_digests(from_pretrained(REPO, endpoint=fake_hub.url)) == tensor_digests(tiny_model)
     assert tensor_digests(from_pretrained(REPO, revision="candidate", endpoint=fake_hub.url)) == tensor_digests(
         candidate
@@ -110,7 +111,7 @@ def test_push_to_a_branch_leaves_main_alone(fake_hub, hub_env, tiny_model, tiny_
 
 
 def test_an_unknown_revision_fails_naming_it(fake_hub, hub_env, tiny_model):
-    tiny_model.push_to_hub(REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
+    push_to_hub(tiny_model, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)
     with pytest.raises(HubError, match=rf"^{REPO}: revision 'v9' not found on http://127.0.0.1:\d+$"):
         from_pretrained(REPO, revision="v9", endpoint=fake_hub.url)
 
@@ -128,7 +129,7 @@ def test_a_name_that_is_neither_a_directory_nor_a_repo_id_fails_with_one_line(hu
 
 
 def test_a_private_repo_needs_the_token_to_load(fake_hub, hub_env, tiny_model):
-    tiny_model.push_to_hub(REPO, private=True, token=TOKEN, endpoint=fake_hub.url, samples=0)
+    push_to_hub(tiny_model, REPO, private=True, token=TOKEN, endpoint=fake_hub.url, samples=0)
     assert fake_hub.repos[REPO].private
     with pytest.raises(HubError, match="if it is private, pass a token"):
         from_pretrained(REPO, endpoint=fake_hub.url)
@@ -233,12 +234,12 @@ def test_push_of_a_run_directory_publishes_its_latest_ema_weights_and_never_the_
     fake_hub, hub_env, tiny_model, tiny_recipe, tmp_path
 ):
     from genkit.engine import checkpoint
-    from genkit.pretrained import model_from_recipe
+    from genkit.models import build_model
     from genkit.recipe import save_recipe
 
     run = tmp_path / "run"
     save_recipe(tiny_recipe, run)
-    older = perturbed(model_from_recipe(tiny_recipe), seed=11)
+    older = perturbed(build_model(tiny_recipe), seed=11)
     checkpoint.save(run, step=10, trained=older, ema_model=older, recipe=tiny_recipe, state={"step": 10}, keep=3)
     checkpoint.save(run, step=20, trained=older, ema_model=tiny_model, recipe=tiny_recipe, state={"step": 20}, keep=3)
     push_to_hub(run, REPO, token=TOKEN, endpoint=fake_hub.url, samples=0)

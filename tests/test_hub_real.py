@@ -24,12 +24,13 @@ pytestmark = [
 def test_push_and_from_pretrained_on_the_real_hub_give_identical_weights_and_elbo(tiny_model, tmp_path):
     from huggingface_hub import HfApi
 
+    from genkit.hub import push_to_hub
     from genkit.pretrained import from_pretrained
 
     api = HfApi(endpoint="https://huggingface.co")
     repo_id = f"{api.whoami()['name']}/genkit-test-{uuid.uuid4().hex[:10]}"
     try:
-        commit = tiny_model.push_to_hub(repo_id, private=True, samples=4, endpoint="https://huggingface.co")
+        commit = push_to_hub(tiny_model, repo_id, private=True, samples=4, endpoint="https://huggingface.co")
         loaded = from_pretrained(
             repo_id, revision=commit.oid, cache_dir=tmp_path / "cache", endpoint="https://huggingface.co"
         )

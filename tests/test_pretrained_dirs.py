@@ -12,7 +12,7 @@ from pretrained_fixtures import elbo, rewrite_weights, tensor_digests, tiny_dir,
 from safetensors.torch import load_file
 
 from genkit.errors import CheckpointError, ConfigError, PluginError
-from genkit.pretrained import from_pretrained, load_model_dir
+from genkit.pretrained import from_pretrained, load_model_dir, save_pretrained
 
 
 def test_a_model_directory_holds_the_resolved_recipe_with_provenance_the_weights_and_a_card(tiny_dir, tiny_model):
@@ -165,7 +165,7 @@ def test_a_path_that_is_a_file_is_refused(tiny_dir):
 def test_the_model_methods_save_a_directory_with_a_sample_grid_that_loads_back(tiny_model, tmp_path):
     from PIL import Image
 
-    directory = tiny_model.save_pretrained(tmp_path / "saved", samples=4)
+    directory = save_pretrained(tiny_model, tmp_path / "saved", samples=4)
     grid = Image.open(directory / "samples.png")
     # 2x2 grid of 8x8 images with 1-pixel padding, enlarged 8x for viewing: (2·9 + 1)·8 = 152
     assert grid.size == (152, 152)

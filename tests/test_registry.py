@@ -60,7 +60,7 @@ def _env(site, load):
 
 def test_entry_point_plugin_is_discovered_with_its_distribution_and_version(demo_distribution):
     out = subprocess.run(
-        [sys.executable, "-m", "genkit", "plugins", "--json"],
+        [sys.executable, "-m", "genkit", "plugins", "--json", "-"],
         env=_env(demo_distribution, None),
         capture_output=True,
         text=True,
@@ -75,7 +75,7 @@ def test_entry_point_plugin_is_discovered_with_its_distribution_and_version(demo
 def test_environment_variable_selects_which_entry_points_load(demo_distribution):
     def names(load):
         out = subprocess.run(
-            [sys.executable, "-m", "genkit", "plugins", "--json"],
+            [sys.executable, "-m", "genkit", "plugins", "--json", "-"],
             env=_env(demo_distribution, load),
             capture_output=True,
             text=True,

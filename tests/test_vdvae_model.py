@@ -11,7 +11,7 @@ from locations import ROOT
 
 from genkit.errors import ConfigError, RecipeError
 from genkit.modelinfo import parameter_counts
-from genkit.pretrained import model_from_recipe
+from genkit.models import build_model
 from genkit.recipe import load_recipe, recipe_from_dict
 from genkit_plugins.vdvae.config import TINY
 
@@ -19,10 +19,10 @@ FULL_SIZE = json.loads((ROOT / "tests" / "fixtures" / "vdvae-full-size.json").re
 
 
 def tiny(**changes):
-    from genkit.pretrained import model_from_recipe
+    from genkit.models import build_model
 
     torch.manual_seed(0)
-    return model_from_recipe(recipe_from_dict({"model": {"name": "vdvae", **TINY, **changes}}))
+    return build_model(recipe_from_dict({"model": {"name": "vdvae", **TINY, **changes}}))
 
 
 def batch(model, n=3, seed=0):
@@ -49,7 +49,7 @@ def test_mean_latents_are_deterministic_and_sampled_latents_are_not():
     model = tiny()
     x = batch(model)
     with torch.no_grad():
-        a, b = model(x, latents="mean").elbo, model(x, latents="mean").elbo
+        a, b = model(x, latents="mean").nll, model(x, latents="mean").nll
         c, d = model(x).layer_kl, model(x).layer_kl
     assert torch.equal(a, b)
     assert not torch.equal(c, d)
@@ -62,7 +62,7 @@ def test_layer_kl_is_the_analytic_gaussian_kl_of_each_layer_summed():
     with torch.no_grad():
         terms = model(x, latents="mean")
     assert terms.layer_kl.shape == (3, model.n_latent_layers)
-    assert torch.allclose(terms.layer_kl.sum(1) / model.dims_per_image, terms.rate, rtol=1e-12)
+    assert torch.allclose(terms.layer_kl.sum(1) / model.dims_per_image, terms.parts["rate"], rtol=1e-12)
     assert (terms.layer_kl >= 0).all()
 
 
@@ -100,7 +100,7 @@ def test_importance_weights_average_to_the_elbo():
     x = batch(model, 1).expand(1000, -1, -1, -1)
     with torch.no_grad():
         weights = model.importance_log_weights(x, generator=torch.Generator().manual_seed(0))
-        elbo = -model(x[:200], generator=torch.Generator().manual_seed(1)).elbo * model.dims_per_image  # analytic KL
+        elbo = -model(x[:200], generator=torch.Generator().manual_seed(1)).nll * model.dims_per_image  # analytic KL
     assert weights.shape == (1000,)
     error = 4 * (weights.std().item() / math.sqrt(1000) + elbo.std().item() / math.sqrt(200))
     assert abs(weights.mean().item() - elbo.mean().item()) < error
@@ -171,7 +171,7 @@ def test_under_bf16_autocast_every_kl_stays_non_negative_and_the_loss_within_rou
         ROOT / "recipes" / "vdvae-tiny-8bit.toml", ['model.dec_blocks="1x1,4m1,4x4,8m4,8x5,16m8,16x5,32m16,32x6"']
     )
     torch.manual_seed(0)
-    model = model_from_recipe(recipe).eval()
+    model = build_model(recipe).eval()
     images = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         exact = model(images, latents="mean")
@@ -179,4 +179,4 @@ def test_under_bf16_autocast_every_kl_stays_non_negative_and_the_loss_within_rou
             fast = model(images, latents="mean")
     assert fast.layer_kl.dtype == torch.float32 and (fast.layer_kl >= 0).all()
     assert abs(fast.loss.item() - exact.loss.item()) < 1e-3 * exact.loss.item()
-    torch.testing.assert_close(fast.rate, exact.rate, rtol=0.05, atol=1e-5)
+    torch.testing.assert_close(fast.parts["rate"], exact.parts["rate"], rtol=0.05, atol=1e-5)

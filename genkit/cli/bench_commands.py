@@ -6,14 +6,17 @@ import json
 
 import click
 
-from genkit.cli.options import overrides_option, write_json
+from genkit.cli.options import emit_json, json_option, overrides_option
 
 
 @click.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipes", metavar="RECIPE...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @overrides_option
 @click.option(
-    "--batch", type=click.IntRange(min=1), default=None, help="Training batch (default: the recipe's train.batch_size)."
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training batch (default: each recipe's train.batch_size).",
 )
 @click.option(
     "--steps",
@@ -29,6 +32,17 @@ from genkit.cli.options import overrides_option, write_json
     show_default=True,
     help="Untimed steps first (compilation happens here).",
 )
+@click.option("--no-train", is_flag=True, help="Time only sampling and evaluation (a slow sampler needs no steps).")
+@click.option(
+    "--sample-batch", type=click.IntRange(min=1), default=64, show_default=True, help="Images per sample call."
+)
+@click.option(
+    "--sample-repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Timed sample calls per sampler, after one untimed (the median is reported).",
+)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None, help="Override train.dtype.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="Override train.compile.")
 @click.option("--channels-last/--no-channels-last", "channels_last", default=None, help="Override train.channels_last.")
@@ -41,24 +55,21 @@ from genkit.cli.options import overrides_option, write_json
 @click.option(
     "--weights",
     default=None,
-    help="Measure trained weights: a model directory or a run directory (its latest checkpoint).",
+    help="Measure trained weights: a model directory or a run directory (its latest checkpoint); one RECIPE only.",
 )
 @click.option("--no-data", is_flag=True, help="Leave the recipe's data set alone: random images, no data-path figure.")
 @click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs (and so MFU).")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the figures to this JSON file.",
-)
+@json_option
 def bench(
-    recipe,
+    recipes,
     overrides,
-    batch,
+    batch_size,
     steps,
     warmup,
+    no_train,
+    sample_batch,
+    sample_repeats,
     dtype,
     compile_,
     channels_last,
@@ -69,33 +80,48 @@ def bench(
     no_flops,
     json_path,
 ) -> None:
-    """Measure training images/s, peak memory, sampling latency, evaluation speed, MFU, the data path and the numerical
-    guard of RECIPE's model."""
+    """Measure RECIPEs' models on this device: training speed and memory, every sampler's latency, evaluation
+    speed, MFU, the data path and the numerical guard.
+
+    Several recipes are measured one after the other and their samplers compared in one table, e.g.
+
+        genkit bench recipes/digits.toml recipes/pixelcnnpp-digits.toml --no-train
+    """
     import torch
 
-    from genkit.bench import format_table, run_benchmark
+    from genkit.bench import format_table, run_benchmark, sampler_table
+    from genkit.errors import ConfigError
     from genkit.recipe import load_recipe
 
+    if weights is not None and len(recipes) > 1:
+        raise ConfigError(f"--weights {weights}: measures one recipe's model, and {len(recipes)} recipes are given")
     extra = list(overrides)
     if dtype is not None:
         extra.append(f"train.dtype={json.dumps(dtype)}")
     for key, flag in (("compile", compile_), ("channels_last", channels_last), ("cuda_graph", cuda_graph)):
         if flag is not None:
             extra.append(f"train.{key}={'true' if flag else 'false'}")
-    resolved = load_recipe(recipe, extra)
-    result = run_benchmark(
-        resolved,
-        batch=batch or resolved.train.batch_size,
-        steps=steps,
-        warmup=warmup,
-        device=torch.device(device) if device else None,
-        count_flops=not no_flops,
-        weights=weights,
-        use_data=not no_data,
-    )
-    click.echo(format_table(result))
+    results = []
+    for recipe in recipes:
+        resolved = load_recipe(recipe, extra)
+        result = run_benchmark(
+            resolved,
+            batch=batch_size or resolved.train.batch_size,
+            steps=steps,
+            warmup=warmup,
+            device=torch.device(device) if device else None,
+            sample_batch=sample_batch,
+            sample_repeats=sample_repeats,
+            count_flops=not no_flops,
+            weights=weights,
+            use_data=not no_data,
+            train=not no_train,
+        )
+        results.append(result)
+        click.echo(format_table(result) + "\n")
+    click.echo(sampler_table(results))
     if json_path:
-        write_json(json_path, result)
+        emit_json(json_path, results)
 
 
 COMMANDS = [bench]

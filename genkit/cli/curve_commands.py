@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genkit.cli.options import write_json
+from genkit.cli.options import emit_json, json_option
 
 
 @click.command()
@@ -20,7 +20,7 @@ from genkit.cli.options import write_json
     help="PNG plot of training and validation bits/dim against step.",
 )
 @click.option("--title", default=None, help="Title of the plot.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the table as JSON.")
+@json_option
 def curve(runs, labels, at, plot, title, json_path) -> None:
     """Training loss (bits/dim, the mean over each logging interval) of RUNS, side by side, at chosen steps.
 
@@ -55,7 +55,7 @@ def curve(runs, labels, at, plot, title, json_path) -> None:
     if plot:
         curves.plot(loaded, plot, title=title)
     if json_path:
-        write_json(json_path, {"unit": "bits/dim", "rows": rows, "validation": {c.label: c.validation for c in loaded}})
+        emit_json(json_path, {"unit": "bits/dim", "rows": rows, "validation": {c.label: c.validation for c in loaded}})
 
 
 COMMANDS = [curve]

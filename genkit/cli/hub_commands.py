@@ -52,8 +52,9 @@ def push(model_path, repo_id, private, token, commit_message, revision, license_
     Uploads config.json, model.safetensors, the README.md model card (with the bits/dim of
     eval.json), samples.png and eval.json, in one commit. HF_ENDPOINT selects another Hub.
     """
+    from genkit.cards import check_evaluation
     from genkit.errors import ConfigError
-    from genkit.hub import check_evaluation, push_to_hub
+    from genkit.hub import push_to_hub
 
     evaluation = None
     if eval_path is not None:

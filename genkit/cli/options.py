@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 overrides_option = click.option(
@@ -15,9 +12,23 @@ overrides_option = click.option(
     help="Override a recipe value, e.g. --set train.lr=1e-4 (repeatable; VALUE is read as TOML, else as a string).",
 )
 
+json_option = click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default=None,
+    metavar="PATH",
+    help="Also write the result as JSON to PATH ('-': print it instead).",
+)
 
-def write_json(path: str | Path, data: dict) -> None:
-    """Write ``data`` as indented JSON, making the folder if needed (the ``--json`` option of several commands)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(data, indent=2) + "\n")
+
+def emit_json(path: str, data) -> None:
+    """The ``--json PATH`` of every command: ``-`` prints ``data``, anything else is written atomically."""
+    import json
+
+    from genkit.fileio import write_json
+
+    if path == "-":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        write_json(path, data)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from genkit.cli.options import overrides_option
+from genkit.cli.options import emit_json, json_option, overrides_option
 
 
 @click.command()
@@ -37,42 +35,74 @@ def run(recipe: str, overrides: tuple[str, ...], resume: str | None, out: str | 
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @overrides_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML and a table.")
-def show(recipe: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Print the resolved RECIPE and the parameter count of each part of the model it builds."""
-    from genkit.modelinfo import parameter_counts
+@json_option
+def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None:
+    """Print the resolved RECIPE, the parameter count of each part of its model and the model's capabilities."""
+    from genkit.interfaces import capabilities
+    from genkit.models import build_model, parameter_counts
     from genkit.recipe import dump_recipe, load_recipe, recipe_to_dict
 
     resolved = load_recipe(recipe, overrides)
     counts = parameter_counts(resolved)
-    if as_json:
-        click.echo(json.dumps({"recipe": recipe_to_dict(resolved), "parameters": counts}, indent=2))
-        return
+    model = build_model(resolved, "meta")
+    about = {
+        "objective": model.objective.label,
+        "samplers": list(model.samplers),
+        "capabilities": capabilities(model),
+    }
+    if json_path:
+        emit_json(json_path, {"recipe": recipe_to_dict(resolved), "parameters": counts, "model": about})
+        if json_path == "-":
+            return
     click.echo(dump_recipe(resolved))
     width = max(len(name) for name in counts)
     click.echo("# parameters")
     for name, count in counts.items():
         click.echo(f"# {name:<{width}}  {count:>14,}")
+    click.echo(f"# objective: {about['objective']}")
+    click.echo(f"# samplers: {', '.join(about['samplers'])} (default: {about['samplers'][0]})")
+    click.echo(f"# capabilities: {', '.join(about['capabilities']) or 'none'}")
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(as_json: bool) -> None:
-    """List every plugin: kind, name, providing distribution and version."""
+@json_option
+def plugins(json_path: str | None) -> None:
+    """List every plugin and plugin command: kind, name, providing distribution, version and module."""
+    from genkit.errors import first_line
     from genkit.registry import get_registry
 
+    registry = get_registry()
     rows = [
-        {"kind": s.kind, "name": s.name, "provider": s.provider, "version": s.version, "description": s.description}
-        for s in get_registry().specs()
+        {
+            "kind": s.kind,
+            "name": s.name,
+            "provider": s.provider,
+            "version": s.version,
+            "module": s.module,
+            "description": s.description,
+        }
+        for s in registry.specs()
     ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    headers = ("kind", "name", "provider", "version")
+    rows += [
+        {
+            "kind": "command",
+            "name": f"{c.group} {c.command.name}" if c.group else c.command.name,
+            "provider": c.provider,
+            "version": c.version,
+            "module": c.module,
+            "description": first_line(c.command.help or ""),
+        }
+        for c in registry.commands()
+    ]
+    if json_path:
+        emit_json(json_path, rows)
+        if json_path == "-":
+            return
+    headers = ("kind", "name", "provider", "version", "module")
     widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
-    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)))
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
     for r in rows:
-        click.echo("  ".join(r[h].ljust(w) for h, w in zip(headers, widths)))
+        click.echo("  ".join(r[h].ljust(w) for h, w in zip(headers, widths)).rstrip())
 
 
 COMMANDS = [run, show, plugins]

@@ -1,5 +1,5 @@
-"""The training engine: data loading, the optimisation step, checkpoints, metrics and the loop that joins them.
+"""The training engine: data loading, the optimisation step, checkpoints, evaluation, metrics and the loop.
 
-``trainer.train`` is what ``genkit run`` calls; ``checkpoint.export_latest`` is how a run
-directory becomes a model directory.
+``trainer.train`` is what ``genkit run`` calls; ``evaluate.evaluate_dataset`` what ``genkit eval
+--split`` and every validation call.
 """

@@ -16,7 +16,6 @@ temporary folder that the next write clears. The newest ``keep_checkpoints`` are
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,34 +25,10 @@ from safetensors.torch import save_file
 
 from genkit.errors import CheckpointError
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, save_pretrained
+from genkit.rundirs import CHECKPOINTS, checkpoint_dirs
 
-CHECKPOINTS = "checkpoints"
 TRAINED_NAME = "trained.safetensors"
 STATE_NAME = "state.pt"
-PATTERN = re.compile(r"^step-(\d+)$")
-
-
-def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := PATTERN.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def latest(run_dir: str | Path) -> Path:
-    found = checkpoint_dirs(run_dir)
-    if not found:
-        raise CheckpointError(
-            f"{Path(run_dir) / CHECKPOINTS}: no checkpoint yet (expected step-NNNNNNNN folders written by genkit run)"
-        )
-    return found[-1]
-
-
-def export_latest(run_dir: str | Path) -> Path:
-    """The model directory (EMA weights) of a run's latest complete checkpoint."""
-    return latest(run_dir)
 
 
 def save(

@@ -53,6 +53,12 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def broadcast_tensors_(self, tensors) -> None:
+        """Overwrite ``tensors`` on every rank with rank 0's values, in place; a no-op alone."""
+        if self.enabled:
+            for tensor in tensors:
+                dist.broadcast(tensor.data, src=0)
+
     def gather(self, value: Any) -> list[Any]:
         """Every rank's ``value``, in rank order, on every rank."""
         if not self.enabled:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-METRICS_NAME = "metrics.jsonl"
+from genkit.rundirs import METRICS_NAME
 
 
 class MetricsLog:
@@ -58,8 +58,9 @@ def _plain(value: Any) -> Any:
 class Progress:
     """A tqdm bar over the run's steps showing the latest logged figures (only rank 0 draws it)."""
 
-    def __init__(self, total: int, start: int, enabled: bool):
+    def __init__(self, total: int, start: int, enabled: bool, parts: tuple[str, ...] = ()):
         self.bar = tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True, desc="train")
+        self.parts = parts
         self.last_time, self.last_step = time.perf_counter(), start
 
     def advance(self, n: int = 1) -> None:
@@ -72,9 +73,11 @@ class Progress:
         return rate
 
     def show(self, record: dict[str, Any]) -> None:
+        parts = " + ".join(f"{name} {record[name + '_bpd']:.3f}" for name in self.parts)
+        loss = f"loss {record['loss_bpd']:.3f} bpd" + (f" ({parts})" if parts else "")
         self.bar.set_postfix_str(
-            f"loss {record['loss_bpd']:.3f} bpd (dist {record['distortion_bpd']:.3f} + rate {record['rate_bpd']:.3f}) "
-            f"gnorm {record['grad_norm']:.1f} skipped {record['skipped_updates']} {record['images_per_s']:.0f} img/s",
+            f"{loss} gnorm {record['grad_norm']:.1f} skipped {record['skipped_updates']} "
+            f"{record['images_per_s']:.0f} img/s",
             refresh=False,
         )
 

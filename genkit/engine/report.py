@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-
-def write_results(path: Path, final: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(final, indent=2) + "\n")
-    tmp.replace(path)
+from genkit.interfaces import Objective
 
 
-def summary_lines(final: dict[str, Any]) -> list[str]:
+def parts_text(objective: Objective, figures: dict[str, Any], suffix: str) -> str:
+    """``distortion 1.4082 + rate 0.4269``: the parts of the objective as ``figures`` gives them (key + ``suffix``)."""
+    return " + ".join(f"{name} {figures[name + suffix]:.4f}" for name in objective.parts)
+
+
+def summary_lines(final: dict[str, Any], objective: Objective) -> list[str]:
+    parts = parts_text(objective, final, "_bits_per_dim")
     lines = [
         f"{final['split']} bits/dim: {final['bits_per_dim']:.4f} "
-        f"(negative ELBO, EMA weights, {final['images']} images, step {final['step']}; "
-        f"distortion {final['distortion_bits_per_dim']:.4f} + rate {final['rate_bits_per_dim']:.4f})"
+        f"({objective.label}, EMA weights, {final['images']} images, step {final['step']}"
+        + (f"; {parts})" if parts else ")")
     ]
     if "iw_bits_per_dim" in final:
         lines.append(
@@ -48,7 +49,7 @@ def summary_lines(final: dict[str, Any]) -> list[str]:
     return lines
 
 
-def print_summary(final: dict[str, Any], run_dir: Path) -> None:
-    for line in summary_lines(final):
+def print_summary(final: dict[str, Any], run_dir: Path, objective: Objective) -> None:
+    for line in summary_lines(final, objective):
         click.echo(line)
     click.echo(f"run directory: {run_dir} (samples in {run_dir / 'samples'}, model directory: {run_dir})")

@@ -1,7 +1,10 @@
-"""One optimisation step of the reference VDVAE recipe (Child 2021, §4 and its code release).
+"""One optimisation step: forward → backward → clip → skip → AdamW → EMA, and the learning-rate schedule.
 
-forward → backward → clip the gradient norm to ``grad_clip`` → skip the whole update when the
-norm reaches ``skip_threshold`` or anything is not finite → AdamW → EMA of the weights.
+The step follows the reference VDVAE recipe (Child 2021, §4 and its code release) and covers the
+PixelCNN++ and Flow++ recipes through its settings: forward → backward → clip the gradient norm
+to ``grad_clip`` (0: no clipping) → skip the whole update when the norm reaches
+``skip_threshold`` (0: never for size) or anything is not finite → AdamW (Adam when
+``weight_decay = 0``) → EMA of the weights.
 
 Everything stays on the device: the skip decision is a tensor handed to the fused AdamW kernel
 as ``found_inf`` (the mechanism ``torch.amp.GradScaler`` uses), which leaves weights, moments and
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import math
 
 import torch
 from torch import nn
@@ -24,17 +29,21 @@ from genkit.engine.graphs import GraphedCall
 from genkit.recipe import TrainConfig
 
 
-class LinearWarmup:
-    """The reference's learning-rate factor: ``step / warmup_iters`` until it reaches 1, then 1.
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate of update ``step`` (from 0) as a fraction of ``train.lr``.
 
-    (The reference's first update therefore uses learning rate 0; so does this.)
+    Linear warm-up from 0 over ``warmup_iters`` updates (the reference's first update therefore uses
+    learning rate 0; so does this), then ``lr_decay`` per update from ``max(warmup_iters,
+    lr_decay_after)`` on, never below ``lr_floor``:
+
+    * VDVAE: warm-up 100, then constant (``lr_decay = 1``);
+    * PixelCNN++: no warm-up, ×0.999995 every update;
+    * Flow++ ImageNet: warm-up 5,000, constant until 50,000, ×0.99995 per update down to 3e-4.
     """
-
-    def __init__(self, warmup_iters: int):
-        self.warmup_iters = warmup_iters
-
-    def __call__(self, step: int) -> float:
-        return 1.0 if step >= self.warmup_iters else step / self.warmup_iters
+    if step < config.warmup_iters:
+        return step / config.warmup_iters
+    decayed = config.lr_decay ** (step - max(config.warmup_iters, config.lr_decay_after))
+    return max(min(decayed, 1.0), config.lr_floor / config.lr)
 
 
 def build_optimizer(
@@ -58,27 +67,28 @@ def build_optimizer(
         fused=True,
         capturable=config.cuda_graph,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(config.warmup_iters))
+    # a partial keeps no state of its own, so a checkpoint's scheduler state is just the step count
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, config=config))
     _plain_base_lrs(scheduler)
     return optimizer, scheduler
 
 
 def adapt_loaded_optimizer(optimizer: torch.optim.Optimizer, scheduler, config: TrainConfig) -> None:
-    """After ``load_state_dict`` of both: give the param groups the form this run's step needs.
+    """After ``load_state_dict`` of both: this run's ``[train]`` settings, at the step the checkpoint reached.
 
-    A checkpoint written with and one written without ``train.cuda_graph`` differ in the groups'
-    ``capturable`` flag and in whether ``lr`` is a float or a tensor (loaded onto the CPU);
-    either may resume either way.
+    A resumed run may change ``[train]``: the learning rate, its schedule and AdamW's settings come
+    from the current recipe, the step count and the moments from the checkpoint. A checkpoint written
+    with and one written without ``train.cuda_graph`` differ in the groups' ``capturable`` flag and in
+    whether ``lr`` is a float or a tensor (loaded onto the CPU); either may resume either way.
     """
+    lr = config.lr * lr_factor(scheduler.last_epoch, config)
     for group in optimizer.param_groups:
-        lr = float(group["lr"])
+        group.update(betas=tuple(config.betas), eps=config.eps, weight_decay=config.weight_decay, initial_lr=config.lr)
         group["capturable"] = config.cuda_graph
-        group["lr"] = (
-            torch.tensor(lr, dtype=torch.float32, device=group["params"][0].device) if config.cuda_graph else lr
-        )
-        if "initial_lr" in group:
-            group["initial_lr"] = float(group["initial_lr"])
-    _plain_base_lrs(scheduler)
+        device = group["params"][0].device
+        group["lr"] = torch.tensor(lr, dtype=torch.float32, device=device) if config.cuda_graph else lr
+    scheduler.base_lrs = [config.lr] * len(optimizer.param_groups)
+    scheduler._last_lr = [lr] * len(optimizer.param_groups)
 
 
 def _plain_base_lrs(scheduler) -> None:
@@ -114,7 +124,7 @@ class EMA:
 
 
 class TrainStep:
-    """Callable doing one full update; returns device scalars (loss/distortion/rate in nats/dim, grad norm, skipped)."""
+    """Callable doing one full update of ``trained`` through ``model`` (the forward to call)."""
 
     def __init__(
         self,
@@ -127,9 +137,11 @@ class TrainStep:
     ):
         self.model = model  # what forward is called on: possibly DDP-wrapped and/or compiled
         self.trained = trained  # the plain module whose parameters the optimizer holds
+        self.parts = trained.objective.parts  # the order of the parts in the returned vector
         self.params = [p for p in trained.parameters() if p.requires_grad]
         self.optimizer, self.ema, self.config, self.context = optimizer, ema, config, context
         self.device_type = context.device.type
+        self.max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
 
     def autocast(self):
         if self.config.dtype == "bfloat16":
@@ -138,11 +150,12 @@ class TrainStep:
         return contextlib.nullcontext()
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update; device scalars: ``loss`` (nats/dim), ``parts`` (a vector), ``grad_norm``, ``skipped``."""
         self.model.train()
         with self.autocast():
             terms = self.model(images)
         terms.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm, foreach=True)
         loss = terms.loss.detach().float()
         applied = torch.isfinite(loss) & torch.isfinite(grad_norm)
         if self.config.skip_threshold > 0:
@@ -155,10 +168,10 @@ class TrainStep:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(applied)
+        parts = [terms.parts[name].detach().float().mean() for name in self.parts]
         return {
             "loss": loss,
-            "distortion": terms.distortion.detach().float().mean(),
-            "rate": terms.rate.detach().float().mean(),
+            "parts": torch.stack(parts) if parts else loss.new_zeros(0),  # in the order of objective.parts
             "grad_norm": grad_norm.detach(),
             "skipped": 1.0 - applied,
         }
@@ -181,3 +194,17 @@ class GraphedTrainStep(GraphedCall):
     def before_capture(self) -> None:
         for param in self.step.params:  # the graph allocates (and then owns) the gradients
             param.grad = None
+
+
+def training_step(
+    forward: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: EMA,
+    config: TrainConfig,
+    context: Distributed,
+    graph_warmup: int = 3,
+) -> TrainStep | GraphedTrainStep:
+    """The step ``genkit run`` and ``genkit bench`` both take: eager, or captured whole when ``train.cuda_graph``."""
+    step = TrainStep(forward, model, optimizer, ema, config, context)
+    return GraphedTrainStep(step, warmup=graph_warmup) if config.cuda_graph else step

@@ -10,15 +10,13 @@ Many GPUs (and machines) through torchrun; ``train.batch_size`` is per process::
 
     torchrun --standalone --nproc_per_node=8 -m genkit run recipes/cifar10.toml
 
-The loop follows the reference VDVAE (Child 2021): AdamW with linear warm-up, gradient clipping,
-skipped updates, an EMA of the weights used for every evaluation, sample and export.
+The loop: a model's data-dependent initialisation on a fresh run, then AdamW on the recipe's
+learning-rate schedule with gradient clipping and skipped updates (:mod:`genkit.engine.step`), and an
+EMA of the weights used for every evaluation, sample and export.
 """
 
 from __future__ import annotations
 
-import math
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +24,24 @@ import attrs
 import click
 import torch
 
+from genkit import rundirs
 from genkit.engine import checkpoint
 from genkit.engine.baselines import trivial_baselines
-from genkit.engine.data import to_device, train_loader
+from genkit.engine.data import collate, to_device, train_loader
 from genkit.engine.distributed import Distributed, setup, teardown
+from genkit.engine.evaluate import evaluate_dataset
 from genkit.engine.metrics import MetricsLog, Progress
-from genkit.engine.step import EMA, GraphedTrainStep, TrainStep, adapt_loaded_optimizer, build_optimizer
+from genkit.engine.report import print_summary
+from genkit.engine.signals import StopRequest
+from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
 from genkit.errors import CheckpointError, ConfigError, DataError
-from genkit.evaluate import evaluate_dataset
+from genkit.fileio import write_json
 from genkit.images import save_grid
-from genkit.pretrained import model_from_recipe
+from genkit.interfaces import DataDependentInit, Invertible, nats_to_bits
+from genkit.models import build_model
 from genkit.recipe import Recipe, read_toml, recipe_to_dict, save_recipe
 
-LN2 = math.log(2.0)
-SAMPLES = "samples"
-RESULTS_NAME = "results.json"
+PICTURE_ROWS = 8  # validation images a model's own pictures (reconstructions, …) are drawn from
 
 
 @attrs.define
@@ -62,29 +63,6 @@ def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Pa
         teardown(context)
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM ask the loop to checkpoint and stop; a second SIGINT stops at once."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 class Trainer:
     def __init__(self, recipe: Recipe, context: Distributed, *, run_dir=None, resume=None):
         self.recipe, self.context, self.config = recipe, context, recipe.train
@@ -93,7 +71,7 @@ class Trainer:
         self._check_cuda_graph()
         self.dataset = recipe.data.build("dataset")
         torch.manual_seed(self.config.seed)  # the same initial weights on every rank
-        self.model = model_from_recipe(recipe, context.device)
+        self.model = build_model(recipe, context.device)
         if tuple(self.dataset.image_shape) != tuple(self.model.image_shape):
             raise ConfigError(
                 f"{recipe.source or 'recipe'}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
@@ -101,7 +79,9 @@ class Trainer:
             )
         if self.config.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.ema = EMA(self.model, self.config.ema_rate)
+        if not self.resuming and isinstance(self.model, DataDependentInit):
+            self._initialize()
+        self.ema = EMA(self.model, self.config.ema_rate)  # a copy of the (initialised) weights
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config)
         self.step, self.skipped_updates = 0, 0
         torch.manual_seed(self.config.seed * 1_000_003 + 1 + context.rank)  # latents differ between ranks
@@ -133,26 +113,21 @@ class Trainer:
                 raise ConfigError(
                     f"--out {run_dir} and --resume {resume} name different run directories; give only --resume"
                 )
-            if not (resume / "recipe.toml").is_file():
+            if not rundirs.is_run_dir(resume):
                 raise CheckpointError(
-                    f"{resume}: not a run directory (no recipe.toml); expected a folder written by genkit run"
+                    f"{resume}: not a run directory (no {rundirs.RECIPE_NAME}); expected a folder written by genkit run"
                 )
-            self._check_same_model(resume / "recipe.toml")
+            self._check_same_model(resume / rundirs.RECIPE_NAME)
             return resume
         if run_dir is not None:
             run_dir = Path(run_dir)
-            if checkpoint.checkpoint_dirs(run_dir):
+            if rundirs.checkpoint_dirs(run_dir):
                 raise ConfigError(
                     f"{run_dir}: already holds a run with checkpoints; continue it with --resume {run_dir} "
                     "or choose another --out"
                 )
             return run_dir
-        base = Path(self.config.out_dir) / self.recipe.name
-        candidate, n = base, 1
-        while candidate.exists() and any(candidate.iterdir()):  # never overwrite an earlier run
-            n += 1
-            candidate = base.with_name(f"{base.name}-{n}")
-        return candidate
+        return rundirs.new_run_dir(self.config.out_dir, self.recipe.name)
 
     def _check_same_model(self, saved_recipe: Path) -> None:
         saved = read_toml(saved_recipe)
@@ -165,8 +140,23 @@ class Trainer:
                     "resume with the recipe the run was started with (only [train] and [eval] may change)"
                 )
 
+    def _initialize(self) -> None:
+        """The model's data-dependent initialisation on ``train.init_images`` training images (rank 0's, broadcast)."""
+        train = self.dataset.split("train")
+        generator = torch.Generator().manual_seed(self.config.seed)
+        n = self.config.init_images
+        if n <= len(train):
+            indices = torch.randperm(len(train), generator=generator)[:n]
+        else:  # fewer images than asked for: draw with replacement, as Flow++'s official code always does
+            indices = torch.randint(len(train), (n,), generator=generator)
+        images = to_device(collate([train[int(i)] for i in indices]), self.context.device)
+        self.model.train()
+        with torch.no_grad():
+            self.model.initialize(images)
+        self.context.broadcast_tensors_([*self.model.parameters(), *self.model.buffers()])
+
     def _restore(self) -> None:
-        latest = checkpoint.latest(self.run_dir)
+        latest = rundirs.latest_checkpoint(self.run_dir)
         state = checkpoint.load(latest, trained=self.model, ema_model=self.ema.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -201,9 +191,7 @@ class Trainer:
             )
         if config.compile:
             forward = torch.compile(forward)
-        step_fn = TrainStep(forward, self.model, self.optimizer, self.ema, config, context)
-        if config.cuda_graph:
-            step_fn = GraphedTrainStep(step_fn)
+        step_fn = training_step(forward, self.model, self.optimizer, self.ema, config, context)
         batches = iter(
             train_loader(
                 self.dataset.split("train"),
@@ -216,27 +204,22 @@ class Trainer:
                 world_size=context.world_size,
             )
         )
-        progress = Progress(config.steps, self.step, enabled=context.is_main)
+        parts = self.model.objective.parts
+        progress = Progress(config.steps, self.step, enabled=context.is_main, parts=parts)
         device = context.device
-        sums = torch.zeros(5, device=device)  # loss, distortion, rate, grad norm over applied steps; applied count
+        # over applied steps: loss, each part, grad norm; then how many were applied
+        sums = torch.zeros(3 + len(parts), device=device)
         skipped_total = torch.zeros((), device=device)
         final = None
         try:
-            with _StopRequest() as stop:
+            with StopRequest() as stop:
                 while self.step < config.steps:
                     out = step_fn(to_device(next(batches), device))
                     self.scheduler.step()
                     self.step += 1
                     applied = 1.0 - out["skipped"]
-                    values = torch.stack(
-                        [
-                            out["loss"],
-                            out["distortion"],
-                            out["rate"],
-                            out["grad_norm"].float(),
-                            torch.ones_like(applied),
-                        ]
-                    )
+                    one = torch.ones_like(applied)
+                    values = torch.cat([out["loss"][None], out["parts"], out["grad_norm"].float()[None], one[None]])
                     sums += torch.where(applied > 0, values, torch.zeros_like(values))
                     skipped_total += out["skipped"]
                     progress.advance()
@@ -273,20 +256,19 @@ class Trainer:
 
     def _log(self, sums: torch.Tensor, skipped_total: torch.Tensor, progress: Progress, log: MetricsLog | None) -> None:
         totals = self.context.all_reduce_(sums.clone())
-        totals[:4] /= self.context.world_size  # every rank counted the same applied steps
-        loss, distortion, rate, grad_norm, applied = totals.tolist()  # the host sync, once per interval
+        totals[:-1] /= self.context.world_size  # every rank counted the same applied steps
+        *figures, grad_norm, applied = totals.tolist()  # the host sync, once per interval
         applied = applied / self.context.world_size
         self.skipped_updates = int(skipped_total.item())
         per = max(applied, 1.0)
+        names = ("loss", *self.model.objective.parts)
         record = {
             "step": self.step,
             "split": "train",
-            "loss_bpd": loss / per / LN2,
-            "distortion_bpd": distortion / per / LN2,
-            "rate_bpd": rate / per / LN2,
+            **{f"{name}_bpd": nats_to_bits(value / per) for name, value in zip(names, figures)},
             "grad_norm": grad_norm / per,
             "skipped_updates": self.skipped_updates,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
             "images_per_s": progress.images_per_second(self.step, self.global_batch),
         }
         if log is not None:
@@ -307,6 +289,7 @@ class Trainer:
                 self.dataset.split("validation"),
                 batch_size=self.recipe.eval.batch_size,
                 max_images=self.recipe.eval.validation_max_images,
+                inverse_error=isinstance(self.ema.model, Invertible),  # logged as the official Flow++ code does
                 progress=False,
                 context=self.context,
             )
@@ -317,19 +300,17 @@ class Trainer:
 
     @torch.no_grad()
     def _save_pictures(self) -> None:
-        """The EMA model's samples and (if it can) the Figure-4 reconstructions, as PNGs under RUN/samples."""
-        model, folder = self.ema.model, self.run_dir / SAMPLES
+        """The EMA model's samples and its own pictures (a VAE's reconstructions, …), as PNGs under RUN/samples."""
+        model, folder = self.ema.model, self.run_dir / rundirs.SAMPLES
         scale = max(1, 96 // model.image_shape[0])  # small images are enlarged to be seen
         generator = torch.Generator(self.context.device).manual_seed(self.config.seed)
-        samples = model.sample(self.config.n_samples, self.config.sample_temperature, generator=generator)
+        temperature = self.config.sample_temperature
+        samples = model.sample(self.config.n_samples, temperature, generator=generator)
         save_grid(samples, folder / f"step-{self.step:08d}-samples.png", scale=scale)
-        if hasattr(model, "reconstruct"):
-            from genkit.engine.pictures import reconstruction_grid
-
-            grid, columns = reconstruction_grid(
-                model, self.dataset.split("validation"), generator=generator, temperature=self.config.sample_temperature
-            )
-            save_grid(grid, folder / f"step-{self.step:08d}-reconstructions.png", nrow=columns, scale=scale)
+        validation = self.dataset.split("validation")
+        images = collate([validation[i] for i in range(min(PICTURE_ROWS, len(validation)))]).to(self.context.device)
+        for name, (grid, columns) in model.pictures(images, generator=generator, temperature=temperature).items():
+            save_grid(grid, folder / f"step-{self.step:08d}-{name}.png", nrow=columns, scale=scale)
 
     def _checkpoint(self, skipped_total: torch.Tensor) -> None:
         self.skipped_updates = int(skipped_total.item())
@@ -383,8 +364,6 @@ class Trainer:
             except (DataError, ValueError, IndexError) as exc:  # a data set whose pixels exceed its declared depth
                 click.echo(f"trivial baselines not computed: {exc}", err=True)
             log.write({**final, "split": f"final-{split}"})
-            from genkit.engine.report import print_summary, write_results
-
-            write_results(self.run_dir / RESULTS_NAME, final)
-            print_summary(final, self.run_dir)
+            write_json(self.run_dir / rundirs.RESULTS_NAME, final)
+            print_summary(final, self.run_dir, self.model.objective)
         return final

@@ -42,7 +42,7 @@ def test_without_the_entry_point_a_recipe_naming_the_provider_is_told_what_to_in
 def test_genkit_plugins_lists_iaf_with_distribution_and_version(iaf_registry, capsys):
     from genkit.cli import main
 
-    assert main(["plugins", "--json"]) == 0
+    assert main(["plugins", "--json", "-"]) == 0
     rows = [r for r in json.loads(capsys.readouterr().out) if r["name"] == "iaf"]
     assert rows == [
         {
@@ -50,6 +50,7 @@ def test_genkit_plugins_lists_iaf_with_distribution_and_version(iaf_registry, ca
             "name": "iaf",
             "provider": "genkit-iaf",
             "version": importlib.metadata.version("genkit-iaf"),
+            "module": "genkit_iaf.plugin",
             "description": "Gaussian posterior followed by an inverse autoregressive flow (Kingma et al. 2016)",
         }
     ]

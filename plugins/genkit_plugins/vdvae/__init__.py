@@ -2,7 +2,8 @@
 
 ``blockstr`` parses the architecture strings, ``config`` holds the reference-named settings,
 ``encoder``/``decoder``/``model`` build the network from block, resampler, latent and likelihood
-plugins, and ``convert`` imports the official checkpoints.
+plugins, ``pictures`` draws the reconstruction grid, and ``convert`` (with the ``genkit convert
+vdvae`` command of ``commands``) imports the official checkpoints.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ def genkit_register_models(register):
         description="Very Deep VAE (Child 2021): hierarchical VAE described by block strings, DMOL output",
         example=VDVAEConfig(**TINY),
     )
+
+
+@hookimpl
+def genkit_register_commands(register):
+    from genkit_plugins.vdvae.commands import convert_vdvae
+
+    register(convert_vdvae, group="convert")
 
 
 __all__ = ["VDVAE", "VDVAEConfig"]

@@ -56,7 +56,7 @@ def map_key(name: str) -> str:
 
 def expected_shapes(recipe: Recipe) -> dict[str, tuple[int, ...]]:
     """Every tensor the recipe's model holds and its shape, computed on the meta device (nothing allocated)."""
-    from genkit.modelinfo import build_model
+    from genkit.models import build_model
 
     return {k: tuple(v.shape) for k, v in build_model(recipe, "meta").state_dict().items()}
 

@@ -20,16 +20,29 @@ from einops import rearrange
 from torch import Tensor
 
 from genkit.errors import ConfigError
-from genkit.interfaces import GenerativeModel, LossTerms
+from genkit.interfaces import (
+    GenerativeModel,
+    ImportanceWeighted,
+    LatentVariables,
+    LossTerms,
+    Objective,
+    resolve_sampler,
+)
 from genkit_plugins.vdvae.config import VDVAEConfig
 from genkit_plugins.vdvae.decoder import Decoder
 from genkit_plugins.vdvae.encoder import Encoder
+from genkit_plugins.vdvae.pictures import reconstruction_grid
 
 LATENT_MODES = ("sample", "mean")
 
 
-class VDVAE(GenerativeModel):
+class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted):
     """Very Deep VAE (Child 2021) assembled from block, resampler, latent and likelihood plugins."""
+
+    objective = Objective(
+        "negative ELBO", key="elbo", parts=("distortion", "rate"), estimate="one posterior sample per image"
+    )
+    samplers = ("ancestral",)
 
     def __init__(self, settings: VDVAEConfig):
         super().__init__()
@@ -111,7 +124,7 @@ class VDVAE(GenerativeModel):
         layer_kl = torch.stack([layer.kl for layer in layers], dim=1)  # (B, L), nats per image
         rate = layer_kl.sum(dim=1) / dims
         elbo = distortion + rate
-        return LossTerms(elbo.mean(), elbo, distortion, rate, layer_kl)
+        return LossTerms(elbo, {"distortion": distortion, "rate": rate}, layer_kl)
 
     def importance_log_weights(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """log p(x | z) + log p(z) − log q(z | x) at one z ~ q, nats per image ``(B,)``."""
@@ -152,8 +165,11 @@ class VDVAE(GenerativeModel):
         n: int,
         temperature: float | list[float] = 1.0,
         generator: torch.Generator | None = None,
+        sampler: str | None = None,
         latents: str = "sample",
     ) -> Tensor:
+        """Ancestral sampling, top layer first; ``latents="mean"`` puts every z at its prior's mean."""
+        resolve_sampler(self, sampler)
         params = self.prior_params(n, temperature, latents, generator)
         return self.to_uint8(self.likelihood.sample(params, generator=generator))
 
@@ -176,3 +192,10 @@ class VDVAE(GenerativeModel):
             generator=generator,
         )
         return self.to_uint8(self.likelihood.sample(params, generator=generator))
+
+    def pictures(
+        self, images: Tensor, *, generator: torch.Generator | None, temperature: float
+    ) -> dict[str, tuple[Tensor, int]]:
+        """The reconstruction grid of the paper's Figure 4 (see :mod:`genkit_plugins.vdvae.pictures`)."""
+        grid, columns = reconstruction_grid(self, images, generator=generator, temperature=temperature)
+        return {"reconstructions": (grid, columns)}

@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from genkit.engine.data import collate
-
 
 def kept_layer_counts(layers: int) -> list[int]:
     """1, 2, 4, … and finally ``layers`` itself."""
@@ -24,14 +22,10 @@ def kept_layer_counts(layers: int) -> list[int]:
 
 
 @torch.no_grad()
-def reconstruction_grid(
-    model, dataset, *, generator: torch.Generator, temperature: float, rows: int = 8
-) -> tuple[torch.Tensor, int]:
-    """``(rows·columns, H, W, C)`` ``uint8`` images in row-major order, and ``columns``."""
-    device = next(model.parameters()).device
-    images = collate([dataset[i] for i in range(min(rows, len(dataset)))]).to(device)
-    layer_kl = model(images, latents="mean").layer_kl
-    layers = 1 if layer_kl is None else layer_kl.shape[1]
-    columns = [images] + [model.reconstruct(images, k, temperature, generator) for k in kept_layer_counts(layers)]
+def reconstruction_grid(model, images: torch.Tensor, *, generator, temperature: float) -> tuple[torch.Tensor, int]:
+    """``(rows·columns, H, W, C)`` ``uint8`` images, row-major, and ``columns``: one row per image of ``images``."""
+    columns = [images] + [
+        model.reconstruct(images, k, temperature, generator) for k in kept_layer_counts(model.n_latent_layers)
+    ]
     grid = torch.stack([c.to(images.device, torch.uint8) for c in columns], dim=1)  # (rows, columns, H, W, C)
     return rearrange(grid, "r k h w c -> (r k) h w c"), len(columns)

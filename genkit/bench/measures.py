@@ -1,0 +1,116 @@
+"""What ``genkit bench`` measures, each on its own: timings, FLOPs, memory saved for backward, the data path."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from genkit.engine.data import to_device, train_loader
+from genkit.models import build_model
+from genkit.recipe import Recipe
+
+# Dense peak throughput (FLOP/s) of tensor-core matrix work, by device-name fragment and dtype.
+# float32 counts TF32 tensor cores, which PyTorch uses for convolutions by default.
+DEVICE_PEAKS: list[tuple[str, dict[str, float]]] = [
+    ("H100 PCIe", {"bfloat16": 756e12, "float32": 378e12}),
+    ("H100", {"bfloat16": 989.4e12, "float32": 494.7e12}),
+    ("H200", {"bfloat16": 989.4e12, "float32": 494.7e12}),
+    ("A100", {"bfloat16": 312e12, "float32": 156e12}),
+]
+
+
+def device_peak(device: torch.device, dtype: str) -> float | None:
+    """The device's dense peak FLOP/s for ``dtype``, or ``None`` when genkit does not know it (CPUs included)."""
+    if device.type != "cuda":
+        return None
+    return peak_for_name(torch.cuda.get_device_name(device), dtype)
+
+
+def peak_for_name(name: str, dtype: str) -> float | None:
+    """The dense peak FLOP/s of the device called ``name`` (as CUDA reports it) for ``dtype``."""
+    for fragment, peaks in DEVICE_PEAKS:
+        if fragment in name:
+            return peaks.get(dtype)
+    return None
+
+
+def flops_per_image(recipe: Recipe) -> float:
+    """Forward + backward FLOPs of one training image, counted on the meta device."""
+    model = build_model(recipe, "meta")
+    h, w, c = model.image_shape
+    images = torch.zeros(1, h, w, c, dtype=torch.uint8, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        model(images).loss.backward()
+    return float(counter.get_total_flops())
+
+
+def saved_bytes(model: torch.nn.Module, images: torch.Tensor, autocast) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one loss (weights left out).
+
+    Each storage counts once however many views of it are saved; parameters do not count.
+    """
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
+        loss = model(images).loss
+    del loss  # frees the graph: nothing is kept beyond the count
+    return sum(kept.values())
+
+
+def saved_activation_mib_per_image(model: torch.nn.Module, images: torch.Tensor, autocast_factory) -> float:
+    """MiB per image that autograd saves for backward in eager mode: the slope between batches of 1 and 2.
+
+    The slope leaves out what does not grow with the batch (bf16 copies of the weights, say), so
+    it is the part of peak training memory that the batch multiplies.
+    """
+    one = saved_bytes(model, images[:1].clone(), autocast_factory())  # clones: a view would keep the whole batch
+    two = saved_bytes(model, images[:2].clone(), autocast_factory())
+    return (two - one) / 2**20
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def data_images_per_s(dataset, recipe: Recipe, batch: int, device: torch.device, batches: int = 50) -> float:
+    """Images/s that the training data path (loader, workers, pinned memory, copy) hands to ``device``."""
+    config = recipe.train
+    loader = iter(
+        train_loader(
+            dataset.split("train"), batch, seed=config.seed, start=0, num_workers=config.num_workers, device=device
+        )
+    )
+    for _ in range(min(5, batches)):  # workers start and fill their queues
+        to_device(next(loader), device)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        to_device(next(loader), device)
+    synchronize(device)
+    return batches * batch / (time.perf_counter() - start)

@@ -1,0 +1,164 @@
+"""Commands on a model with latent variables: ``reconstruct`` (Child 2021, Figure 4) and ``rates`` (Figure 5)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from genkit.cli.model_commands import per_image_terms
+from genkit.cli.model_options import (
+    batch_option,
+    device_option,
+    generator_for,
+    grid_scale,
+    latents_option,
+    load_model,
+    model_argument,
+    read_images,
+    seed_option,
+)
+from genkit.cli.options import emit_json, json_option
+from genkit.engine.evaluate import evaluate_dataset
+from genkit.errors import ConfigError
+from genkit.interfaces import LatentVariables, nats_to_bits, require
+
+
+@click.command()
+@model_argument
+@click.option(
+    "--images",
+    "images_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="A .npy file of uint8 images (N, H, W, C).",
+)
+@click.option("--n", type=click.IntRange(1), default=6, show_default=True, help="How many of the images (rows).")
+@click.option(
+    "--keep",
+    default=None,
+    help="Comma-separated numbers of posterior layers per column (default: a spread from 0 to all).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0),
+    default=0.1,
+    show_default=True,
+    help="Temperature of the layers drawn from the prior.",
+)
+@seed_option
+@device_option
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG grid to write.")
+def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out):
+    """The paper's Figure 4: each row an image, then decodings keeping its first k latent layers from the posterior."""
+    from genkit.images import save_grid
+
+    model = load_model(model_path, device)
+    require(model, LatentVariables, f"genkit reconstruct {model_path}")
+    images = read_images(images_path, model)[:n].to(device)
+    layers = model.n_latent_layers
+    if keep is None:
+        ks = sorted({0, 1, 2, *(round(layers * f) for f in (0.1, 0.25, 0.5, 0.75)), layers})
+    else:
+        try:
+            ks = [int(k) for k in keep.split(",")]
+        except ValueError:
+            raise ConfigError(f"--keep {keep!r}: expected comma-separated integers") from None
+    generator = generator_for(device, seed)
+    columns = [images] + [model.reconstruct(images, k, temperature=temperature, generator=generator) for k in ks]
+    grid = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # row-major: image, then its reconstructions
+    save_grid(grid, out, nrow=len(columns), scale=grid_scale(grid))
+    click.echo(f"wrote {len(images)} rows × (original + k = {','.join(map(str, ks))}) to {out}")
+
+
+@click.command()
+@model_argument
+@click.option(
+    "--images",
+    "images_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A .npy file of uint8 images (N, H, W, C).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "validation", "test"]),
+    default=None,
+    help="Use the recipe's data set split instead.",
+)
+@click.option("--max-images", type=click.IntRange(1), default=None, help="With --split: only the first N images.")
+@latents_option
+@batch_option
+@seed_option
+@device_option
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG plot of the rate of every layer.")
+@json_option
+def rates(model_path, images_path, split, max_images, latents, batch_size, seed, device, plot, json_path):
+    """The paper's Figure 5: the rate (KL) of every latent layer in bits per dimension, as a table and a plot."""
+    if (images_path is None) == (split is None):
+        raise ConfigError("genkit rates: give exactly one of --images FILE.npy or --split NAME")
+    model = load_model(model_path, device)
+    require(model, LatentVariables, f"genkit rates {model_path}")
+    dims = math.prod(model.image_shape)
+    if split is not None:
+        torch.manual_seed(seed)
+        dataset = model.recipe.data.build("dataset").split(split)
+        per_layer = evaluate_dataset(model, dataset, batch_size=batch_size, max_images=max_images, device=device).get(
+            "layer_rate_bits_per_dim"
+        )
+    else:
+        terms = per_image_terms(
+            model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
+        )
+        layer_kl = terms.get("kl_nats_per_layer")
+        per_layer = None if layer_kl is None else nats_to_bits(np.mean(layer_kl, axis=0) / dims).tolist()
+    if not per_layer:
+        raise ConfigError(f"{model_path}: the model reports no per-layer KL, so it has no per-layer rates")
+    resolutions = model.layer_resolutions
+    total = sum(per_layer)
+    table = [
+        {"layer": i, "resolution": r, "bits_per_dim": b, "share": b / total if total > 0 else 0.0}
+        for i, (r, b) in enumerate(zip(resolutions, per_layer))
+    ]
+    click.echo(f"{'layer':>5}  {'res':>5}  {'bits/dim':>12}  {'share':>7}")
+    for row in table:
+        click.echo(
+            f"{row['layer']:>5}  {row['resolution'] or '':>5}  {row['bits_per_dim']:>12.6f}  "
+            f"{100 * row['share']:>6.2f}%"
+        )
+    click.echo(f"{'total':>5}  {'':>5}  {total:>12.6f}")
+    if plot:
+        plot_rates(table, plot)
+    if json_path:
+        emit_json(json_path, {"layers": table, "rate_bits_per_dim": total})
+
+
+def plot_rates(table: list[dict], path: str) -> None:
+    """Bars of every layer's rate, coloured by resolution, top layer first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    resolutions = sorted({row["resolution"] for row in table if row["resolution"] is not None})
+    colours = {r: plt.cm.viridis(i / max(1, len(resolutions) - 1)) for i, r in enumerate(resolutions)}
+    fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(table)), 3.5))
+    for row in table:
+        ax.bar(row["layer"], row["bits_per_dim"], color=colours.get(row["resolution"], "grey"))
+    ax.set_xlabel("latent layer (top first)")
+    ax.set_ylabel("rate (bits/dim)")
+    if resolutions:
+        # explicit swatches: an empty bar() has no patch to take its colour from
+        handles = [Patch(color=colours[r], label=f"{r}×{r}") for r in resolutions]
+        ax.legend(handles=handles, title="resolution", fontsize="small", ncol=2)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+COMMANDS = [reconstruct, rates]

@@ -1,0 +1,125 @@
+"""Likelihood on a data split: the model's figure in bits per dimension, its parts and its tighter bounds.
+
+Every model's ``forward`` gives, per image, ``nll`` — the exact negative log-likelihood or the
+bound its objective names (:class:`genkit.interfaces.Objective`) — and the parts that sum to it.
+Evaluation averages them over a split; for a model with latent variables also the rate of every
+latent layer; with ``importance_samples = K`` on a model with an importance-weighted bound the
+bound of Burda et al. (2016), ``log (1/K) Σ_k p(x, v_k) / q(v_k | x)``, v_k ~ q, which is never
+looser than the single-draw bound in expectation and tightens as K grows; for an invertible model,
+on request, the largest round-trip error of its inverse.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from genkit.engine.data import eval_loader, to_device
+from genkit.engine.distributed import Distributed
+from genkit.errors import ConfigError
+from genkit.interfaces import ImportanceWeighted, Invertible, LatentVariables, nats_to_bits, require
+
+
+def method(model) -> str:
+    """How one evaluation computes the model's figure, for reports and model cards."""
+    objective = model.objective
+    return f"{objective.label}, {objective.estimate}" if objective.estimate else objective.label
+
+
+@torch.no_grad()
+def evaluate_dataset(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    max_images: int | None = None,
+    importance_samples: int = 0,
+    inverse_error: bool = False,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+    context: Distributed | None = None,
+) -> dict[str, Any]:
+    """Average the model's per-image figures over the first ``max_images`` images of ``dataset`` (all by default).
+
+    Returns ``images``, ``objective`` (what the figure is), ``method``, ``nats_per_dim`` and
+    ``bits_per_dim``, ``{part}_bits_per_dim`` for each part of the objective; for a model with latent
+    variables ``layer_rate_bits_per_dim`` (one per layer, summing to the rate); with
+    ``importance_samples`` > 0 ``importance_samples``, ``iw_nats_per_dim`` and ``iw_bits_per_dim``;
+    with ``inverse_error`` (an invertible model) ``inverse_error``. Under ``torchrun`` pass the
+    trainer's ``context`` to share the images between ranks.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    context = context or Distributed(device=device)
+    device = context.device
+    if importance_samples:
+        require(model, ImportanceWeighted, "eval.importance_samples (--importance-samples)")
+    if inverse_error:
+        require(model, Invertible, "the inverse error")
+    loader = eval_loader(
+        dataset,
+        batch_size,
+        max_images=max_images,
+        num_workers=num_workers,
+        device=device,
+        rank=context.rank,
+        world_size=context.world_size,
+    )
+    was_training = model.training
+    model.eval()
+    dims = math.prod(model.image_shape)
+    parts = model.objective.parts
+    sums = torch.zeros(2 + len(parts), dtype=torch.float64, device=device)  # nll, iw, parts (nats/dim, summed)
+    worst = torch.zeros((), dtype=torch.float64, device=device)
+    layer_sums: torch.Tensor | None = None
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    bar = tqdm(loader, desc="evaluate", unit="batch", disable=not (progress and context.is_main), leave=False)
+    for images in bar:
+        images = to_device(images, device)
+        terms = model(images)
+        sums[0] += terms.nll.double().sum()
+        for i, name in enumerate(parts):
+            sums[2 + i] += terms.parts[name].double().sum()
+        if isinstance(model, LatentVariables) and terms.layer_kl is not None:
+            layer = terms.layer_kl.double().sum(0)
+            layer_sums = layer if layer_sums is None else layer_sums + layer
+        if importance_samples:
+            log_weights = torch.stack(
+                [model.importance_log_weights(images).double() for _ in range(importance_samples)]
+            )
+            bound = torch.logsumexp(log_weights, 0) - math.log(importance_samples)  # nats per image, (B,)
+            sums[1] += (-bound / dims).sum()
+        if inverse_error:
+            worst = torch.maximum(worst, model.inverse_error(images).double())
+        count += images.shape[0]
+    context.all_reduce_(sums)
+    context.all_reduce_(count)
+    context.all_reduce_(worst, "max")
+    if layer_sums is not None:
+        context.all_reduce_(layer_sums)
+    model.train(was_training)
+    n = float(count)
+    if n == 0:
+        raise ConfigError("evaluation got no images: the split is empty or max_images is 0")
+    mean = (sums / n).tolist()
+    result: dict[str, Any] = {
+        "images": int(n),
+        "objective": model.objective.label,
+        "method": method(model),
+        "nats_per_dim": mean[0],
+        "bits_per_dim": nats_to_bits(mean[0]),
+        **{f"{name}_bits_per_dim": nats_to_bits(mean[2 + i]) for i, name in enumerate(parts)},
+    }
+    if isinstance(model, LatentVariables):
+        result["layer_rate_bits_per_dim"] = [] if layer_sums is None else nats_to_bits(layer_sums / n / dims).tolist()
+    if importance_samples:
+        result.update(
+            importance_samples=importance_samples, iw_nats_per_dim=mean[1], iw_bits_per_dim=nats_to_bits(mean[1])
+        )
+    if inverse_error:
+        result["inverse_error"] = float(worst)
+    return result
