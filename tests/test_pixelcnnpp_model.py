@@ -34,6 +34,28 @@ def test_the_cifar10_architecture_has_the_references_53659080_parameters_in_the_
     assert count(net.u_init, net.ul_init) == 8_000 and count(net.nin_out) == 16_200
 
 
+def test_genkit_show_reports_the_cifar10_recipes_parameter_count_samplers_and_capabilities(tmp_path):
+    from genkit.cli import main
+
+    assert main(["show", str(ROOT / "recipes" / "pixelcnnpp-cifar10.toml"), "--json", str(tmp_path / "show.json")]) == 0
+    shown = json.loads((tmp_path / "show.json").read_text())
+    assert shown["parameters"]["total"] == 53_659_080
+    assert shown["model"] == {
+        "objective": "exact negative log-likelihood",
+        "samplers": ["cached", "row-truncated", "naive"],
+        "capabilities": ["DataDependentInit"],
+    }
+    train = shown["recipe"]["train"]
+    official = dict(lr=0.001, lr_decay=0.999995, warmup_iters=0, betas=[0.95, 0.9995], grad_clip=0.0, batch_size=16)
+    assert {k: train[k] for k in official} == official
+    assert (train["skip_threshold"], train["weight_decay"], train["ema_rate"], train["init_images"]) == (
+        0,
+        0,
+        0.9995,
+        16,
+    )
+
+
 def test_the_model_declares_an_exact_likelihood_and_data_dependent_initialisation():
     model = build_model(recipe("rgb"))
     assert isinstance(model, GenerativeModel) and isinstance(model, DataDependentInit)

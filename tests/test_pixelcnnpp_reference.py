@@ -1,5 +1,9 @@
 """Converted pclucas14/pixel-cnn-pp checkpoints reproduce the port's numbers (fixtures computed by it in float64).
 
+Each file goes through the command line as a user's would: ``genkit convert pixelcnnpp FILE --recipe
+recipes/pixelcnnpp-cifar10.toml --set … --out DIR``, then ``genkit eval DIR --images … --dtype float64
+--json …``.
+
 ``tests/fixtures/pixelcnnpp-tiny-rgb`` and ``-grey`` (from ``shared/reference/fixtures``): the port's
 float64 state dict, the same weights in float32 with DataParallel's ``module.`` prefix, six images
 with values 0 and 255, the DMOL parameters of each and log p per image (the port's loss, eval
@@ -14,10 +18,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from locations import FIXTURES
+from locations import FIXTURES, ROOT
 
+from genkit.cli import main
 from genkit.errors import CheckpointError
-from genkit.pretrained import load_model_dir, save_pretrained
+from genkit.pretrained import load_model_dir
 from genkit.recipe import recipe_from_dict
 from genkit_plugins.pixelcnnpp.convert import convert_checkpoint, read_state_dict
 
@@ -31,6 +36,7 @@ FILES = {
     "before-april-2019": "before-april-2019.th",
 }
 RTOL = {"float64": 1e-9, "float32-dataparallel": 1e-5, "before-april-2019": 1e-9}
+CIFAR10 = str(ROOT / "recipes" / "pixelcnnpp-cifar10.toml")
 
 
 def recipe(name: str, **changes):
@@ -59,25 +65,30 @@ def without_weight_norm_on_shifted_convolutions(source, target) -> None:
     torch.save(state, target)
 
 
+def cli_settings(name: str) -> list[str]:
+    """``--set`` options that turn the CIFAR-10 recipe into the fixture's configuration."""
+    return [option for key, value in SETTINGS[name].items() for option in ("--set", f"model.{key}={value}")]
+
+
 @pytest.fixture(scope="module", params=[(n, f) for n in SETTINGS for f in FILES], ids=lambda p: f"{p[0]}-{p[1]}")
 def converted(request, tmp_path_factory):
-    """(fixture name, file kind, float64 model from a converted model directory, its DMOL parameters, its NLL)."""
+    """``genkit convert pixelcnnpp`` then ``genkit eval --dtype float64 --json``: (fixture name, file kind, the
+    model directory loaded in float64, its DMOL parameters, the per-image NLL that eval wrote)."""
     name, kind = request.param
     work = tmp_path_factory.mktemp(f"{name}-{kind}")
     source = fixture_dir(name) / FILES[kind]
     if kind == "before-april-2019":
         without_weight_norm_on_shifted_convolutions(fixture_dir(name) / FILES["float64"], work / FILES[kind])
         source = work / FILES[kind]
-    the_recipe = recipe(name)
-    state, notes = convert_checkpoint(source, the_recipe)
-    assert bool(notes) == (kind == "before-april-2019")
-    from genkit.models import build_model
-
-    save_pretrained(build_model(the_recipe, "meta"), work / "model", recipe=the_recipe, state_dict=state, card=False)
-    model = load_model_dir(work / "model", dtype=torch.float64)
+    convert = ["convert", "pixelcnnpp", str(source), "--recipe", CIFAR10, *cli_settings(name), "--out", str(work / "m")]
+    assert main(convert) == 0
+    evaluate = ["eval", str(work / "m"), "--images", str(fixture_dir(name) / "images_uint8.npy"), "--dtype", "float64"]
+    assert main([*evaluate, "--json", str(work / "eval.json")]) == 0
+    nll = np.array(json.loads((work / "eval.json").read_text())["nll_nats_per_dim"])
+    model = load_model_dir(work / "m", dtype=torch.float64)
     with torch.no_grad():
-        params, nll = model.likelihood_params(images(name)), model(images(name)).nll
-    return name, kind, model, params.numpy(), nll.numpy()
+        params = model.likelihood_params(images(name))
+    return name, kind, model, params.numpy(), nll
 
 
 def test_converted_model_has_the_ports_parameter_count(converted):

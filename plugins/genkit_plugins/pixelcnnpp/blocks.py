@@ -19,22 +19,10 @@ from torch import Tensor, nn
 from genkit.components import ComponentRef
 from genkit.errors import ConfigError
 from genkit_plugins.pixelcnnpp.kinds import LAYER, CausalLayer, GatedBlock
-from genkit_plugins.pixelcnnpp.layers import concat_elu, window
+from genkit_plugins.pixelcnnpp.layers import at_position, concat_elu, put_position, window
 
 GATE_INIT_SCALE = 0.1  # the second convolution's data-dependent init scale (openai/pixel-cnn)
 CLASS_WEIGHT_STD = 0.05  # the class-conditional weights' initial spread (openai/pixel-cnn)
-
-
-def _at(x: Tensor, row: int, col: int | None) -> Tensor:
-    """``x`` at ``row`` (``(B, C, 1, W)``) or at ``(row, col)`` (``(B, C, 1, 1)``)."""
-    return x[:, :, row : row + 1] if col is None else x[:, :, row : row + 1, col : col + 1]
-
-
-def _put(x: Tensor, row: int, col: int | None, value: Tensor) -> None:
-    if col is None:
-        x[:, :, row : row + 1] = value
-    else:
-        x[:, :, row : row + 1, col : col + 1] = value
 
 
 class GatedResNet(GatedBlock):
@@ -100,5 +88,5 @@ class GatedResNet(GatedBlock):
             cols = (0, x.shape[-1]) if col is None else (col, col + 1)
             here = torch.cat([window(a, (row, row + 1), cols) for a in aux], dim=1)
             c1 = c1 + self.nin_skip(concat_elu(here))
-        _put(cache, row, col, c1)
-        return self._gate(_at(x, row, col), self.conv_out.at(cache, row, col, pre=concat_elu), condition)
+        put_position(cache, row, col, c1)
+        return self._gate(at_position(x, row, col), self.conv_out.at(cache, row, col, pre=concat_elu), condition)

@@ -20,13 +20,7 @@ from torch import Tensor
 
 from genkit.errors import ConfigError
 from genkit_plugins.pixelcnnpp.kinds import IncrementalNetwork
-
-
-def _put(x: Tensor, row: int, col: int | None, value: Tensor) -> None:
-    if col is None:
-        x[:, :, row : row + 1] = value
-    else:
-        x[:, :, row : row + 1, col : col + 1] = value
+from genkit_plugins.pixelcnnpp.layers import at_position, put_position
 
 
 class UNetCache(IncrementalNetwork):
@@ -80,21 +74,21 @@ class UNetCache(IncrementalNetwork):
                 break
             p, maps = i // self.scales[level], self.u_up[level]
             if level == 0:
-                _put(maps[0], p, None, net.u_init.at(self.image, p))
-                _put(self.ul_init_above, p, None, net.ul_init[0].at(self.image, p))
+                put_position(maps[0], p, None, net.u_init.at(self.image, p))
+                put_position(self.ul_init_above, p, None, net.ul_init[0].at(self.image, p))
             else:
-                _put(maps[0], p, None, net.downsize_u_stream[level - 1].at(self.u_up[level - 1][-1], p))
+                put_position(maps[0], p, None, net.downsize_u_stream[level - 1].at(self.u_up[level - 1][-1], p))
             for k, block in enumerate(pair.u_stream):
-                _put(maps[k + 1], p, None, self._block(block, maps[k], (), p, None))
+                put_position(maps[k + 1], p, None, self._block(block, maps[k], (), p, None))
         for d, pair in enumerate(net.down_layers):
             scale = self.scales[len(self.scales) - 1 - d]
             if i % scale:
                 continue
             p, maps = i // scale, self.u_down[d]
             if d > 0:
-                _put(maps[0], p, None, net.upsize_u_stream[d - 1].at(self.u_down[d - 1][-1], p))
+                put_position(maps[0], p, None, net.upsize_u_stream[d - 1].at(self.u_down[d - 1][-1], p))
             for k, block in enumerate(pair.u_stream):
-                _put(maps[k + 1], p, None, self._block(block, maps[k], (self.u_aux[d][k],), p, None))
+                put_position(maps[k + 1], p, None, self._block(block, maps[k], (self.u_aux[d][k],), p, None))
 
     def _position(self, i: int, j: int) -> None:
         """The ul stream's positions that pixel ``(i, j)`` needs (every pixel before it is drawn)."""
@@ -105,31 +99,31 @@ class UNetCache(IncrementalNetwork):
                 break
             p, q, maps = i // scale, j // scale, self.ul_up[level]
             if level == 0:
-                start = self.ul_init_above[:, :, p : p + 1, q : q + 1] + net.ul_init[1].at(self.image, p, q)
+                start = at_position(self.ul_init_above, p, q) + net.ul_init[1].at(self.image, p, q)
             else:
                 start = net.downsize_ul_stream[level - 1].at(self.ul_up[level - 1][-1], p, q)
-            _put(maps[0], p, q, start)
+            put_position(maps[0], p, q, start)
             for k, block in enumerate(pair.ul_stream):
-                _put(maps[k + 1], p, q, self._block(block, maps[k], (self.u_up[level][k + 1],), p, q))
+                put_position(maps[k + 1], p, q, self._block(block, maps[k], (self.u_up[level][k + 1],), p, q))
         for d, pair in enumerate(net.down_layers):
             scale = self.scales[len(self.scales) - 1 - d]
             if i % scale or j % scale:
                 continue
             p, q, maps = i // scale, j // scale, self.ul_down[d]
             if d > 0:
-                _put(maps[0], p, q, net.upsize_ul_stream[d - 1].at(self.ul_down[d - 1][-1], p, q))
+                put_position(maps[0], p, q, net.upsize_ul_stream[d - 1].at(self.ul_down[d - 1][-1], p, q))
             for k, block in enumerate(pair.ul_stream):
                 aux = (self.u_down[d][k + 1], self.ul_aux[d][k])
-                _put(maps[k + 1], p, q, self._block(block, maps[k], aux, p, q))
+                put_position(maps[k + 1], p, q, self._block(block, maps[k], aux, p, q))
 
     def params_at(self, i: int, j: int) -> Tensor:
         if j == 0:
             self._rows(i)
         self._position(i, j)
-        return self.net.output(self.ul_down[-1][-1][:, :, i : i + 1, j : j + 1])
+        return self.net.output(at_position(self.ul_down[-1][-1], i, j))
 
     def write(self, i: int, j: int, pixel: Tensor) -> None:
-        self.image[:, : self.channels, i : i + 1, j : j + 1] = pixel
+        put_position(self.image[:, : self.channels], i, j, pixel)
 
 
 __all__ = ["UNetCache"]

@@ -60,7 +60,17 @@ def window(x: Tensor, rows: tuple[int, int], cols: tuple[int, int], pre: Nonline
     part = x[:, :, r0 : r0 + n_rows, c0 : c0 + n_cols]
     if pre is not None:
         part = pre(part)
-    return F.pad(part, (left, right, top, bottom))
+    return F.pad(part, (left, right, top, bottom)) if left or right or top or bottom else part
+
+
+def at_position(x: Tensor, row: int, col: int | None = None) -> Tensor:
+    """``x`` at ``row`` (``(B, C, 1, W)``) or at ``(row, col)`` (``(B, C, 1, 1)``)."""
+    return x[:, :, row : row + 1] if col is None else x[:, :, row : row + 1, col : col + 1]
+
+
+def put_position(x: Tensor, row: int, col: int | None, value: Tensor) -> None:
+    """Write ``value`` into ``x`` at ``row`` or at ``(row, col)``, in place."""
+    at_position(x, row, col).copy_(value)
 
 
 def _check_context(name: str, *, stride: int, allowed_strides: tuple[int, ...], shift_output: bool, shifts: bool):

@@ -3,10 +3,10 @@
 ``dependency_map(fn, x)[i, j]`` is true when the gradient of the sum of ``fn(x)``'s channels at
 output position ``i`` with respect to input position ``j`` (any channel) is non-zero, positions in
 raster order. Computed with one forward pass and batches of vector-Jacobian products
-(``torch.func.vjp`` under ``vmap``), without the weights' gradients; in float64 on the CPU a
-non-zero gradient is a dependence and a zero one none (ELU, sigmoid and the shifts have no flat
-regions, so nothing cancels by accident). This is how genkit checks that PixelCNN++ is causal and
-has exactly the reference's blind spots.
+(``torch.func.vjp`` under ``vmap``), without the weights' gradients. In float64 on the CPU a
+non-zero gradient is a dependence; a zero one is none, unless contributions cancel exactly, which
+generic weights do not make happen (ELU and the sigmoid have no flat regions). This is how genkit
+checks that PixelCNN++ is causal and has exactly the reference's blind spots.
 """
 
 from __future__ import annotations
