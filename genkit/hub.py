@@ -1,11 +1,12 @@
-"""Publishing model directories to the Hugging Face Hub, and fetching them back.
+"""Loading models from anywhere (:func:`from_pretrained`), publishing them to the Hugging Face Hub.
 
 What is published is exactly a model directory (see :mod:`genkit.pretrained`): ``config.json``,
 ``model.safetensors``, a ``README.md`` model card whose YAML front matter carries the Hub metadata
 (:mod:`genkit.cards`), the sample grid ``samples.png`` and, when the model was evaluated,
 ``eval.json``. Fetching downloads only what loading needs (never ``*.bin``/``*.pt`` pickles),
 through the shared Hugging Face cache, so a model fetched once loads offline (``HF_HUB_OFFLINE=1``
-or ``local_files_only=True``).
+or ``local_files_only=True``). Data sets whose files sit in a Hub data-set repo are fetched the same
+way (:func:`download_dataset`).
 
 Every failure the user can cause (unknown repo or revision, no cached copy while offline, a refused
 token, an unreachable endpoint) becomes one :class:`~genkit.errors.HubError` line.
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from genkit import cards, rundirs
+from genkit import cards
 from genkit.cards import CARD_NAME, EVAL_NAME, SAMPLES_NAME
 from genkit.errors import CheckpointError, ConfigError, HubError, first_line
 from genkit.fileio import write_json
@@ -51,6 +52,85 @@ def download(
     Nothing is downloaded when the revision is already cached and ``local_files_only`` is set or
     ``HF_HUB_OFFLINE=1``; neither then makes any network call.
     """
+    folder = _snapshot(
+        repo_id,
+        repo_type="model",
+        revision=revision,
+        allow_patterns=list(DOWNLOADED_FILES),
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+    )
+    at = f" at revision {revision!r}" if revision else ""
+    if not (folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{repo_id}{at}: the repository has no {CONFIG_NAME}, so it is not a genkit model")
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise CheckpointError(
+            f"{repo_id}{at}: the repository has no {WEIGHTS_NAME}; genkit loads weights only from safetensors, "
+            "never from pickle files (*.bin, *.pt, *.th)"
+        )
+    return folder
+
+
+def download_dataset(
+    repo_id: str,
+    *,
+    allow_patterns: list[str],
+    revision: str | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Fetch the files of a Hub data-set repo that match ``allow_patterns`` into the cache; the snapshot folder.
+
+    Offline behaviour is the models': a cached revision is used without any network call when
+    ``local_files_only`` is set or ``HF_HUB_OFFLINE=1``, and is the only thing used then.
+    """
+    return _snapshot(
+        repo_id,
+        repo_type="dataset",
+        revision=revision,
+        allow_patterns=allow_patterns,
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+    )
+
+
+# How errors name each kind of repository, how a token is given, and what to use instead of the Hub.
+_REPO_KINDS = {
+    "model": {
+        "noun": "model repository",
+        "not_local": "no such local directory, and ",
+        "token": "pass a token: --token or HF_TOKEN",
+        "local_only": "local_files_only=True",
+        "instead": "load it once online, or pass a model directory",
+    },
+    "dataset": {
+        "noun": "data-set repository",
+        "not_local": "",
+        "token": "log in with `hf auth login` or set HF_TOKEN",
+        "local_only": "data.download = false",
+        "instead": "fetch it once online, or point data.root at a local copy",
+    },
+}
+
+
+def _snapshot(
+    repo_id: str,
+    *,
+    repo_type: str,
+    revision: str | None,
+    allow_patterns: list[str],
+    local_files_only: bool,
+    token: str | bool | None,
+    cache_dir: str | Path | None,
+    endpoint: str | None,
+) -> Path:
+    """``snapshot_download`` with every failure the user can cause turned into one line."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -61,54 +141,80 @@ def download(
         RevisionNotFoundError,
     )
 
+    kind = _REPO_KINDS[repo_type]
     where = endpoint or constants.ENDPOINT
     at = f" at revision {revision!r}" if revision else ""
     try:
         folder = snapshot_download(
             repo_id,
+            repo_type=repo_type,
             revision=revision,
-            allow_patterns=list(DOWNLOADED_FILES),
+            allow_patterns=allow_patterns,
             local_files_only=local_files_only,
             token=token,
             cache_dir=cache_dir,
             endpoint=endpoint,
         )
     except HFValidationError:
-        raise CheckpointError(
-            f"{repo_id}: no such local directory, and not a Hub repo id (expected 'namespace/name')"
-        ) from None
+        error = CheckpointError if repo_type == "model" else ConfigError
+        raise error(f"{repo_id}: {kind['not_local']}not a Hub repo id (expected 'namespace/name')") from None
     except RevisionNotFoundError:
         raise HubError(f"{repo_id}: revision {revision!r} not found on {where}") from None
     except GatedRepoError:
-        raise HubError(
-            f"{repo_id}: gated repository on {where}; accept its conditions and pass a token (--token or HF_TOKEN)"
-        ) from None
+        raise HubError(f"{repo_id}: gated repository on {where}; accept its conditions and {kind['token']}") from None
     except RepositoryNotFoundError:
         raise HubError(
-            f"{repo_id}: no such local directory, and no such model repository on {where} "
-            "(if it is private, pass a token: --token or HF_TOKEN)"
+            f"{repo_id}: {kind['not_local']}no such {kind['noun']} on {where} (if it is private, {kind['token']})"
         ) from None
     except LocalEntryNotFoundError as exc:
         if local_files_only or constants.is_offline_mode():
-            why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
+            why = kind["local_only"] if local_files_only else "HF_HUB_OFFLINE=1"
             raise HubError(
                 f"{repo_id}{at}: not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) "
-                f"and downloads are off ({why}); load it once online, or pass a model directory"
+                f"and downloads are off ({why}); {kind['instead']}"
             ) from None
         raise HubError(
             f"{repo_id}{at}: could not reach {where} and no complete cached copy exists ({first_line(exc)})"
         ) from None
     except HfHubHTTPError as exc:
         raise HubError(f"{repo_id}{at}: {where} answered {_status(exc)}") from None
-    folder = Path(folder)
-    if not (folder / CONFIG_NAME).is_file():
-        raise CheckpointError(f"{repo_id}{at}: the repository has no {CONFIG_NAME}, so it is not a genkit model")
-    if not (folder / WEIGHTS_NAME).is_file():
-        raise CheckpointError(
-            f"{repo_id}{at}: the repository has no {WEIGHTS_NAME}; genkit loads weights only from safetensors, "
-            "never from pickle files (*.bin, *.pt, *.th)"
-        )
-    return folder
+    return Path(folder)
+
+
+def from_pretrained(
+    repo_id_or_path: str | Path,
+    revision: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> torch.nn.Module:
+    """A ready model (eval mode, on ``device`` in ``dtype``) from a model directory, a run directory or the Hub.
+
+    A local directory wins over a Hub repo of the same name. From the Hub, only ``config.json``,
+    ``model.safetensors`` and ``README.md`` of ``revision`` (a branch, tag or commit; default
+    ``main``) are fetched into the Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``);
+    with ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` the cached copy is used without any
+    network call. ``endpoint`` overrides ``HF_ENDPOINT`` (a mirror, or a test server).
+    """
+    local = resolve_local(repo_id_or_path)
+    if local is not None:
+        if revision is not None:
+            raise ConfigError(
+                f"{repo_id_or_path}: a revision ({revision!r}) applies to Hub repos, and this is a local directory"
+            )
+        return load_model_dir(local, device=device, dtype=dtype)
+    snapshot = download(
+        str(repo_id_or_path),
+        revision=revision,
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+    )
+    return load_model_dir(snapshot, device=device, dtype=dtype)
 
 
 # ---- publishing ----------------------------------------------------------------------------------
@@ -133,8 +239,8 @@ def push_to_hub(
     not ``main``, then uploads the model directory in one commit. A directory is first loaded
     strictly, so a damaged one is never published. The card is (re)written unless the directory's
     card is the author's own (it lacks :data:`genkit.cards.GENERATED_MARK`). The sample grid is the
-    directory's own, else the one its run drew last (a run directory or a checkpoint of one), else
-    ``samples`` images drawn now (0: none). Returns the ``huggingface_hub`` ``CommitInfo``.
+    directory's own — a run's checkpoint holds the grid the run drew at its step — else ``samples``
+    images drawn now (0: none). Returns the ``huggingface_hub`` ``CommitInfo``.
     """
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
@@ -192,22 +298,9 @@ def _staged(model_or_path):
                 if (directory / name).is_file():
                     # only the weights are linked: the card and eval.json may be rewritten in the staging copy
                     (_link_or_copy if name == WEIGHTS_NAME else shutil.copyfile)(directory / name, staging / name)
-            grid = _run_samples(directory)
-            if not (staging / SAMPLES_NAME).exists() and grid is not None:
-                shutil.copyfile(grid, staging / SAMPLES_NAME)  # what training drew, not new samples on this machine
             if not (staging / CARD_NAME).exists():
                 cards.mark_generated(staging)
         yield staging, model, source
-
-
-def _run_samples(directory: Path) -> Path | None:
-    """The sample grid the run drew when it wrote the checkpoint ``directory`` (or, failing that, its latest)."""
-    run = directory.parent.parent
-    if directory.parent.name != rundirs.CHECKPOINTS or not rundirs.is_run_dir(run):
-        return None
-    step = rundirs.CHECKPOINT_PATTERN.match(directory.name)
-    at_step = rundirs.latest_samples(run, int(step.group(1))) if step else None
-    return at_step or rundirs.latest_samples(run)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -241,4 +334,4 @@ def _status(exc: Exception) -> str:
     return f"{code} ({message or first_line(exc)})" if code else first_line(exc)
 
 
-__all__ = ["download", "push_to_hub"]
+__all__ = ["download", "download_dataset", "from_pretrained", "push_to_hub"]

@@ -396,10 +396,13 @@ class ImageDataset(ABC):
 
     ``split(name)`` for ``name`` in ``train``, ``validation``, ``test`` returns a map-style
     ``torch.utils.data.Dataset`` whose items are ``uint8`` tensors ``(H, W, C)``.
+    ``validation_is_test`` is true when the validation split holds the test images (a data set with
+    no hold-out of its own), so nothing may be tuned on it that is then reported on test.
     """
 
     image_shape: tuple[int, int, int]
     bits: int = 8
+    validation_is_test: bool = False
 
     @abstractmethod
     def split(self, name: str) -> torch.utils.data.Dataset: ...

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Before genkit is imported anywhere: entry-point discovery is kept out of the suite (tests opt in).
 os.environ["GENKIT_LOAD_PLUGINS"] = ""
+# Nothing the suite builds may read or fill the user's data cache: a data set that fetches itself lands here.
+os.environ["GENKIT_CACHE"] = tempfile.mkdtemp(prefix="genkit-test-cache-")
 
 
 import pytest

@@ -1,11 +1,14 @@
 """A small, real HTTP server on 127.0.0.1 that speaks the part of the Hugging Face Hub API that
-``huggingface_hub`` uses to publish and fetch a model, so the Hub code is tested through the real client.
+``huggingface_hub`` uses to publish and fetch a model or a data set, so the Hub code is tested through
+the real client.
 
 Spoken: ``POST /api/repos/create``, ``POST /api/validate-yaml``, ``GET /api/models/{repo}[/revision/{rev}]``
 (model info), ``GET /api/models/{repo}/tree/{rev}[/{path}]``, ``POST /api/models/{repo}/branch/{name}``,
 ``POST /api/models/{repo}/preupload/{rev}``, ``POST /api/models/{repo}/commit/{rev}`` (ndjson) and
 ``HEAD``/``GET /{repo}/resolve/{rev}/{path}``, with the Hub's error headers (``X-Error-Code``) and
-download headers (``X-Repo-Commit``, ``ETag``, ``Content-Length``).
+download headers (``X-Repo-Commit``, ``ETag``, ``Content-Length``). Data-set repositories answer the
+same calls under ``/api/datasets/{repo}/…`` and ``/datasets/{repo}/resolve/…``; they are kept apart
+from the models (``FakeHub.datasets`` beside ``FakeHub.repos``), as on the Hub.
 
 Every file is stored as a regular git blob: the pre-upload answer is always ``"regular"``, so the client
 sends contents inline in the commit and never negotiates LFS or Xet storage. Each commit gets a new
@@ -33,16 +36,18 @@ TOKEN = "hf_genkit_fake_write_token"
 USER = "genkit-tester"
 
 REPO = r"(?P<repo>[^/]+/[^/]+)"
+KIND = r"(?P<kind>models|datasets)"  # the API's word for the kind of repository
 ROUTES = [
     ("POST", re.compile(r"^/api/repos/create$"), "create_repo"),
     ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
-    ("GET", re.compile(rf"^/api/models/{REPO}(?:/revision/(?P<rev>[^/]+))?$"), "model_info"),
-    ("GET", re.compile(rf"^/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?$"), "tree"),
-    ("POST", re.compile(rf"^/api/models/{REPO}/branch/(?P<rev>[^/]+)$"), "create_branch"),
-    ("POST", re.compile(rf"^/api/models/{REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
-    ("POST", re.compile(rf"^/api/models/{REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
-    ("HEAD", re.compile(rf"^/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
-    ("GET", re.compile(rf"^/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
+    ("GET", re.compile(rf"^/api/{KIND}/{REPO}(?:/revision/(?P<rev>[^/]+))?$"), "repo_info"),
+    ("GET", re.compile(rf"^/api/{KIND}/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?$"), "tree"),
+    ("POST", re.compile(rf"^/api/{KIND}/{REPO}/branch/(?P<rev>[^/]+)$"), "create_branch"),
+    ("POST", re.compile(rf"^/api/{KIND}/{REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
+    ("POST", re.compile(rf"^/api/{KIND}/{REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
+    # a model's files are under /{repo}/, a data set's under /datasets/{repo}/
+    ("HEAD", re.compile(rf"^/(?:(?P<kind>datasets)/)?{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
+    ("GET", re.compile(rf"^/(?:(?P<kind>datasets)/)?{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
 ]
 
 
@@ -81,11 +86,15 @@ class HubError(Exception):
 
 
 class FakeHub:
-    """The server's state: repositories, their commits and the blobs on disk. ``requests`` logs every call."""
+    """The server's state: repositories, their commits and the blobs on disk. ``requests`` logs every call.
+
+    ``repos`` holds the model repositories and ``datasets`` the data-set repositories, each by repo id.
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.repos: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self._counter = itertools.count()
@@ -123,8 +132,11 @@ class FakeHub:
         repo.branches[branch] = oid
         return commit
 
-    def _repo(self, repo_id: str, authorized: bool) -> Repo:
-        repo = self.repos.get(repo_id)
+    def _kind(self, kind: str) -> dict[str, Repo]:
+        return self.datasets if kind == "datasets" else self.repos
+
+    def _repo(self, repo_id: str, authorized: bool, kind: str = "models") -> Repo:
+        repo = self._kind(kind).get(repo_id)
         if repo is None or (repo.private and not authorized):
             raise HubError(404, "Repository not found", "RepoNotFound")
         return repo
@@ -140,18 +152,21 @@ class FakeHub:
     def create_repo(self, request, authorized):
         _require_write(authorized)
         payload = request.json()
-        if payload.get("type", "model") != "model":
-            raise HubError(400, "this test server only hosts model repositories")
+        repo_type = payload.get("type", "model")
+        if repo_type not in ("model", "dataset"):
+            raise HubError(400, "this test server hosts only model and data-set repositories")
+        repos = self._kind(f"{repo_type}s")
         repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
+        url = f"{self.url}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
         private = payload.get("visibility", "public") == "private" or bool(payload.get("private"))
         with self.lock:
-            if repo_id in self.repos:
+            if repo_id in repos:
                 # the Hub's 409 names the existing repo's url, which the client returns for exist_ok=True
-                raise HubError(409, "You already created this model repo", body={"url": f"{self.url}/{repo_id}"})
-            repo = self.repos[repo_id] = Repo(repo_id, private)
+                raise HubError(409, f"You already created this {repo_type} repo", body={"url": url})
+            repo = repos[repo_id] = Repo(repo_id, private)
             gitattributes = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
             self._commit(repo, "main", {".gitattributes": self._store(gitattributes)}, "initial commit")
-        return _json(200, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": repo_id})
+        return _json(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def validate_yaml(self, request, authorized):
         content = request.json()["content"]
@@ -166,8 +181,8 @@ class FakeHub:
             return _json(400, {"errors": [{"message": "metadata must be a mapping"}], "warnings": []})
         return _json(200, {"errors": [], "warnings": []})
 
-    def model_info(self, request, authorized, repo, rev=None):
-        repo = self._repo(repo, authorized)
+    def repo_info(self, request, authorized, repo, kind, rev=None):
+        repo = self._repo(repo, authorized, kind)
         commit = self._revision(repo, rev or "main")
         card = _card_metadata(self.blob(commit.files["README.md"])) if "README.md" in commit.files else {}
         info = {
@@ -183,8 +198,8 @@ class FakeHub:
         }
         return _json(200, info)
 
-    def tree(self, request, authorized, repo, rev, path=None):
-        repo = self._repo(repo, authorized)
+    def tree(self, request, authorized, repo, kind, rev, path=None):
+        repo = self._repo(repo, authorized, kind)
         commit = self._revision(repo, rev)
         prefix = f"{unquote(path).rstrip('/')}/" if path else ""
         recursive = request.query.get("recursive", ["False"])[0].lower() == "true"
@@ -204,9 +219,9 @@ class FakeHub:
         ]
         return _json(200, folder_entries + entries)
 
-    def create_branch(self, request, authorized, repo, rev):
+    def create_branch(self, request, authorized, repo, kind, rev):
         _require_write(authorized)
-        repo = self._repo(repo, authorized)
+        repo = self._repo(repo, authorized, kind)
         branch = unquote(rev)
         start = request.json().get("startingPoint") or "main"
         with self.lock:
@@ -215,9 +230,9 @@ class FakeHub:
             repo.branches[branch] = self._revision(repo, start).oid
         return _json(200, {})
 
-    def preupload(self, request, authorized, repo, rev):
+    def preupload(self, request, authorized, repo, kind, rev):
         _require_write(authorized)
-        repo = self._repo(repo, authorized)
+        repo = self._repo(repo, authorized, kind)
         commit = self._revision(repo, rev)
         files = [
             {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": commit.files.get(f["path"])}
@@ -225,9 +240,9 @@ class FakeHub:
         ]
         return _json(200, {"files": files, "commitOid": commit.oid})
 
-    def commit(self, request, authorized, repo, rev):
+    def commit(self, request, authorized, repo, kind, rev):
         _require_write(authorized)
-        repo = self._repo(repo, authorized)
+        repo = self._repo(repo, authorized, kind)
         branch = unquote(rev)
         lines = [json.loads(line) for line in request.body.decode().splitlines() if line.strip()]
         if not lines or lines[0].get("key") != "header":
@@ -251,13 +266,11 @@ class FakeHub:
                         400, f"unsupported commit operation {key!r}: this server stores every file as a regular blob"
                     )
             commit = self._commit(repo, branch, files, header.get("summary", ""))
-        return _json(
-            200,
-            {"commitUrl": f"{self.url}/{repo.repo_id}/commit/{commit.oid}", "commitOid": commit.oid, "success": True},
-        )
+        url = f"{self.url}/{'datasets/' if kind == 'datasets' else ''}{repo.repo_id}"
+        return _json(200, {"commitUrl": f"{url}/commit/{commit.oid}", "commitOid": commit.oid, "success": True})
 
-    def resolve(self, request, authorized, repo, rev, path):
-        repo = self._repo(repo, authorized)
+    def resolve(self, request, authorized, repo, rev, path, kind="models"):
+        repo = self._repo(repo, authorized, kind)
         commit = self._revision(repo, rev)
         path = unquote(path)
         oid = commit.files.get(path)

@@ -90,9 +90,9 @@ def test_cifar10_wrong_checksum_names_the_file_both_checksums_and_where_to_get_i
     assert "cs.toronto.edu" in message
 
 
-def test_cifar10_missing_root_says_what_it_looked_for(tmp_path):
-    with pytest.raises(DataError, match="cifar-10-python.tar.gz.*cifar-10-batches-py.*toronto"):
-        build("cifar10", root=str(tmp_path / "nowhere"))
+def test_cifar10_missing_root_with_downloads_off_says_what_it_looked_for(tmp_path):
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz.*cifar-10-batches-py.*data.download = false.*toronto"):
+        build("cifar10", root=str(tmp_path / "nowhere"), download=False)
 
 
 def test_cifar10_refuses_a_pickle_that_would_run_code(tmp_path):

@@ -93,3 +93,34 @@ def test_a_five_bit_data_set_is_scored_on_its_32_levels():
     result = trivial_baselines(data, data, data, 5)
     assert result["uniform"] == 5.0
     assert result["pixel_histogram"] < 5.0 + 1e-9
+
+
+def numpy_histogram_bits(fit_rows: np.ndarray, scored_rows: np.ndarray, alpha: float, levels: int = 256) -> float:
+    """Bits/dim of ``scored_rows`` under per-dimension add-α histograms counted on ``fit_rows`` (float64)."""
+    bits = 0.0
+    for dim in range(fit_rows.shape[1]):
+        counts = np.bincount(fit_rows[:, dim], minlength=levels).astype(np.float64)
+        probs = (counts + alpha) / (counts.sum() + levels * alpha)
+        bits -= np.log2(probs[scored_rows[:, dim]]).sum()
+    return bits / scored_rows.size
+
+
+def test_when_validation_is_the_test_set_alpha_is_chosen_on_a_slice_of_train_and_test_is_only_scored():
+    from genkit.engine.baselines import ALPHAS
+
+    train = dataset(60, 4, 2)
+    seen, unseen = train[:20], dataset(20, 5, 2)
+    # choosing on the test images themselves would pick different smoothings for these two test sets
+    assert (
+        trivial_baselines(train, seen, seen, 8)["pixel_histogram_alpha"]
+        != trivial_baselines(train, unseen, unseen, 8)["pixel_histogram_alpha"]
+    )
+    rows = np.stack([d.numpy() for d in train]).reshape(60, -1).astype(np.int64)
+    order = np.random.RandomState(0).permutation(60)
+    held, rest = order[:6], order[6:]  # 10 % of train, seed 0
+    alpha = min(ALPHAS, key=lambda a: numpy_histogram_bits(rows[rest], rows[held], a))
+    for test in (seen, unseen):
+        result = trivial_baselines(train, None, test, 8)
+        test_rows = np.stack([d.numpy() for d in test]).reshape(len(test), -1).astype(np.int64)
+        assert result["pixel_histogram_alpha"] == alpha
+        assert result["pixel_histogram"] == pytest.approx(numpy_histogram_bits(rows, test_rows, alpha), rel=1e-12)

@@ -75,7 +75,7 @@ def test_out_naming_an_existing_run_asks_for_resume(engine_registry, tmp_path, c
 
 
 def test_a_missing_data_file_is_one_line_and_exit_status_1(engine_registry, tmp_path, capsys):
-    recipe = write_recipe(tmp_path, data=f'name = "cifar10"\nroot = "{tmp_path / "none"}"')
+    recipe = write_recipe(tmp_path, data=f'name = "cifar10"\nroot = "{tmp_path / "none"}"\ndownload = false')
     assert main(["run", str(recipe)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("genkit: error: ") and err.count("\n") == 1 and "cifar-10-python.tar.gz" in err

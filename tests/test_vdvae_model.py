@@ -10,8 +10,7 @@ import torch
 from locations import ROOT
 
 from genkit.errors import ConfigError, RecipeError
-from genkit.modelinfo import parameter_counts
-from genkit.models import build_model
+from genkit.models import build_model, parameter_counts
 from genkit.recipe import load_recipe, recipe_from_dict
 from genkit_plugins.vdvae.config import TINY
 
@@ -39,7 +38,7 @@ def test_preset_recipes_have_the_reference_parameter_count(preset):
 
 @pytest.mark.parametrize("preset", ["cifar10", "ffhq256"])
 def test_preset_recipes_have_the_reference_number_of_latent_layers(preset):
-    from genkit.modelinfo import build_model
+    from genkit.models import build_model
 
     model = build_model(load_recipe(ROOT / "recipes" / f"{preset}.toml"), "meta")
     assert model.n_latent_layers == FULL_SIZE[preset]["n_latent_layers"]
@@ -168,7 +167,8 @@ def test_under_bf16_autocast_every_kl_stays_non_negative_and_the_loss_within_rou
     # outputs: in bf16 arithmetic the analytic KL's terms near ½ cancel badly and a layer's KL
     # came out negative (down to −0.9 nats per image here, at initialisation)
     recipe = load_recipe(
-        ROOT / "recipes" / "vdvae-tiny-8bit.toml", ['model.dec_blocks="1x1,4m1,4x4,8m4,8x5,16m8,16x5,32m16,32x6"']
+        ROOT / "tests" / "recipes" / "vdvae-tiny-8bit.toml",
+        ['model.dec_blocks="1x1,4m1,4x4,8m4,8x5,16m8,16x5,32m16,32x6"'],
     )
     torch.manual_seed(0)
     model = build_model(recipe).eval()

@@ -3,6 +3,7 @@
 Single process::
 
     genkit run recipes/digits.toml                      # the embedded data set, CPU, minutes
+    genkit run recipes/cifar10.toml                     # fetches CIFAR-10 (163 MiB) once into ~/.cache/genkit
     genkit run recipes/cifar10.toml --set data.root=~/data/cifar-10-python.tar.gz
     genkit run recipes/cifar10.toml --resume runs/cifar10
 
@@ -356,7 +357,7 @@ class Trainer:
             try:
                 final["baselines"] = trivial_baselines(
                     self.dataset.split("train"),
-                    self.dataset.split("validation"),
+                    None if self.dataset.validation_is_test else self.dataset.split("validation"),
                     self.dataset.split(split),
                     self.dataset.bits,
                     max_images=self.recipe.eval.max_images,

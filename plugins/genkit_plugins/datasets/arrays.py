@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genkit.errors import ConfigError, DataError
+from genkit.errors import ConfigError, DataError, first_line
 from genkit.interfaces import ImageDataset
 
 SPLITS = ("train", "validation", "test")
@@ -56,11 +56,12 @@ def seeded_holdout(n: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 class ArrayImageDataset(ImageDataset):
-    """A data set whose three splits are already ``ArraySplit`` views."""
+    """A data set whose three splits are already ``ArraySplit`` views (``validation_is_test``: see ``ImageDataset``)."""
 
-    def __init__(self, splits: dict[str, ArraySplit], bits: int = 8):
+    def __init__(self, splits: dict[str, ArraySplit], bits: int = 8, *, validation_is_test: bool = False):
         self._splits = splits
         self.bits = bits
+        self.validation_is_test = validation_is_test
         self.image_shape = tuple(int(s) for s in splits["train"].images.shape[1:])
 
     def split(self, name: str) -> ArraySplit:
@@ -80,7 +81,7 @@ def load_npy(path: Path, *, where: str, shape: tuple[int | None, ...] | None = N
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(
-            f"{path}: not a readable .npy file ({_first_line(exc)}); expected {expected} ({where})"
+            f"{path}: not a readable .npy file ({first_line(exc)}); expected {expected} ({where})"
         ) from None
     ok = array.dtype == np.uint8 and array.ndim == 4 and array.shape[-1] in (1, 3)
     if shape is not None:
@@ -94,8 +95,3 @@ def load_npy(path: Path, *, where: str, shape: tuple[int | None, ...] | None = N
 
 def _shape_text(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

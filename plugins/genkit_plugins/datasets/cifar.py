@@ -1,16 +1,22 @@
 """CIFAR-10 (Krizhevsky 2009) from the official python release, split as openai/vdvae splits it.
 
-The release is ``cifar-10-python.tar.gz`` (MD5 c58f30108f718f92721af3b95e74349a): five training
-batches and one test batch, each a pickled dict whose ``b"data"`` is ``(10000, 3072)`` ``uint8``
-in channel-major order. ``root`` may be the tarball, the folder holding it, or the extracted
-``cifar-10-batches-py`` folder (or its parent). The reference holds out 5,000 training images
-with ``sklearn.model_selection.train_test_split(test_size=5000, random_state=11172018)``; we take
-the same indices, so "validation" here is the reference's validation set image for image.
+The release is ``cifar-10-python.tar.gz`` (170,498,071 bytes, MD5 c58f30108f718f92721af3b95e74349a):
+five training batches and one test batch, each a pickled dict whose ``b"data"`` is ``(10000, 3072)``
+``uint8`` in channel-major order. ``root`` may be the tarball, the folder holding it, or the
+extracted ``cifar-10-batches-py`` folder (or its parent); left empty, it is ``cifar10/`` in the
+genkit cache. When no copy is there the tarball is fetched from ``url`` into that place, checked
+against ``md5`` before it is kept (see :mod:`genkit.downloads`). ``hub`` names a Hub data-set repo
+holding the tarball or the extracted folder instead.
+
+The reference holds out 5,000 training images with
+``sklearn.model_selection.train_test_split(test_size=5000, random_state=11172018)``; we take the
+same indices, so "validation" here is the reference's validation set image for image.
+``validation_size = 0`` holds nothing out: all 50,000 images train and the validation split is the
+test set (how PixelCNN++ and Flow++ report CIFAR-10), which the data set declares.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import tarfile
@@ -20,13 +26,17 @@ import attrs
 import numpy as np
 from einops import rearrange
 
+from genkit.downloads import cache_dir, fetch, md5sum
 from genkit.errors import DataError
 from genkit.schema import in_range
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit
+from genkit_plugins.datasets.sources import check_one_source, hub_folder, why_not_downloading
 
 TARBALL = "cifar-10-python.tar.gz"
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
+CACHE_FOLDER = "cifar10"  # under the genkit cache
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 WHERE = "get cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -35,11 +45,15 @@ REFERENCE_SPLIT_SEED = 11172018
 
 @attrs.frozen
 class Cifar10Settings:
-    """Where the CIFAR-10 files are, and how the validation split is held out of the 50,000 training images."""
+    """Where the CIFAR-10 files are (or come from), and how validation is held out of the 50,000 training images."""
 
-    root: str = "data/cifar10"
+    root: str = ""  # a local copy; "" = cifar10/ in the genkit cache ($GENKIT_CACHE, else ~/.cache/genkit)
+    url: str = OFFICIAL_URL  # fetched from here into root when no copy is there
     md5: str = OFFICIAL_MD5  # of the tarball; "" skips the check (the extracted folder is never checksummed)
-    validation_size: int = attrs.field(default=5000, validator=in_range(1))
+    download: bool = True  # false: never fetch (nor does HF_HUB_OFFLINE=1)
+    hub: str = ""  # a Hub data-set repo holding the tarball or the extracted folder, instead of root and url
+    hub_revision: str = ""  # "" = the repo's main branch
+    validation_size: int = attrs.field(default=5000, validator=in_range(0))  # 0: validation is the test set
     split_seed: int = REFERENCE_SPLIT_SEED
 
 
@@ -70,14 +84,6 @@ def _read_batch(data: bytes, source: str) -> np.ndarray:
     if pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32:
         raise DataError(f"{source}: batch data has shape {pixels.shape}, expected (N, 3072); {WHERE}")
     return rearrange(pixels, "n (c h w) -> n h w c", c=3, h=32, w=32)
-
-
-def md5sum(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
@@ -112,23 +118,66 @@ def _read_folder(folder: Path) -> dict[str, np.ndarray]:
     return batches
 
 
-def locate(root: Path) -> Path:
-    """The tarball or batch folder that ``root`` names or contains."""
+def find(root: Path) -> Path | None:
+    """The tarball or batch folder that ``root`` names or contains, if there is one."""
     for candidate in (root, root / FOLDER, root / TARBALL):
         if candidate.is_file() and candidate.name.endswith(".tar.gz"):
             return candidate
         if candidate.is_dir() and (candidate / TEST_BATCH).exists():
             return candidate
-    raise DataError(f"{root}: found neither {TARBALL} nor an extracted {FOLDER} folder there; {WHERE}")
+    return None
+
+
+def locate(settings: Cifar10Settings) -> tuple[Path, bool]:
+    """(the tarball or batch folder to read, whether it still needs its MD5 checked), fetching it if allowed."""
+    check_one_source(settings.root, settings.hub)
+    if settings.hub:
+        folder = hub_folder(
+            settings.hub, settings.hub_revision, patterns=[TARBALL, f"{FOLDER}/*"], download=settings.download
+        )
+        found = find(folder)
+        if found is None:
+            raise DataError(
+                f"{settings.hub}: the Hub data-set repo holds neither {TARBALL} nor an extracted {FOLDER}/ folder "
+                f"(genkit reads the official python release, not Parquet conversions)"
+            )
+        return found, True
+    root = Path(settings.root).expanduser() if settings.root else cache_dir() / CACHE_FOLDER
+    found = find(root)
+    if found is not None:
+        return found, True
+    off = why_not_downloading(settings.download)
+    if off:
+        raise DataError(
+            f"{root}: found neither {TARBALL} nor an extracted {FOLDER} folder there, and downloads are off ({off}); "
+            f"{WHERE}"
+        )
+    target = root if root.name.endswith(".tar.gz") else root / TARBALL
+    return fetch(settings.url, target, md5=settings.md5, hint=f"; or {WHERE} and set data.root to it"), False
 
 
 class Cifar10(ArrayImageDataset):
-    """CIFAR-10, 32×32 RGB: 45,000 train / 5,000 validation (the reference's hold-out) / 10,000 test."""
+    """CIFAR-10, 32×32 RGB: 45,000 train / 5,000 validation (the reference's hold-out) / 10,000 test.
+
+    With ``validation_size = 0``: 50,000 train, and the 10,000 test images serve as validation too.
+    """
 
     def __init__(self, settings: Cifar10Settings):
-        source = locate(Path(settings.root).expanduser())
-        batches = _read_tarball(source, settings.md5) if source.is_file() else _read_folder(source)
+        source, needs_check = locate(settings)
+        md5 = settings.md5 if needs_check else ""  # a fresh download was checked before it was kept
+        batches = _read_tarball(source, md5) if source.is_file() else _read_folder(source)
         train_all = np.concatenate([batches[name] for name in TRAIN_BATCHES])
+        test = ArraySplit(batches[TEST_BATCH])
+        if settings.validation_size == 0:
+            super().__init__(
+                {"train": ArraySplit(train_all), "validation": test, "test": test}, validation_is_test=True
+            )
+            return
+        if settings.validation_size >= len(train_all):
+            raise DataError(
+                f"{source}: cannot hold out {settings.validation_size} of only {len(train_all)} training images "
+                "for validation (data.validation_size)"
+            )
         from sklearn.model_selection import train_test_split
 
         # the reference splits the image array itself; splitting its index gives the same partition
@@ -136,9 +185,5 @@ class Cifar10(ArrayImageDataset):
             np.arange(len(train_all)), test_size=settings.validation_size, random_state=settings.split_seed
         )
         super().__init__(
-            {
-                "train": ArraySplit(train_all, train),
-                "validation": ArraySplit(train_all, validation),
-                "test": ArraySplit(batches[TEST_BATCH]),
-            }
+            {"train": ArraySplit(train_all, train), "validation": ArraySplit(train_all, validation), "test": test}
         )

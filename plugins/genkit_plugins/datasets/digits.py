@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 from einops import rearrange
 
-from genkit.errors import DataError
+from genkit.errors import DataError, first_line
 from genkit.schema import in_range
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit
 
@@ -57,9 +57,7 @@ def read_digits(path: Path) -> np.ndarray:
         with gzip.open(path, "rt") as fh:
             table = np.loadtxt(fh, delimiter=",", ndmin=2)
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(
-            f"{path}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); expected {expected}"
-        ) from None
+        raise DataError(f"{path}: unreadable ({first_line(exc)}); expected {expected}") from None
     pixels = table[:, : SIDE * SIDE] if table.shape[1:] == (SIDE * SIDE + 1,) else None
     if (
         pixels is None

@@ -20,6 +20,7 @@ from genkit.errors import ConfigError, DataError
 from genkit.interfaces import ImageDataset
 from genkit.schema import in_range
 from genkit_plugins.datasets.arrays import SPLITS, seeded_holdout
+from genkit_plugins.datasets.sources import data_folder
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "valid", "val"), "test": ("test",)}
@@ -65,8 +66,8 @@ class ImageFiles(Dataset):
 
 
 class FolderDataset(ImageDataset):
-    def __init__(self, splits: dict[str, ImageFiles], bits: int = 8):
-        self._splits, self.bits = splits, bits
+    def __init__(self, splits: dict[str, ImageFiles], bits: int = 8, *, validation_is_test: bool = False):
+        self._splits, self.bits, self.validation_is_test = splits, bits, validation_is_test
         self.image_shape = splits["train"].image_shape
 
     def split(self, name: str) -> ImageFiles:
@@ -77,9 +78,12 @@ class FolderDataset(ImageDataset):
 
 @attrs.frozen
 class ImageFolderSettings:
-    """A folder of images: either with train/ (validation/ or valid/, test/) subfolders, or flat and split here."""
+    """A folder (or Hub data-set repo) of images: with train/ (validation/ or valid/, test/) subfolders, or flat."""
 
-    root: str = "data/images"
+    root: str = ""
+    hub: str = ""  # a Hub data-set repo holding the images, instead of root
+    hub_revision: str = ""  # "" = the repo's main branch
+    download: bool = True  # false: use the Hub repo only if it is already in the Hugging Face cache
     channels: Literal[1, 3] = 3
     validation_fraction: float = attrs.field(default=0.05, validator=in_range(0, 1, low_open=True, high_open=True))
     test_fraction: float = attrs.field(default=0.05, validator=in_range(0, 1, low_open=True, high_open=True))
@@ -88,7 +92,14 @@ class ImageFolderSettings:
 
 def image_folder(settings: ImageFolderSettings) -> FolderDataset:
     """Any folder of same-sized images; subfolders train/validation/test are used as the splits when present."""
-    root = Path(settings.root).expanduser()
+    root = data_folder(
+        settings.root,
+        settings.hub,
+        settings.hub_revision,
+        download=settings.download,
+        patterns=[f"*{case(extension)}" for extension in sorted(EXTENSIONS) for case in (str.lower, str.upper)],
+        holding="same-sized images",
+    )
     where = "point data.root at a folder of same-sized images"
     found = {
         split: next((root / f for f in folders if (root / f).is_dir()), None)
@@ -134,8 +145,12 @@ def ffhq1024(settings: Ffhq1024Settings) -> FolderDataset:
     """FFHQ 1024×1024 (Karras 2019) from train/ and valid/ image folders; like the reference, valid is also \
 the test set."""
     root = Path(settings.root).expanduser()
-    where = "made by openai/vdvae's setup_ffhq1024.sh from the images of github.com/NVlabs/ffhq-dataset"
+    where = (
+        "genkit cannot fetch FFHQ (its Google Drive copy refuses downloads once a daily quota is used): download "
+        "images1024x1024 as github.com/NVlabs/ffhq-dataset explains, then split it with openai/vdvae's "
+        "setup_ffhq1024.sh"
+    )
     shape = (1024, 1024, 3)
     train = ImageFiles(list_images(root / "train", where), shape, where)
     valid = ImageFiles(list_images(root / "valid", where), shape, where)
-    return FolderDataset({"train": train, "validation": valid, "test": valid})
+    return FolderDataset({"train": train, "validation": valid, "test": valid}, validation_is_test=True)

@@ -15,9 +15,17 @@ import attrs
 
 from genkit.schema import in_range
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit, load_npy, seeded_holdout
+from genkit_plugins.datasets.sources import data_folder
 
-IMAGENET_WHERE = "made by openai/vdvae's setup_imagenet.sh from the downsampled ImageNet of image-net.org"
-FFHQ_WHERE = "made by openai/vdvae's setup_ffhq256.sh from the FFHQ images of github.com/NVlabs/ffhq-dataset"
+IMAGENET_WHERE = (
+    "genkit cannot fetch downsampled ImageNet (image-net.org asks for a login): sign in at image-net.org, download "
+    "the downsampled train and validation images, and convert them as openai/vdvae's setup_imagenet.sh does"
+)
+NPY_FILES = ("train.npy", "validation.npy", "test.npy")
+FFHQ_WHERE = (
+    "genkit does not fetch FFHQ-256 (a 13.8 GB file with no published checksum): download it with openai/vdvae's "
+    "setup_ffhq256.sh, or make it from the FFHQ images of github.com/NVlabs/ffhq-dataset"
+)
 
 
 @attrs.frozen
@@ -80,16 +88,21 @@ class Ffhq256(ArrayImageDataset):
         train, validation = seeded_holdout(len(images), settings.validation_size, settings.split_seed)
         held_out = ArraySplit(images, validation)
         super().__init__(
-            {"train": ArraySplit(images, train), "validation": held_out, "test": held_out}, bits=settings.bits
+            {"train": ArraySplit(images, train), "validation": held_out, "test": held_out},
+            bits=settings.bits,
+            validation_is_test=True,
         )
 
 
 @attrs.frozen
 class NpySettings:
-    """Folder with ``train.npy`` and ``test.npy`` (and optionally ``validation.npy``), all ``uint8``
-    ``(N, H, W, C)``."""
+    """Folder (or Hub data-set repo) with ``train.npy`` and ``test.npy`` (and optionally ``validation.npy``),
+    all ``uint8`` ``(N, H, W, C)``."""
 
-    root: str = "data/npy"
+    root: str = ""
+    hub: str = ""  # a Hub data-set repo holding the .npy files, instead of root
+    hub_revision: str = ""  # "" = the repo's main branch
+    download: bool = True  # false: use the Hub repo only if it is already in the Hugging Face cache
     validation_size: int = attrs.field(
         default=1000, validator=in_range(1)
     )  # held out of train when validation.npy is absent
@@ -101,7 +114,14 @@ class NpyImages(ArrayImageDataset):
     """Any ``uint8`` image arrays saved with ``numpy.save``: train.npy, test.npy, optional validation.npy."""
 
     def __init__(self, settings: NpySettings):
-        root = Path(settings.root).expanduser()
+        root = data_folder(
+            settings.root,
+            settings.hub,
+            settings.hub_revision,
+            download=settings.download,
+            patterns=list(NPY_FILES),
+            holding="train.npy and test.npy",
+        )
         where = "write it with numpy.save(path, images) where images is uint8 (N, H, W, C)"
         train_all = load_npy(root / "train.npy", where=where)
         shape = (None, *train_all.shape[1:])
