@@ -92,3 +92,13 @@ def test_the_cached_loop_runs_on_the_meta_device_so_it_never_reads_a_value_back_
     assert images.device.type == "meta" and images.shape == (2, c, h, w)
     with pytest.raises((RuntimeError, NotImplementedError)):
         bool(images.sum() > 0)  # what the loop must never do
+
+
+def test_sampling_holds_the_weights_fixed_only_while_it_draws():
+    model = freshly_initialised_model()
+    images = torch.randint(0, 256, (2, 8, 8, 1), dtype=torch.uint8)
+    model.sample(1, generator=torch.Generator().manual_seed(0))
+    before = model(images).nll
+    with torch.no_grad():
+        model.network.nin_out.linear.g.mul_(2.0)
+    assert not torch.equal(model(images).nll, before), "the effective weights follow g again after sampling"

@@ -28,6 +28,7 @@ from genkit.interfaces import DataDependentInit, GenerativeModel, LossTerms, Obj
 from genkit_plugins.pixelcnnpp.config import PixelCNNPPConfig
 from genkit_plugins.pixelcnnpp.kinds import NETWORK, InitialisedFromData
 from genkit_plugins.pixelcnnpp.sampling import SAMPLERS
+from genkit_plugins.pixelcnnpp.weightnorm import fixed_weights
 from genkit_plugins.precision import at_least_float32
 
 BITS = 8
@@ -174,6 +175,6 @@ class PixelCNNPP(GenerativeModel, DataDependentInit):
         )
         noise = self.likelihood.draw_noise(shape_of_params, generator)
         x = torch.zeros(n, c, h, w, dtype=self._dtype(), device=device)
-        with evaluating(self):
+        with evaluating(self), fixed_weights(self.network):
             levels = draw(self.network, self.likelihood, x, noise, self.condition(labels, n))
         return self.to_uint8(levels)

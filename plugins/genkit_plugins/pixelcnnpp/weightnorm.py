@@ -13,6 +13,9 @@ initialises on normalised inputs: one pass initialises a whole network in order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -37,6 +40,7 @@ class WeightNormed(nn.Module, InitialisedFromData):
         self.b = nn.Parameter(torch.zeros(out_channels))
         self.init_scale = init_scale
         self._armed = False
+        self._fixed: Tensor | None = None  # the effective weight, while the weights are held fixed
 
     def _per_channel(self, values: Tensor) -> Tensor:
         """``values`` (one per output channel) shaped to broadcast against ``V``."""
@@ -51,6 +55,8 @@ class WeightNormed(nn.Module, InitialisedFromData):
 
     def weight(self) -> Tensor:
         """The effective weight ``g · V / ‖V‖``."""
+        if self._fixed is not None:
+            return self._fixed
         return self.direction() * self._per_channel(self.g)
 
     def operation(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -113,3 +119,21 @@ class WeightNormLinear(WeightNormed):
 
     def operation(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.conv2d(x, weight[:, :, None, None], bias)
+
+
+@contextmanager
+def fixed_weights(module: nn.Module) -> Iterator[None]:
+    """Every weight-normalised layer in ``module`` computes its effective weight once, for the duration.
+
+    For sampling, where the weights do not change and every layer runs at every pixel: without it
+    each step would recompute ``g · V / ‖V‖`` for every layer.
+    """
+    layers = [m for m in module.modules() if isinstance(m, WeightNormed)]
+    with torch.no_grad():
+        for layer in layers:
+            layer._fixed = layer.weight()
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._fixed = None
