@@ -56,6 +56,19 @@ def test_genkit_show_reports_the_cifar10_recipes_parameter_count_samplers_and_ca
     )
 
 
+def test_the_digits_recipe_builds_a_small_categorical_pixelcnnpp_on_the_embedded_digits():
+    from genkit.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / "pixelcnnpp-digits.toml")
+    model = build_model(recipe, "meta")
+    assert (recipe.data.name, model.image_shape, type(model.likelihood).__name__) == (
+        "digits",
+        (8, 8, 1),
+        "Categorical",
+    )
+    assert sum(p.numel() for p in model.parameters()) == 979_456
+
+
 def test_the_model_declares_an_exact_likelihood_and_data_dependent_initialisation():
     model = build_model(recipe("rgb"))
     assert isinstance(model, GenerativeModel) and isinstance(model, DataDependentInit)
