@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from locations import FIXTURES
-from test_pixelcnnpp_reference import FILES, fixture_dir, images, recipe
+from test_pixelcnnpp_reference import FILES, fixture_dir, images, one_thread, recipe  # noqa: F401  (one_thread: a fixture)
 
 from genkit.models import build_model
 from genkit_plugins.pixelcnnpp.convert import convert_checkpoint

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from locations import ROOT
-from test_pixelcnnpp_reference import recipe
+from test_pixelcnnpp_reference import one_thread, recipe  # noqa: F401  (one_thread: a fixture)
 
 from genkit.errors import ConfigError, RecipeError
 from genkit.interfaces import DataDependentInit, GenerativeModel, LossTerms, capabilities

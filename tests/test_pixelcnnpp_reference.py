@@ -39,6 +39,15 @@ RTOL = {"float64": 1e-9, "float32-dataparallel": 1e-5, "before-april-2019": 1e-9
 CIFAR10 = str(ROOT / "recipes" / "pixelcnnpp-cifar10.toml")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The models in these tests are tiny: a second thread only waits at every barrier, for long on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def recipe(name: str, **changes):
     return recipe_from_dict({"model": {"name": "pixelcnnpp", **SETTINGS[name], **changes}})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_pixelcnnpp_reference import FILES, fixture_dir, recipe
+from test_pixelcnnpp_reference import FILES, fixture_dir, one_thread, recipe  # noqa: F401  (one_thread: a fixture)
 
 from genkit.errors import ConfigError
 from genkit.models import build_model
