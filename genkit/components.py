@@ -53,7 +53,7 @@ def structure_component(kind: str, value: Any, *, path: str, file: str | None) -
     try:
         spec = get_registry().get(kind, name, provider=provider)
     except PluginError as exc:
-        raise PluginError(f"{file + ': ' if file else ''}{path}.name: {exc}") from None
+        raise PluginError.at(file, f"{path}.name", str(exc)) from None
     settings = structure(spec.config, value, path=path, file=file)
     return ComponentRef(name, settings, spec.provider)
 
