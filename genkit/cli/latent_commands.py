@@ -21,7 +21,7 @@ from genkit.cli.model_options import (
     read_images,
     seed_option,
 )
-from genkit.cli.options import emit_json, json_option
+from genkit.cli.options import Count, OutputPath, emit_json, json_option
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.errors import ConfigError
 from genkit.interfaces import LatentVariables, nats_to_bits, require
@@ -36,7 +36,7 @@ from genkit.interfaces import LatentVariables, nats_to_bits, require
     required=True,
     help="A .npy file of uint8 images (N, H, W, C).",
 )
-@click.option("--n", type=click.IntRange(1), default=6, show_default=True, help="How many of the images (rows).")
+@click.option("--n", type=Count(1), default=6, show_default=True, help="How many of the images (rows).")
 @click.option(
     "--keep",
     default=None,
@@ -51,7 +51,7 @@ from genkit.interfaces import LatentVariables, nats_to_bits, require
 )
 @seed_option
 @device_option
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG grid to write.")
+@click.option("--out", type=OutputPath("image"), required=True, help="PNG grid to write.")
 def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out):
     """The paper's Figure 4: each row an image, then decodings keeping its first k latent layers from the posterior."""
     from genkit.images import save_grid
@@ -89,12 +89,12 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
     default=None,
     help="Use the recipe's data set split instead.",
 )
-@click.option("--max-images", type=click.IntRange(1), default=None, help="With --split: only the first N images.")
+@click.option("--max-images", type=Count(1), default=None, help="With --split: only the first N images.")
 @latents_option
 @batch_option
 @seed_option
 @device_option
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG plot of the rate of every layer.")
+@click.option("--plot", type=OutputPath("plot"), default=None, help="PNG plot of the rate of every layer.")
 @json_option
 def rates(model_path, images_path, split, max_images, latents, batch_size, seed, device, plot, json_path):
     """The paper's Figure 5: the rate (KL) of every latent layer in bits per dimension, as a table and a plot."""
