@@ -10,7 +10,9 @@
 
 A checkpoint is written into a hidden temporary folder, flushed, and renamed into place: a
 rename is atomic, so every ``step-*`` folder is complete and a crash mid-write leaves only a
-temporary folder that the next write clears. The newest ``keep_checkpoints`` are kept.
+temporary folder that the next write clears. The newest ``keep_checkpoints`` are kept. Weights
+that are not all finite are never written: the checkpoint is refused and the last good one stays
+the latest. A write that fails (a full disk) leaves the latest checkpoint as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from genkit.errors import CheckpointError
-from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, save_pretrained
+from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained
 from genkit.rundirs import CHECKPOINTS, checkpoint_dirs
 
 TRAINED_NAME = "trained.safetensors"
@@ -43,20 +45,31 @@ def save(
 ) -> Path:
     """Write checkpoint ``step`` atomically and delete all but the newest ``keep``."""
     folder = Path(run_dir) / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"step-{step:08d}"
     tmp = folder / f".tmp-step-{step:08d}"
-    for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".del-step-*")]:  # from a crash mid-write or mid-delete
-        shutil.rmtree(leftover, ignore_errors=True)
-    save_pretrained(ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in trained.state_dict().items()}
-    save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
-    torch.save(state, tmp / STATE_NAME)
-    _fsync_folder(tmp)
-    if target.exists():  # the same step written again (e.g. interrupted right after a periodic checkpoint)
-        _remove(target)
-    os.replace(tmp, target)
-    _fsync(folder)
+    problem = non_finite(tensors)
+    if problem:
+        raise CheckpointError(f"{target}: not written: the trained weights' {problem}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".del-step-*")]:  # a crash mid-write or -delete
+            shutil.rmtree(leftover, ignore_errors=True)
+        save_pretrained(ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step})
+        save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
+        torch.save(state, tmp / STATE_NAME)
+        _fsync_folder(tmp)
+        if target.exists():  # the same step written again (e.g. interrupted right after a periodic checkpoint)
+            _remove(target)
+        os.replace(tmp, target)
+        _fsync(folder)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        latest = checkpoint_dirs(run_dir)
+        raise CheckpointError(
+            f"{target}: could not be written ({exc.strerror or exc}); "
+            + (f"the latest checkpoint is still {latest[-1]}" if latest else "no checkpoint was written")
+        ) from None
     for old in checkpoint_dirs(run_dir)[:-keep]:
         _remove(old)
     return target
