@@ -146,6 +146,8 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: is a directory, expected a recipe .toml file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a recipe .toml file") from None
 
 
 def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str] = ()) -> Recipe:

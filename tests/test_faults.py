@@ -130,6 +130,8 @@ def world(tmp_path_factory):
     (root / "binary.jsonl").write_bytes(b"\x93NUMPY\x00\xff\xfe")
     (root / "damaged").mkdir()
     (root / "damaged" / "metrics.jsonl").write_text('{"step": 1, "spl\n{"step": 2, "split": "train"}\n')
+    shutil.copytree(run, root / "partial")
+    torch.save({"step": 2}, rundirs.latest_checkpoint(root / "partial") / "state.pt")
     (root / "taken").mkdir()
     (root / "taken" / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss_bpd": 3.0}\n')
     (root / "source.toml").write_text('source = "elsewhere.toml"\n' + recipe.read_text())
@@ -206,7 +208,9 @@ CASES = [
     ("config-a-string", "eval {root}/config-string --images {images}", 1, "found a string"),
     ("convert-not-a-checkpoint", "convert vdvae {root}/not-a-checkpoint.th --recipe {digits} --out {root}/c", 1,
      "not-a-checkpoint.th: not a PyTorch state dict"),
+    ("recipe-binary", "show {root}/binary.jsonl", 2, "binary.jsonl: not a text file; expected a recipe"),
     ("curve-binary", "curve {root}/binary.jsonl", 1, "binary.jsonl: not a text file"),
+    ("resume-incomplete-state", "run {recipe} --resume {root}/partial", 1, "state.pt: the training state lacks"),
     ("curve-damaged-line", "curve {root}/damaged", 1, "metrics.jsonl:1: not a metrics record"),
     ("cifar-too-few-images", "run {root}/cifar.toml", 1, "cannot hold out 100 of only 20 training images"),
     ("image-of-another-size", "run {root}/sizes.toml --out {root}/sizes-run", 1, "zz-small.png: image is 6×6"),

@@ -31,6 +31,7 @@ from genkit.rundirs import CHECKPOINTS, checkpoint_dirs
 
 TRAINED_NAME = "trained.safetensors"
 STATE_NAME = "state.pt"
+STATE_KEYS = ("step", "optimizer", "scheduler", "skipped_updates", "rng")  # what a resume cannot do without
 
 
 def save(
@@ -81,7 +82,7 @@ def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Modu
     load_strict(ema_model, load_state_dict(checkpoint / WEIGHTS_NAME), str(checkpoint / WEIGHTS_NAME))
     path = checkpoint / STATE_NAME
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(
             f"{path}: not found; a training checkpoint holds {STATE_NAME} beside the weights"
@@ -90,6 +91,10 @@ def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Modu
         raise CheckpointError(
             f"{path}: unreadable training state ({type(exc).__name__}); the checkpoint is damaged"
         ) from None
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: the training state lacks {', '.join(missing)}; the checkpoint is damaged")
+    return state
 
 
 def _remove(path: Path) -> None:

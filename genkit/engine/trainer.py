@@ -36,7 +36,7 @@ from genkit.engine.metrics import MetricsLog, Progress
 from genkit.engine.report import print_summary
 from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
-from genkit.errors import CheckpointError, ConfigError, DataError
+from genkit.errors import CheckpointError, ConfigError, DataError, first_line
 from genkit.fileio import make_folder, unwritable, write_json
 from genkit.images import save_grid
 from genkit.interfaces import DataDependentInit, Invertible, nats_to_bits
@@ -172,8 +172,14 @@ class Trainer:
     def _restore(self) -> None:
         latest = rundirs.latest_checkpoint(self.run_dir)
         state = checkpoint.load(latest, trained=self.model, ema_model=self.ema.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{latest / checkpoint.STATE_NAME}: its optimizer state does not fit the model ({first_line(exc)}); "
+                "the checkpoint is damaged"
+            ) from None
         adapt_loaded_optimizer(self.optimizer, self.scheduler, self.config)
         self.step, self.skipped_updates = int(state["step"]), int(state["skipped_updates"])
         # the figures of a logging interval the checkpoint interrupted (all ranks' together, carried by rank 0)
