@@ -1,16 +1,27 @@
-"""genkit: a plugin-based PyTorch toolkit for likelihood-based generative models of images."""
+"""genkit: a plugin-based PyTorch toolkit for likelihood-based generative models of images.
 
-__version__ = "0.1.0"
+The names most scripts need, loaded on first use so that ``import genkit`` and the CLI stay fast:
+``from_pretrained`` (a model directory, a run directory or a Hub repo), ``save_pretrained``,
+``push_to_hub``, ``load_recipe`` and ``build_model``.
+"""
+
+from genkit.version import __version__
+
+_API = {
+    "from_pretrained": "genkit.hub",
+    "push_to_hub": "genkit.hub",
+    "save_pretrained": "genkit.pretrained",
+    "load_recipe": "genkit.recipe",
+    "build_model": "genkit.models",
+}
 
 
 def __getattr__(name):
-    # The heavy parts (torch models, the Hub client) load on first use, keeping `import genkit` and the CLI fast.
-    if name == "from_pretrained":
-        from genkit.pretrained import from_pretrained
+    if name in _API:
+        import importlib
 
-        return from_pretrained
-    if name == "load_recipe":
-        from genkit.recipe import load_recipe
-
-        return load_recipe
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'genkit' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_API]

@@ -141,7 +141,7 @@ def _download(url: str, target: Path, md5: str, *, hint: str, progress: bool, re
 
 def _transfer(url: str, part: Path, start: int, *, progress: bool, timeout: float, hint: str) -> None:
     """Append the rest of ``url`` from byte ``start`` to ``part`` (all of it when the server ignores ``Range``)."""
-    from genkit import __version__
+    from genkit.version import __version__
 
     headers = {"User-Agent": f"genkit/{__version__}", "Accept-Encoding": "identity"}
     if start:

@@ -1,4 +1,4 @@
-"""Publishing model directories to the Hugging Face Hub, and fetching them back.
+"""Loading models from anywhere (:func:`from_pretrained`), publishing them to the Hugging Face Hub.
 
 What is published is exactly a model directory (see :mod:`genkit.pretrained`): ``config.json``,
 ``model.safetensors``, a ``README.md`` model card whose YAML front matter carries the Hub metadata
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from genkit import cards, rundirs
+from genkit import cards
 from genkit.cards import CARD_NAME, EVAL_NAME, SAMPLES_NAME
 from genkit.errors import CheckpointError, ConfigError, HubError, first_line
 from genkit.fileio import write_json
@@ -181,6 +181,42 @@ def _snapshot(
     return Path(folder)
 
 
+def from_pretrained(
+    repo_id_or_path: str | Path,
+    revision: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> torch.nn.Module:
+    """A ready model (eval mode, on ``device`` in ``dtype``) from a model directory, a run directory or the Hub.
+
+    A local directory wins over a Hub repo of the same name. From the Hub, only ``config.json``,
+    ``model.safetensors`` and ``README.md`` of ``revision`` (a branch, tag or commit; default
+    ``main``) are fetched into the Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``);
+    with ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` the cached copy is used without any
+    network call. ``endpoint`` overrides ``HF_ENDPOINT`` (a mirror, or a test server).
+    """
+    local = resolve_local(repo_id_or_path)
+    if local is not None:
+        if revision is not None:
+            raise ConfigError(
+                f"{repo_id_or_path}: a revision ({revision!r}) applies to Hub repos, and this is a local directory"
+            )
+        return load_model_dir(local, device=device, dtype=dtype)
+    snapshot = download(
+        str(repo_id_or_path),
+        revision=revision,
+        local_files_only=local_files_only,
+        token=token,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+    )
+    return load_model_dir(snapshot, device=device, dtype=dtype)
+
+
 # ---- publishing ----------------------------------------------------------------------------------
 
 
@@ -203,8 +239,8 @@ def push_to_hub(
     not ``main``, then uploads the model directory in one commit. A directory is first loaded
     strictly, so a damaged one is never published. The card is (re)written unless the directory's
     card is the author's own (it lacks :data:`genkit.cards.GENERATED_MARK`). The sample grid is the
-    directory's own, else the one its run drew last (a run directory or a checkpoint of one), else
-    ``samples`` images drawn now (0: none). Returns the ``huggingface_hub`` ``CommitInfo``.
+    directory's own — a run's checkpoint holds the grid the run drew at its step — else ``samples``
+    images drawn now (0: none). Returns the ``huggingface_hub`` ``CommitInfo``.
     """
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
@@ -262,22 +298,9 @@ def _staged(model_or_path):
                 if (directory / name).is_file():
                     # only the weights are linked: the card and eval.json may be rewritten in the staging copy
                     (_link_or_copy if name == WEIGHTS_NAME else shutil.copyfile)(directory / name, staging / name)
-            grid = _run_samples(directory)
-            if not (staging / SAMPLES_NAME).exists() and grid is not None:
-                shutil.copyfile(grid, staging / SAMPLES_NAME)  # what training drew, not new samples on this machine
             if not (staging / CARD_NAME).exists():
                 cards.mark_generated(staging)
         yield staging, model, source
-
-
-def _run_samples(directory: Path) -> Path | None:
-    """The sample grid the run drew when it wrote the checkpoint ``directory`` (or, failing that, its latest)."""
-    run = directory.parent.parent
-    if directory.parent.name != rundirs.CHECKPOINTS or not rundirs.is_run_dir(run):
-        return None
-    step = rundirs.CHECKPOINT_PATTERN.match(directory.name)
-    at_step = rundirs.latest_samples(run, int(step.group(1))) if step else None
-    return at_step or rundirs.latest_samples(run)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -311,4 +334,4 @@ def _status(exc: Exception) -> str:
     return f"{code} ({message or first_line(exc)})" if code else first_line(exc)
 
 
-__all__ = ["download", "download_dataset", "push_to_hub"]
+__all__ = ["download", "download_dataset", "from_pretrained", "push_to_hub"]

@@ -4,8 +4,8 @@ A *model directory* holds exactly what is needed to rebuild a model: the resolve
 every plugin's providing distribution and version, and the sha256 of the weights file) and its
 weights as safetensors, plus a ``README.md`` model card (:mod:`genkit.cards`). A *run directory*
 (what ``genkit run`` writes) is accepted wherever a model directory is, and means its latest
-checkpoint's EMA weights. Anything else is taken as a Hugging Face Hub repo id
-(:func:`from_pretrained`). Weights are read only through safetensors, never pickle, and loading
+checkpoint's EMA weights; :func:`genkit.hub.from_pretrained` takes anything else as a Hugging Face
+Hub repo id. Weights are read only through safetensors, never pickle, and loading
 is strict: a missing, unexpected or mis-shaped tensor, an altered file or a plugin that is not
 installed each fail with one line naming it.
 """
@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genkit import cards, rundirs
-from genkit.errors import CheckpointError, ConfigError, GenkitError, first_line
+from genkit.errors import CheckpointError, GenkitError, first_line
 from genkit.fileio import atomic_write, sha256, write_json
 from genkit.models import build_model
 from genkit.recipe import Recipe, recipe_from_dict, recipe_to_dict
@@ -168,44 +168,6 @@ def load_model_dir(
     model.to(device=device or "cpu", dtype=dtype)
     load_strict(model, load_state_dict(weights), str(weights))
     return model.eval()
-
-
-def from_pretrained(
-    repo_id_or_path: str | Path,
-    revision: str | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-    cache_dir: str | Path | None = None,
-    endpoint: str | None = None,
-) -> torch.nn.Module:
-    """A ready model (eval mode, on ``device`` in ``dtype``) from a model directory, a run directory or the Hub.
-
-    A local directory wins over a Hub repo of the same name. From the Hub, only ``config.json``,
-    ``model.safetensors`` and ``README.md`` of ``revision`` (a branch, tag or commit; default
-    ``main``) are fetched into the Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``);
-    with ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` the cached copy is used without any
-    network call. ``endpoint`` overrides ``HF_ENDPOINT`` (a mirror, or a test server).
-    """
-    local = resolve_local(repo_id_or_path)
-    if local is not None:
-        if revision is not None:
-            raise ConfigError(
-                f"{repo_id_or_path}: a revision ({revision!r}) applies to Hub repos, and this is a local directory"
-            )
-        return load_model_dir(local, device=device, dtype=dtype)
-    from genkit.hub import download
-
-    snapshot = download(
-        str(repo_id_or_path),
-        revision=revision,
-        local_files_only=local_files_only,
-        token=token,
-        cache_dir=cache_dir,
-        endpoint=endpoint,
-    )
-    return load_model_dir(snapshot, device=device, dtype=dtype)
 
 
 def resolve_local(path: str | Path) -> Path | None:

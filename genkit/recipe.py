@@ -7,6 +7,9 @@ A recipe has four tables::
     [train]   the training engine's settings (:class:`TrainConfig`)
     [eval]    evaluation settings (:class:`EvalConfig`)
 
+A recipe may start from another: ``extends = "cifar10.toml"`` (a path relative to the recipe's
+folder) takes every table of that recipe and lets this one override keys (:func:`merge_recipes`).
+
 ``--set a.b=value`` overrides any key before validation; the value is read as a TOML value
 (``3``, ``1e-4``, ``true``, ``[1, 2]``, ``"text"``) and otherwise taken as a bare string.
 """
@@ -24,6 +27,7 @@ import tomli_w
 
 from genkit.components import ComponentRef, component, resolve_defaults
 from genkit.errors import ConfigError, RecipeError
+from genkit.fileio import write_text
 from genkit.schema import check, in_range, seed_field, structure, unstructure
 
 
@@ -150,6 +154,49 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not a text file; expected a recipe .toml file") from None
 
 
+def merge_recipes(base: dict, child: dict) -> dict:
+    """``child``'s keys over ``base``'s: tables merge key by key, every other value (arrays too) replaces.
+
+    A plugin reference is a table whose ``name`` picks the plugin: when ``child`` names another
+    plugin than ``base`` (``posterior = "gaussian"`` → ``[model.posterior] name = "iaf" …``), the
+    base's settings for the old plugin are dropped, not merged into the new one's.
+    """
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        current = out.get(key)
+        if isinstance(current, str) and isinstance(value, dict):
+            current = {"name": current}  # the shorthand `posterior = "x"`, given settings here
+        if (
+            isinstance(current, dict)
+            and isinstance(value, dict)
+            and value.get("name", current.get("name")) == current.get("name")
+        ):
+            out[key] = merge_recipes(current, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The recipe file at ``path`` as a table, with the recipes it ``extends`` merged beneath it."""
+    path = Path(path)
+    raw = read_toml(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent:
+        raise RecipeError(str(path), "extends", "the path of the recipe this one starts from (a string)", parent)
+    base = (path.parent / parent).resolve()
+    chain = (*_seen, path.resolve())
+    if base in chain:
+        raise RecipeError(
+            str(path), "extends", "a recipe that does not extend this one again", parent, note=" (a cycle)"
+        )
+    if not base.is_file():
+        raise RecipeError(str(path), "extends", f"an existing recipe file ({base} not found)", parent)
+    return merge_recipes(read_recipe(base, chain), raw)
+
+
 def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str] = ()) -> Recipe:
     raw = apply_overrides(raw, list(overrides))
     raw.pop("plugins", None)  # provenance written by save_recipe; informational on reload
@@ -179,8 +226,8 @@ def override_of(key: str | None, overrides: list[str]) -> str | None:
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    """Read, override, validate and resolve a recipe file."""
-    return recipe_from_dict(read_toml(path), file=str(path), overrides=overrides)
+    """Read (with the recipes it extends), override, validate and resolve a recipe file."""
+    return recipe_from_dict(read_recipe(path), file=str(path), overrides=overrides)
 
 
 def recipe_to_dict(recipe: Recipe, *, provenance: bool = True) -> dict:
@@ -226,11 +273,7 @@ def save_recipe(recipe: Recipe, directory: str | Path, filename: str = "recipe.t
     """Write the resolved recipe (with plugin provenance) into ``directory``, atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / filename
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(dump_recipe(recipe))
-    tmp.replace(target)
-    return target
+    return write_text(directory / filename, dump_recipe(recipe))
 
 
 __all__ = [

@@ -94,7 +94,7 @@ def core_version() -> str:
     try:
         return importlib.metadata.version(CORE_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        from genkit import __version__
+        from genkit.version import __version__
 
         return __version__
 

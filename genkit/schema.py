@@ -14,7 +14,9 @@ from typing import Any, Literal, Union
 
 import attrs
 
-from genkit.errors import RecipeError
+from genkit.components import ComponentRef
+from genkit.errors import PluginError, RecipeError
+from genkit.registry import get_registry
 
 
 def structure(cls: type, data: Any, *, path: str, file: str | None) -> Any:
@@ -31,8 +33,6 @@ def structure(cls: type, data: Any, *, path: str, file: str | None) -> Any:
     for name, field in fields.items():
         kind = field.metadata.get("plugin_kind")
         if kind is not None and name in data:
-            from genkit.components import structure_component
-
             kwargs[name] = structure_component(kind, data[name], path=_join(path, name), file=file)
         elif name in data:
             kwargs[name] = convert(hints[name], data[name], path=_join(path, name), file=file)
@@ -132,8 +132,6 @@ def seed_field(default: int = 0):
 
 def unstructure(obj: Any) -> Any:
     """The inverse of :func:`structure`: plain dicts, lists and scalars, ``None`` values dropped (TOML has no null)."""
-    from genkit.components import ComponentRef, unstructure_component
-
     if isinstance(obj, ComponentRef):
         return unstructure_component(obj)
     if attrs.has(type(obj)):
@@ -148,6 +146,40 @@ def unstructure(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: unstructure(v) for k, v in obj.items() if v is not None}
     return obj
+
+
+# --- references to plugins ----------------------------------------------------------------------
+
+
+def structure_component(kind: str, value: Any, *, path: str, file: str | None) -> ComponentRef:
+    """Validate a recipe's reference to a plugin: a bare name, or a table with ``name``, optional ``provider`` and
+    settings."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise RecipeError(file, path, f"a {kind} plugin name or a table with 'name'", value)
+    value = dict(value)
+    name = value.pop("name", None)
+    if not isinstance(name, str):
+        raise RecipeError(file, f"{path}.name", f"the name of a {kind} plugin (a string)", name)
+    provider = value.pop("provider", None)
+    if provider is not None and not isinstance(provider, str):
+        raise RecipeError(file, f"{path}.provider", "a distribution name (a string)", provider)
+    try:
+        spec = get_registry().get(kind, name, provider=provider)
+    except PluginError as exc:
+        raise PluginError.at(file, f"{path}.name", str(exc)) from None
+    settings = structure(spec.config, value, path=path, file=file)
+    return ComponentRef(name, settings, spec.provider)
+
+
+def unstructure_component(ref: ComponentRef) -> dict:
+    out = {"name": ref.name}
+    if ref.provider:
+        out["provider"] = ref.provider
+    if ref.settings is not None:
+        out.update(unstructure(ref.settings))
+    return out
 
 
 def check(condition: bool, key: str, expected: str, found: Any = None) -> None:

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from genkit.hookspecs import hookimpl
-from genkit.interfaces import GenerativeModel, ImportanceWeighted, LatentVariables, LossTerms, Objective
+from genkit.interfaces import (
+    DataDependentInit,
+    GenerativeModel,
+    ImportanceWeighted,
+    LatentVariables,
+    LossTerms,
+    Objective,
+)
 from genkit.schema import in_range
 
 
@@ -105,9 +112,21 @@ class PixelModel(GenerativeModel, LatentVariables, ImportanceWeighted):
         return {"reconstructions": (pairs.flatten(0, 1), 2)}
 
 
+class InitialisedPixelModel(PixelModel, DataDependentInit):
+    """``pixels`` whose logits start at the log-histogram of a batch (plus the rank, under torch.distributed,
+    so that a test sees whether rank 0's initialisation reached every rank)."""
+
+    @torch.no_grad()
+    def initialize(self, images):
+        counts = torch.nn.functional.one_hot(images.long(), 256).float().sum(0)  # (H, W, C, 256)
+        offset = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        self.logits.copy_(torch.log(counts + 1.0) + offset)
+
+
 @hookimpl
 def genkit_register_models(register):
     register("pixels", PixelModel, config=PixelSettings)
+    register("pixels-init", InitialisedPixelModel, config=PixelSettings)
 
 
 def install_registry():
@@ -137,3 +156,4 @@ def ddp_worker(rank: int, world_size: int, port: int, raw_recipe: dict, out: str
 
     result = train(recipe_from_dict(raw_recipe, file="ddp.toml"), run_dir=f"{out}/run")
     torch.save({k: v.clone() for k, v in result.model.state_dict().items()}, f"{out}/rank{rank}.pt")
+    torch.save({k: v.clone() for k, v in result.ema_model.state_dict().items()}, f"{out}/rank{rank}-ema.pt")

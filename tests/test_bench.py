@@ -29,7 +29,7 @@ def test_device_peaks_are_matched_by_name_most_specific_first():
 
 def test_bench_command_prints_a_table_and_writes_every_figure(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    recipe = ROOT / "recipes" / "vdvae-tiny-5bit.toml"
+    recipe = ROOT / "tests" / "recipes" / "vdvae-tiny-5bit.toml"
     code = main(["bench", str(recipe), "--batch-size", "2", "--steps", "2", "--warmup", "1", "--json", str(out)])
     assert code == 0
     table = capsys.readouterr().out
@@ -48,7 +48,7 @@ def test_bench_command_prints_a_table_and_writes_every_figure(tmp_path, capsys):
 
 def test_bench_overrides_dtype_from_the_command_line(tmp_path):
     out = tmp_path / "bench.json"
-    recipe = ROOT / "recipes" / "vdvae-tiny-5bit.toml"
+    recipe = ROOT / "tests" / "recipes" / "vdvae-tiny-5bit.toml"
     assert (
         main(
             [
@@ -155,7 +155,7 @@ def test_bench_measures_trained_weights_and_rejects_a_model_of_another_shape(tmp
     assert main([*args, "--weights", str(tmp_path / "digits-model")]) == 0
     assert json.loads(out.read_text())[0]["weights"] == str(tmp_path / "digits-model")
 
-    other = build_model(load_recipe(ROOT / "recipes" / "vdvae-tiny-5bit.toml"))
+    other = build_model(load_recipe(ROOT / "tests" / "recipes" / "vdvae-tiny-5bit.toml"))
     save_pretrained(other, tmp_path / "other-model", samples=0)
     capsys.readouterr()
     assert main([*args, "--weights", str(tmp_path / "other-model")]) != 0

@@ -12,7 +12,7 @@ from PIL import Image
 from genkit.cli import main
 
 FIXTURE = FIXTURES / "vdvae-tiny-5bit"
-RECIPE = str(ROOT / "recipes" / "vdvae-tiny-5bit.toml")
+RECIPE = str(ROOT / "tests" / "recipes" / "vdvae-tiny-5bit.toml")
 
 
 @pytest.fixture(scope="module")

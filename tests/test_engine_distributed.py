@@ -35,7 +35,7 @@ def raw_recipe(batch_size: int, out_dir) -> dict:
         "out_dir": str(out_dir),
     }
     return {
-        "model": {"name": "pixels"},
+        "model": {"name": "pixels-init"},  # initialised from data on rank 0, then broadcast
         "data": {"name": "digits"},
         "train": train,
         "eval": {"max_images": 20, "batch_size": 8},
@@ -49,6 +49,8 @@ def test_two_gloo_ranks_end_identical_and_equal_one_process_at_the_same_global_b
     )
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    ema0, ema1 = torch.load(tmp_path / "rank0-ema.pt"), torch.load(tmp_path / "rank1-ema.pt")
+    assert all(torch.equal(ema0[k], ema1[k]) for k in ema0)  # the EMA copied rank 0's initialisation everywhere
 
     from genkit.engine.trainer import train
     from genkit.recipe import recipe_from_dict
@@ -56,13 +58,13 @@ def test_two_gloo_ranks_end_identical_and_equal_one_process_at_the_same_global_b
 
     engine_plugins.install_registry()
     try:
-        alone = train(
-            recipe_from_dict(raw_recipe(8, tmp_path), file="one.toml"), run_dir=tmp_path / "alone"
-        ).model.state_dict()
+        result = train(recipe_from_dict(raw_recipe(8, tmp_path), file="one.toml"), run_dir=tmp_path / "alone")
+        alone, alone_ema = result.model.state_dict(), result.ema_model.state_dict()
     finally:
         reset_registry()
     for key in alone:
         torch.testing.assert_close(rank0[key], alone[key], rtol=0, atol=1e-6)
+        torch.testing.assert_close(ema0[key], alone_ema[key], rtol=0, atol=1e-6)
     assert not torch.equal(alone["logits"], torch.zeros_like(alone["logits"]))
     # only rank 0 wrote the run directory, with one checkpoint
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000006"]

@@ -16,7 +16,7 @@ from hub_server import TOKEN, USER, fake_hub, hub_env  # noqa: F401
 from locations import FIXTURES, ROOT
 
 from genkit.cli import main
-from genkit.pretrained import from_pretrained
+from genkit.hub import from_pretrained
 
 FIXTURE = FIXTURES / "vdvae-tiny-8bit"
 
@@ -37,7 +37,7 @@ def test_a_converted_official_checkpoint_scores_the_same_after_a_round_trip_thro
     fake_hub, hub_env, tmp_path
 ):
     converted = tmp_path / "vdvae-tiny-8bit"
-    recipe = ROOT / "recipes" / "vdvae-tiny-8bit.toml"
+    recipe = ROOT / "tests" / "recipes" / "vdvae-tiny-8bit.toml"
     assert (
         main(
             [

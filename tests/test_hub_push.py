@@ -11,8 +11,7 @@ from pretrained_fixtures import elbo, perturbed, tensor_digests, tiny_dir, tiny_
 
 from genkit.cards import GENERATED_MARK
 from genkit.errors import CheckpointError, HubError
-from genkit.hub import push_to_hub
-from genkit.pretrained import from_pretrained
+from genkit.hub import from_pretrained, push_to_hub
 
 REPO = f"{USER}/tiny-vdvae"
 

@@ -24,8 +24,7 @@ pytestmark = [
 def test_push_and_from_pretrained_on_the_real_hub_give_identical_weights_and_elbo(tiny_model, tmp_path):
     from huggingface_hub import HfApi
 
-    from genkit.hub import push_to_hub
-    from genkit.pretrained import from_pretrained
+    from genkit.hub import from_pretrained, push_to_hub
 
     api = HfApi(endpoint="https://huggingface.co")
     repo_id = f"{api.whoami()['name']}/genkit-test-{uuid.uuid4().hex[:10]}"

@@ -14,8 +14,7 @@ import pytest
 from hub_server import TOKEN, USER, fake_hub, hub_env  # noqa: F401
 from pretrained_fixtures import elbo, tensor_digests, tiny_dir, tiny_model, tiny_recipe  # noqa: F401
 
-from genkit.hub import push_to_hub
-from genkit.pretrained import from_pretrained
+from genkit.hub import from_pretrained, push_to_hub
 
 TESTS = Path(__file__).resolve().parent
 REPO = f"{USER}/tiny-vdvae"

@@ -12,12 +12,13 @@ from pretrained_fixtures import elbo, rewrite_weights, tensor_digests, tiny_dir,
 from safetensors.torch import load_file
 
 from genkit.errors import CheckpointError, ConfigError, PluginError
-from genkit.pretrained import from_pretrained, load_model_dir, save_pretrained
+from genkit.hub import from_pretrained
+from genkit.pretrained import load_model_dir, save_pretrained
 
 
 def test_a_model_directory_holds_the_resolved_recipe_with_provenance_the_weights_and_a_card(tiny_dir, tiny_model):
     config = json.loads((tiny_dir / "config.json").read_text())
-    from genkit import __version__
+    from genkit.version import __version__
 
     assert config["genkit"] == {"version": __version__}
     assert config["model"]["name"] == "vdvae" and config["model"]["width"] == 16 and config["data"]["name"] == "digits"

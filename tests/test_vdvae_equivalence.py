@@ -81,7 +81,7 @@ def test_float32_checkpoint_matches_to_float32_precision():
     from genkit.pretrained import load_strict
 
     recipe, state, _ = convert_official(
-        fixture / "reference-model-ema.th", load_recipe(ROOT / "recipes" / "vdvae-tiny-8bit.toml")
+        fixture / "reference-model-ema.th", load_recipe(ROOT / "tests" / "recipes" / "vdvae-tiny-8bit.toml")
     )
     model = build_model(recipe)
     load_strict(model, state, "ema")

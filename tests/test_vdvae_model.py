@@ -167,7 +167,8 @@ def test_under_bf16_autocast_every_kl_stays_non_negative_and_the_loss_within_rou
     # outputs: in bf16 arithmetic the analytic KL's terms near ½ cancel badly and a layer's KL
     # came out negative (down to −0.9 nats per image here, at initialisation)
     recipe = load_recipe(
-        ROOT / "recipes" / "vdvae-tiny-8bit.toml", ['model.dec_blocks="1x1,4m1,4x4,8m4,8x5,16m8,16x5,32m16,32x6"']
+        ROOT / "tests" / "recipes" / "vdvae-tiny-8bit.toml",
+        ['model.dec_blocks="1x1,4m1,4x4,8m4,8x5,16m8,16x5,32m16,32x6"'],
     )
     torch.manual_seed(0)
     model = build_model(recipe).eval()

@@ -12,9 +12,9 @@ import sys
 
 import click
 
-from genkit import __version__
 from genkit.cli.groups import PluginGroup
 from genkit.errors import ConfigError, GenkitError
+from genkit.version import __version__
 
 COMMAND_MODULES = [
     "genkit.cli.recipe_commands",

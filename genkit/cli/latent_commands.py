@@ -15,11 +15,14 @@ from genkit.cli.model_options import (
     device_option,
     generator_for,
     grid_scale,
+    images_option,
     latents_option,
     load_model,
+    max_images_option,
     model_argument,
     read_images,
     seed_option,
+    split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option
 from genkit.engine.evaluate import evaluate_dataset
@@ -76,20 +79,9 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
 
 @click.command()
 @model_argument
-@click.option(
-    "--images",
-    "images_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="A .npy file of uint8 images (N, H, W, C).",
-)
-@click.option(
-    "--split",
-    type=click.Choice(["train", "validation", "test"]),
-    default=None,
-    help="Use the recipe's data set split instead.",
-)
-@click.option("--max-images", type=Count(1), default=None, help="With --split: only the first N images.")
+@images_option
+@split_option
+@max_images_option
 @latents_option
 @batch_option
 @seed_option

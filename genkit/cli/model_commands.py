@@ -1,7 +1,7 @@
 """Commands on a trained model of any family: ``eval`` and ``sample``.
 
 MODEL is a model directory, a run directory (its latest EMA weights) or a Hub repo id, loaded by
-:func:`genkit.pretrained.from_pretrained`.
+:func:`genkit.hub.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from genkit.cli.model_options import (
     dtype_option,
     generator_for,
     grid_scale,
+    images_option,
     latents_option,
     load_model,
+    max_images_option,
     model_argument,
     parse_temperature,
     read_images,
     seed_option,
+    split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option
 from genkit.engine.evaluate import evaluate_dataset
@@ -57,25 +60,14 @@ def per_image_terms(model, images: torch.Tensor, *, latents: str, batch_size: in
 
 @click.command(name="eval")
 @model_argument
-@click.option(
-    "--images",
-    "images_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="A .npy file of uint8 images (N, H, W, C): per-image results.",
-)
-@click.option(
-    "--split",
-    type=click.Choice(["train", "validation", "test"]),
-    default=None,
-    help="Evaluate the recipe's data set split instead.",
-)
+@images_option
+@split_option
 @latents_option
 @dtype_option
 @device_option
 @batch_option
 @seed_option
-@click.option("--max-images", type=Count(1), default=None, help="With --split: only the first N images.")
+@max_images_option
 @click.option(
     "--importance-samples",
     type=Count(0),

@@ -1,7 +1,7 @@
 """What the commands on a trained model share: MODEL, its options, reading images, scaling grids.
 
 MODEL is a model directory, a run directory (its latest EMA weights) or a Hub repo id, loaded by
-:func:`genkit.pretrained.from_pretrained`.
+:func:`genkit.hub.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ latents_option = click.option(
 
 
 def load_model(path: str, device: str, dtype: str = "float32") -> torch.nn.Module:
-    from genkit.pretrained import from_pretrained
+    from genkit.hub import from_pretrained
 
     return from_pretrained(path, device=device, dtype=DTYPES[dtype])
 
@@ -85,3 +85,21 @@ def generator_for(device: str, seed: int) -> torch.Generator:
 def grid_scale(images: torch.Tensor) -> int:
     """Enlarge small images so a grid of them is legible."""
     return max(1, 64 // int(images.shape[1]))
+
+
+images_option = click.option(
+    "--images",
+    "images_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A .npy file of uint8 images (N, H, W, C): one result per image.",
+)
+split_option = click.option(
+    "--split",
+    type=click.Choice(["train", "validation", "test"]),
+    default=None,
+    help="Use a split of the recipe's data set instead.",
+)
+max_images_option = click.option(
+    "--max-images", type=Count(1), default=None, help="With --split: only the first N images."
+)

@@ -3,7 +3,8 @@
 ``RUN/checkpoints/step-00001000/`` holds
 
 * ``config.json`` + ``model.safetensors``: the recipe and the **EMA** weights, i.e. a complete
-  model directory (``genkit sample RUN/checkpoints/step-00001000`` works, and so does ``RUN``);
+  model directory (``genkit sample RUN/checkpoints/step-00001000`` works, and so does ``RUN``),
+  with its card and, when the run drew samples at that step, their grid as ``samples.png``;
 * ``trained.safetensors``: the weights being optimised;
 * ``state.pt``: optimizer and scheduler state, step, skipped-update count and every rank's RNG
   state (tensors and plain values only, read back with ``weights_only=True``).
@@ -27,7 +28,7 @@ from safetensors.torch import save_file
 
 from genkit.errors import CheckpointError
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained
-from genkit.rundirs import CHECKPOINTS, checkpoint_dirs
+from genkit.rundirs import CHECKPOINTS, checkpoint_dirs, latest_samples
 
 TRAINED_NAME = "trained.safetensors"
 STATE_NAME = "state.pt"
@@ -56,7 +57,11 @@ def save(
         folder.mkdir(parents=True, exist_ok=True)
         for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".del-step-*")]:  # a crash mid-write or -delete
             shutil.rmtree(leftover, ignore_errors=True)
-        save_pretrained(ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step})
+        # the grid the run drew at this step, when it drew one, goes with the model: its card shows it, push reuses it
+        samples = latest_samples(run_dir, step) or 0
+        save_pretrained(
+            ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step}, samples=samples
+        )
         save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
         torch.save(state, tmp / STATE_NAME)
         _fsync_folder(tmp)

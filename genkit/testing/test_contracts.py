@@ -105,6 +105,21 @@ def test_likelihood_samples_follow_the_distribution(spec):
     assert freq.tolist() == pytest.approx(probs.tolist(), abs=0.015)
 
 
+@pytest.mark.parametrize("spec", plugin_params("likelihood"))
+def test_likelihood_draws_are_a_function_of_uniform_noise_pixel_by_pixel(spec):
+    """Samplers that compute differently (cached, fixed-point) can then be fed the same noise and compared."""
+    likelihood = _build_likelihood(spec, 3, 8)
+    params = _params(2, likelihood.param_channels, 3, 3).detach()
+    noise = likelihood.draw_noise(params, torch.Generator().manual_seed(0))
+    assert noise.shape == (2, likelihood.noise_channels, 3, 3) and ((noise >= 0) & (noise < 1)).all()
+    draw = likelihood.sample(params, noise=noise)
+    assert torch.equal(draw, likelihood.sample(params, generator=torch.Generator().manual_seed(0)))
+    changed = noise.clone()
+    changed[:, :, 0, 0] = 1.0 - changed[:, :, 0, 0]
+    other = likelihood.sample(params, noise=changed)
+    assert torch.equal(other[:, :, 1:], draw[:, :, 1:]) and torch.equal(other[:, :, 0, 1:], draw[:, :, 0, 1:])
+
+
 # --- latent distributions ----------------------------------------------------------------------
 
 ZDIM = 3
@@ -399,10 +414,11 @@ def test_model_with_an_importance_weighted_bound_averages_its_log_weights_to_its
     if not isinstance(model, ImportanceWeighted):
         pytest.skip(f"{spec.name} has no importance-weighted bound")
     model.eval()
-    images, draws = _images(model, 1, 6), 200
+    draws = 200
+    images = _images(model, 1, 6).expand(draws, *model.image_shape)  # one image, its draws side by side
     with torch.no_grad():
-        log_w = torch.stack([model.importance_log_weights(images).double() for _ in range(draws)])[:, 0]
-        nll = torch.stack([model(images).nll.double() for _ in range(draws)])[:, 0]
+        log_w = model.importance_log_weights(images).double()
+        nll = model(images).nll.double()
     model.train()
     assert log_w.shape == (draws,) and torch.isfinite(log_w).all()
     assert _agree(-log_w[:, None] / model.dims_per_image, nll[:, None])
