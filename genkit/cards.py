@@ -177,7 +177,11 @@ def model_card(
     title = repo_id.split("/")[-1] if repo_id else f"{recipe.model.name}-{recipe.data.name}"
     display = dataset_names(recipe)[0]
     ref = repo_id or "path/to/this/directory"
-    shape = f" of {image_shape[0]}×{image_shape[1]} images with {image_shape[2]} channels" if image_shape else ""
+    if image_shape:
+        channels = "one channel" if image_shape[2] == 1 else f"{image_shape[2]} channels"
+        shape = f" of {image_shape[0]}×{image_shape[1]} images with {channels}"
+    else:
+        shape = ""
     lines = [
         "---",
         metadata.to_yaml(),

@@ -308,7 +308,8 @@ class DataDependentInit(ABC):
 class LatentVariables(ABC):
     """A model with layers of latent variables (a hierarchical VAE).
 
-    Its ``forward`` fills :attr:`LossTerms.layer_kl`; ``sample`` takes one temperature per layer.
+    Its ``forward`` fills :attr:`LossTerms.layer_kl`; its ``sample`` takes one temperature per layer
+    and ``latents="mean"``, which puts every latent at its prior's mean (deterministic).
     """
 
     phrase: ClassVar[str] = "latent variables"

@@ -87,10 +87,11 @@ class PixelModel(GenerativeModel, LatentVariables, ImportanceWeighted):
         return self._log_px(images, z) + log_p - log_q
 
     @torch.no_grad()
-    def sample(self, n, temperature=1.0, generator=None, sampler=None):
+    def sample(self, n, temperature=1.0, generator=None, sampler=None, latents="sample"):
         z = None
         if self.has_latent:
-            z = torch.randn(n, generator=generator, device=self.logits.device) * temperature
+            (t,) = temperature if isinstance(temperature, (list, tuple)) else (temperature,)  # one latent layer
+            z = torch.randn(n, generator=generator, device=self.logits.device) * (0.0 if latents == "mean" else t)
         logits = (
             self.logits.expand(n, *self.logits.shape)
             if z is None

@@ -130,7 +130,7 @@ def test_the_importance_weighted_bound_is_offered_by_the_flow_and_refused_in_one
     assert main(["eval", str(runs / "masked-ar"), *split]) == 2
     assert "needs a model with an importance-weighted bound" in one_line_error(capsys)
     assert main(["eval", str(runs / "uniform-flow"), *split, "--json", "-"]) == 0
-    result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    result = json.loads(capsys.readouterr().out)  # with --json -, stdout holds the JSON alone
     assert result["importance_samples"] == 4 and np.isfinite(result["iw_bits_per_dim"])
 
 

@@ -53,7 +53,7 @@ bench_one() {  # bench_one NAME ARGS...: one measurement appended to bench.jsonl
   local name=$1; shift
   echo "=== bench $name: $*"
   if $PY -m genkit bench "$@" --json "/tmp/bench-$name.json"; then
-    $PY -c "import json,sys; r=json.load(open(sys.argv[1])); r['name']=sys.argv[2]; print(json.dumps(r))" "/tmp/bench-$name.json" "$name" >>"$OUT/bench.jsonl"
+    $PY -c "import json,sys; (r,)=json.load(open(sys.argv[1])); r['name']=sys.argv[2]; print(json.dumps(r))" "/tmp/bench-$name.json" "$name" >>"$OUT/bench.jsonl"
   else
     echo "{\"name\": \"$name\", \"failed\": true}" >>"$OUT/bench.jsonl"
   fi
@@ -64,12 +64,12 @@ phase_tests() {
 }
 
 phase_bench() {
-  bench_one cifar10-fp32 "${CIFAR[@]}" --batch 32
-  bench_one cifar10-bf16 "${CIFAR[@]}" --batch 32 --dtype bfloat16
-  bench_one cifar10-fp32-graph "${CIFAR[@]}" --batch 32 --cuda-graph
-  bench_one cifar10-bf16-graph "${CIFAR[@]}" --batch 32 --dtype bfloat16 --cuda-graph
-  bench_one cifar10-bf16-graph-cl "${CIFAR[@]}" --batch 32 --dtype bfloat16 --cuda-graph --channels-last
-  bench_one cifar10-fp32-b16 "${CIFAR[@]}" --batch 16
+  bench_one cifar10-fp32 "${CIFAR[@]}" --batch-size 32
+  bench_one cifar10-bf16 "${CIFAR[@]}" --batch-size 32 --dtype bfloat16
+  bench_one cifar10-fp32-graph "${CIFAR[@]}" --batch-size 32 --cuda-graph
+  bench_one cifar10-bf16-graph "${CIFAR[@]}" --batch-size 32 --dtype bfloat16 --cuda-graph
+  bench_one cifar10-bf16-graph-cl "${CIFAR[@]}" --batch-size 32 --dtype bfloat16 --cuda-graph --channels-last
+  bench_one cifar10-fp32-b16 "${CIFAR[@]}" --batch-size 16
   for recipe in imagenet32 imagenet64 ffhq256; do
     bench_one "$recipe-fp32" "recipes/$recipe.toml" --no-data
     bench_one "$recipe-bf16-graph" "recipes/$recipe.toml" --no-data --dtype bfloat16 --cuda-graph
@@ -77,8 +77,8 @@ phase_bench() {
 }
 
 phase_compile() {
-  bench_one cifar10-bf16-compile "${CIFAR[@]}" --batch 32 --dtype bfloat16 --compile
-  bench_one cifar10-bf16-compile-graph "${CIFAR[@]}" --batch 32 --dtype bfloat16 --compile --cuda-graph
+  bench_one cifar10-bf16-compile "${CIFAR[@]}" --batch-size 32 --dtype bfloat16 --compile
+  bench_one cifar10-bf16-compile-graph "${CIFAR[@]}" --batch-size 32 --dtype bfloat16 --compile --cuda-graph
 }
 
 train_run() {  # train_run NAME ARGS...: a time-boxed run; SIGTERM makes genkit checkpoint and stop

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from genkit.cli.options import Count, Device, emit_json, json_option, overrides_option
+from genkit.cli.options import Count, Device, emit_json, json_option, overrides_option, say
 
 
 @click.command()
@@ -116,8 +116,8 @@ def bench(
             train=not no_train,
         )
         results.append(result)
-        click.echo(format_table(result) + "\n")
-    click.echo(sampler_table(results))
+        say(format_table(result) + "\n", json_path)
+    say(sampler_table(results), json_path)
     if json_path:
         emit_json(json_path, results)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genkit.cli.options import OutputPath, emit_json, json_option
+from genkit.cli.options import OutputPath, emit_json, json_option, say
 
 
 @click.command()
@@ -44,14 +44,14 @@ def curve(runs, labels, at, plot, title, json_path) -> None:
         steps = sorted({step for c in loaded for step, _ in c.train})
     rows = curves.table(loaded, steps)
     width = max(12, *(len(c.label) for c in loaded))
-    click.echo(f"{'step':>8}  " + "  ".join(f"{c.label:>{width}}" for c in loaded))
+    say(f"{'step':>8}  " + "  ".join(f"{c.label:>{width}}" for c in loaded), json_path)
     for row in rows:
         cells = ["-" if row[c.label] is None else f"{row[c.label]:.4f}" for c in loaded]
-        click.echo(f"{row['step']:>8}  " + "  ".join(f"{cell:>{width}}" for cell in cells))
+        say(f"{row['step']:>8}  " + "  ".join(f"{cell:>{width}}" for cell in cells), json_path)
     for c in loaded:
         if c.validation:
             step, value = c.validation[-1]
-            click.echo(f"{c.label}: validation {value:.4f} bits/dim (EMA weights) at step {step}")
+            say(f"{c.label}: validation {value:.4f} bits/dim (EMA weights) at step {step}", json_path)
     if plot:
         curves.plot(loaded, plot, title=title)
     if json_path:

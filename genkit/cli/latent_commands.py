@@ -24,7 +24,7 @@ from genkit.cli.model_options import (
     seed_option,
     split_option,
 )
-from genkit.cli.options import Count, OutputPath, emit_json, json_option
+from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.errors import ConfigError
 from genkit.interfaces import LatentVariables, nats_to_bits, require
@@ -115,13 +115,14 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
         {"layer": i, "resolution": r, "bits_per_dim": b, "share": b / total if total > 0 else 0.0}
         for i, (r, b) in enumerate(zip(resolutions, per_layer))
     ]
-    click.echo(f"{'layer':>5}  {'res':>5}  {'bits/dim':>12}  {'share':>7}")
+    say(f"{'layer':>5}  {'res':>5}  {'bits/dim':>12}  {'share':>7}", json_path)
     for row in table:
-        click.echo(
+        say(
             f"{row['layer']:>5}  {row['resolution'] or '':>5}  {row['bits_per_dim']:>12.6f}  "
-            f"{100 * row['share']:>6.2f}%"
+            f"{100 * row['share']:>6.2f}%",
+            json_path,
         )
-    click.echo(f"{'total':>5}  {'':>5}  {total:>12.6f}")
+    say(f"{'total':>5}  {'':>5}  {total:>12.6f}", json_path)
     if plot:
         plot_rates(table, plot)
     if json_path:

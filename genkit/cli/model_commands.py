@@ -26,7 +26,7 @@ from genkit.cli.model_options import (
     seed_option,
     split_option,
 )
-from genkit.cli.options import Count, OutputPath, emit_json, json_option
+from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.errors import ConfigError
 from genkit.interfaces import LatentVariables, nats_to_bits, require, resolve_sampler
@@ -106,7 +106,7 @@ def eval_command(
             ),
         }
         summary = {k: v for k, v in result.items() if not isinstance(v, list)}
-        click.echo("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+        say("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()), json_path)
     else:
         if importance_samples:
             raise ConfigError("genkit eval: --importance-samples applies to --split")
@@ -114,9 +114,10 @@ def eval_command(
             model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
         )
         nll = float(np.mean(result["nll_nats_per_dim"]))
-        click.echo(
+        say(
             f"images={len(result['nll_nats_per_dim'])}  objective={model.objective.label!r}  "
-            f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}"
+            f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}",
+            json_path,
         )
     if json_path:
         emit_json(json_path, result)

@@ -104,6 +104,11 @@ json_option = click.option(
 )
 
 
+def say(text: str, json_path: str | None) -> None:
+    """A command's table or summary: on stdout, or on stderr when ``--json -`` keeps stdout for the JSON alone."""
+    click.echo(text, err=json_path == "-")
+
+
 def emit_json(path: str, data) -> None:
     """The ``--json PATH`` of every command: ``-`` prints ``data``, anything else is written atomically."""
     from genkit.fileio import json_text, write_json

@@ -432,6 +432,11 @@ def test_model_with_latent_variables_reconstructs_from_any_number_of_posterior_l
     if not isinstance(model, LatentVariables):
         pytest.skip(f"{spec.name} has no latent variables")
     assert len(model.layer_resolutions) == model.n_latent_layers
+    with torch.no_grad():  # the two ways to sample only a model with latent layers offers
+        at_means = model.sample(2, generator=torch.Generator().manual_seed(0), latents="mean")
+        layered = model.sample(2, temperature=[0.5] * model.n_latent_layers, generator=torch.Generator().manual_seed(0))
+    for images in (at_means, layered):
+        assert images.dtype == torch.uint8 and tuple(images.shape) == (2, *model.image_shape)
     images = _images(model, 2, 7)
     with torch.no_grad():
         for keep in (0, model.n_latent_layers):

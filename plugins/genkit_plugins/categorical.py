@@ -16,6 +16,7 @@ from torch import Tensor
 
 from genkit.hookspecs import hookimpl
 from genkit.interfaces import Likelihood, levels
+from genkit_plugins.precision import at_least_float32
 
 
 @attrs.frozen
@@ -45,9 +46,9 @@ class Categorical(Likelihood):
         return torch.round((x.clamp(-1, 1) + 1) * (top / 2)).long()
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        log_p = torch.log_softmax(self._logits(params).float(), dim=-1)
+        log_p = torch.log_softmax(at_least_float32(self._logits(params)), dim=-1)
         picked = log_p.gather(-1, self._index(x)[..., None]).squeeze(-1)  # (B, C, H, W)
-        return picked.flatten(1).sum(1).to(params.dtype)
+        return picked.flatten(1).sum(1)  # at least float32, like the parameters it sums over
 
     @property
     def noise_channels(self) -> int:
@@ -57,8 +58,8 @@ class Categorical(Likelihood):
     def sample(self, params: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
         """Inverse-CDF sampling: the first level whose cumulative probability exceeds the channel's uniform number."""
         noise = self.draw_noise(params, generator) if noise is None else noise
-        cdf = torch.softmax(self._logits(params).float(), dim=-1).cumsum(-1)  # (B, C, H, W, K)
-        index = (cdf < noise.float()[..., None]).sum(-1).clamp(max=cdf.shape[-1] - 1)
+        cdf = torch.softmax(at_least_float32(self._logits(params)), dim=-1).cumsum(-1)  # (B, C, H, W, K)
+        index = (cdf < noise.to(cdf.dtype)[..., None]).sum(-1).clamp(max=cdf.shape[-1] - 1)
         return self.grid.to(params.device, params.dtype)[index]
 
     def mode(self, params: Tensor) -> Tensor:
