@@ -158,7 +158,7 @@ def merge_recipes(base: dict, child: dict) -> dict:
     """``child``'s keys over ``base``'s: tables merge key by key, every other value (arrays too) replaces.
 
     A plugin reference is a table whose ``name`` picks the plugin: when ``child`` names another
-    plugin than ``base`` (``posterior = "gaussian"`` → ``[model.posterior] name = "iaf" …``), the
+    plugin than ``base`` (``likelihood = "dmol"`` → ``[model.likelihood] name = "categorical"``), the
     base's settings for the old plugin are dropped, not merged into the new one's.
     """
     out = copy.deepcopy(base)

@@ -25,7 +25,7 @@ def converted(request, tmp_path_factory):
     name = request.param
     fixture = FIXTURES / name
     recipe, state, notes = convert_official(
-        fixture / "reference-model-float64.th", load_recipe(ROOT / "recipes" / f"{name}.toml")
+        fixture / "reference-model-float64.th", load_recipe(ROOT / "tests" / "recipes" / f"{name}.toml")
     )
     assert notes == []
     directory = tmp_path_factory.mktemp(name)

@@ -69,9 +69,9 @@ def test_genkit_show_of_the_iaf_recipe_without_the_plugin_fails_in_one_line_with
 
 @needs_recipes
 def test_a_recipe_with_a_bad_iaf_setting_names_the_key(iaf_registry):
-    from genkit.recipe import read_toml, recipe_from_dict
+    from genkit.recipe import read_recipe, recipe_from_dict
 
-    raw = read_toml(RECIPES / "digits-iaf.toml")
+    raw = read_recipe(RECIPES / "digits-iaf.toml")
     raw["model"]["posterior"]["steps"] = 0
     with pytest.raises(RecipeError, match=r"model\.posterior\.steps: expected a value >= 1 and <= 32, found 0"):
         recipe_from_dict(raw, file="digits-iaf.toml")
