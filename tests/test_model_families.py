@@ -136,7 +136,8 @@ def test_the_importance_weighted_bound_is_offered_by_the_flow_and_refused_in_one
 
 def test_the_two_autoregressive_samplers_draw_identical_images_from_the_same_seed(runs, tmp_path):
     for sampler in ("sequential", "fixed-point"):
-        out = ["--n", "3", "--seed", "4", "--out", str(tmp_path / f"{sampler}.png"), "--npy", str(tmp_path / sampler)]
+        grid, images = tmp_path / f"{sampler}.png", tmp_path / f"{sampler}.npy"
+        out = ["--n", "3", "--seed", "4", "--out", str(grid), "--npy", str(images)]
         assert main(["sample", str(runs / "masked-ar"), "--sampler", sampler, *out]) == 0
     assert np.array_equal(np.load(tmp_path / "sequential.npy"), np.load(tmp_path / "fixed-point.npy"))
 
