@@ -34,15 +34,16 @@ from genkit.engine.distributed import Distributed, setup, teardown
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.engine.metrics import MetricsLog, Progress
 from genkit.engine.report import print_summary
+from genkit.engine.runs import check_cuda_graph, choose_run_dir
 from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
 from genkit.errors import CheckpointError, ConfigError, DataError, first_line
-from genkit.fileio import make_folder, unwritable, write_json
+from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
 from genkit.interfaces import DataDependentInit, Invertible, nats_to_bits
 from genkit.models import build_model
 from genkit.pretrained import non_finite
-from genkit.recipe import Recipe, read_toml, recipe_to_dict, save_recipe
+from genkit.recipe import Recipe, save_recipe
 
 PICTURE_ROWS = 8  # validation images a model's own pictures (reconstructions, …) are drawn from
 
@@ -69,10 +70,11 @@ def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Pa
 class Trainer:
     def __init__(self, recipe: Recipe, context: Distributed, *, run_dir=None, resume=None):
         self.recipe, self.context, self.config = recipe, context, recipe.train
-        self.run_dir_option = "--resume"  # what named the run directory, for errors about it
-        self.run_dir = Path(context.broadcast(str(self._choose_run_dir(run_dir, resume)) if context.is_main else None))
+        chosen, self.run_dir_option = choose_run_dir(recipe, run_dir, resume) if context.is_main else (None, None)
+        self.run_dir = Path(context.broadcast(str(chosen) if context.is_main else None))
+        self.run_dir_option = context.broadcast(self.run_dir_option)  # what named it, for errors about it
         self.resuming = resume is not None
-        self._check_cuda_graph()
+        check_cuda_graph(recipe, context)
         self.dataset = recipe.data.build("dataset")
         torch.manual_seed(self.config.seed)  # the same initial weights on every rank
         self.model = build_model(recipe, context.device)
@@ -95,64 +97,6 @@ class Trainer:
         self.global_batch = self.config.batch_size * context.world_size
 
     # --- set-up ---------------------------------------------------------------------------------
-
-    def _check_cuda_graph(self) -> None:
-        if not self.config.cuda_graph:
-            return
-        where = self.recipe.source or "recipe"
-        if self.context.device.type != "cuda":
-            raise ConfigError(
-                f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {self.context.device}; "
-                "set train.cuda_graph = false"
-            )
-        if self.context.enabled:
-            raise ConfigError(
-                f"{where}: train.cuda_graph = true works in one process only, and this run has "
-                f"{self.context.world_size} (torchrun); set train.cuda_graph = false"
-            )
-
-    def _choose_run_dir(self, run_dir, resume) -> Path:
-        if resume is not None:
-            resume = Path(resume)
-            if run_dir is not None and Path(run_dir).resolve() != resume.resolve():
-                raise ConfigError(
-                    f"--out {run_dir} and --resume {resume} name different run directories; give only --resume"
-                )
-            if not rundirs.is_run_dir(resume):
-                raise CheckpointError(
-                    f"{resume}: not a run directory (no {rundirs.RECIPE_NAME}); expected a folder written by genkit run"
-                )
-            self._check_same_model(resume / rundirs.RECIPE_NAME)
-            return resume
-        if run_dir is not None:
-            run_dir, what = Path(run_dir), "--out"
-            found = rundirs.run_files(run_dir)
-            if found:
-                raise ConfigError(
-                    f"--out {run_dir}: already holds the files of a run ({', '.join(found)}); continue that run with "
-                    f"--resume {run_dir}, or choose another --out"
-                )
-        else:
-            run_dir, what = (
-                rundirs.new_run_dir(Path(self.config.out_dir).expanduser(), self.recipe.name),
-                "train.out_dir",
-            )
-        problem = unwritable(run_dir, folder=True)
-        if problem:
-            raise ConfigError(f"{what} {run_dir}: cannot write the run there ({problem})")
-        self.run_dir_option = what
-        return run_dir
-
-    def _check_same_model(self, saved_recipe: Path) -> None:
-        saved = read_toml(saved_recipe)
-        current = recipe_to_dict(self.recipe, provenance=False)
-        for table in ("model", "data"):
-            if saved.get(table) != current.get(table):
-                raise ConfigError(
-                    f"{saved_recipe}: the run was trained with a different [{table}] table than "
-                    f"{self.recipe.source or 'this recipe'}; "
-                    "resume with the recipe the run was started with (only [train] and [eval] may change)"
-                )
 
     def _initialize(self) -> None:
         """The model's data-dependent initialisation on ``train.init_images`` training images (rank 0's, broadcast)."""
