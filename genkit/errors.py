@@ -14,19 +14,42 @@ class GenkitError(Exception):
 
 
 class ConfigError(GenkitError):
-    """A recipe, an override or a command-line argument is not what was expected."""
+    """A recipe, an override or a command-line argument is not what was expected.
+
+    An error about the value at one key carries ``file``, ``key`` and ``detail`` (what follows the key
+    in the message), so that :meth:`blamed_on` can name the ``--set`` option the value came from
+    instead of the recipe file.
+    """
 
     exit_code = 2
+    file: str | None = None
+    key: str | None = None
+    detail: str = ""
+
+    @classmethod
+    def at(cls, file: str | None, key: str, detail: str) -> ConfigError:
+        """``file: key: detail``."""
+        error = cls(_located(file, key, detail))
+        error.file, error.key, error.detail = file, key, detail
+        return error
+
+    def blamed_on(self, file: str) -> ConfigError:
+        """The same error about the same key, naming ``file`` (say ``--set 'train.lr=x'``) as where the value is."""
+        error = type(self).__new__(type(self))
+        error.__dict__.update(self.__dict__)
+        error.file = file
+        Exception.__init__(error, _located(file, self.key, self.detail))
+        return error
 
 
 class RecipeError(ConfigError):
     """A recipe value is wrong. Carries the file, the dotted key path, what was expected and what was found."""
 
     def __init__(self, file: str | None, key: str, expected: str, found: object = None, *, note: str = ""):
-        self.file, self.key, self.expected, self.found = file, key, expected, found
-        where = f"{file}: " if file else ""
         found_txt = "" if found is None else f", found {_describe(found)}"
-        super().__init__(f"{where}{key}: expected {expected}{found_txt}{note}")
+        self.file, self.key, self.expected, self.found = file, key, expected, found
+        self.detail = f"expected {expected}{found_txt}{note}"
+        super().__init__(_located(file, key, self.detail))
 
 
 class PluginError(ConfigError):
@@ -53,6 +76,10 @@ def first_line(text: str | BaseException) -> str:
         if line.strip():
             return line.strip()
     return ""
+
+
+def _located(file: str | None, key: str | None, detail: str) -> str:
+    return "".join([f"{file}: " if file else "", f"{key}: " if key else "", detail])
 
 
 def _describe(value: object) -> str:

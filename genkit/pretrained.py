@@ -55,8 +55,11 @@ def save_pretrained(
             "save_pretrained needs the model's recipe: build it with genkit.models.build_model or pass recipe="
         )
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    problem = non_finite(tensors)
+    if problem:
+        raise CheckpointError(f"{directory}: not written: {problem}; weights that are not all finite give only NaN")
+    directory.mkdir(parents=True, exist_ok=True)
     atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     config = {
         "format_version": FORMAT_VERSION,
@@ -83,6 +86,12 @@ def read_config(directory: str | Path) -> tuple[Recipe, dict]:
         raise CheckpointError(f"{path}: not found (a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc}); the file is corrupt or truncated") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{path}: expected a JSON object (the recipe and provenance genkit writes), found {_json_kind(config)}"
+        )
     missing_plugins = _missing_plugins(config)
     if missing_plugins:
         raise CheckpointError(f"{path}: {missing_plugins}")
@@ -103,8 +112,20 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong when a floating-point tensor of ``state`` holds NaN or an infinity (the first such), else
+    ``None``. One reduction and one read back to the host, wherever the tensors are."""
+    floating = {k: v for k, v in state.items() if v.is_floating_point() or v.is_complex()}
+    if not floating or bool(torch.stack([torch.isfinite(v).all() for v in floating.values()]).all()):
+        return None
+    name, tensor = next((k, v) for k, v in floating.items() if not bool(torch.isfinite(v).all()))
+    bad = int((~torch.isfinite(tensor)).sum())
+    return f"tensor {name!r} holds {bad} of {tensor.numel()} values that are NaN or infinite"
+
+
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped tensor fails, naming it."""
+    """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped tensor fails, naming it, and so do weights
+    that are not all finite (the model would give only NaN)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -122,6 +143,11 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
             raise CheckpointError(
                 f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}"
             )
+    problem = non_finite(state)
+    if problem:
+        raise CheckpointError(
+            f"{source}: {problem}; a model whose weights are not all finite cannot be evaluated, sampled or trained"
+        )
     model.load_state_dict(state, strict=True)
 
 
@@ -157,6 +183,11 @@ def resolve_local(path: str | Path) -> Path | None:
     if rundirs.is_run_dir(path):
         return rundirs.latest_checkpoint(path)
     raise CheckpointError(f"{path}: neither a model directory ({CONFIG_NAME}) nor a run directory (recipe.toml)")
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def _missing_plugins(config: dict) -> str:

@@ -17,6 +17,7 @@ folder) takes every table of that recipe and lets this one override keys (:func:
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ import tomli_w
 from genkit.components import ComponentRef, component, resolve_defaults
 from genkit.errors import ConfigError, RecipeError
 from genkit.fileio import write_text
-from genkit.schema import check, in_range, structure, unstructure
+from genkit.schema import check, in_range, seed_field, structure, unstructure
 
 
 @attrs.frozen
@@ -56,7 +57,7 @@ class TrainConfig:
     skip_threshold: float = attrs.field(default=400.0)  # <= 0 never skips for size; non-finite losses always skip
     ema_rate: float = attrs.field(default=0.9999, validator=in_range(0, 1))
     init_images: int = attrs.field(default=128, validator=in_range(1))  # for a model's data-dependent initialisation
-    seed: int = 0
+    seed: int = seed_field()
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     channels_last: bool = False
@@ -93,23 +94,33 @@ class Recipe:
     data: ComponentRef = component("dataset", "digits")
     train: TrainConfig = attrs.field(factory=TrainConfig)
     eval: EvalConfig = attrs.field(factory=EvalConfig)
-    source: str | None = attrs.field(default=None, init=True, eq=False)
+    source: str | None = attrs.field(default=None, eq=False, metadata={"internal": True})
 
     @property
     def name(self) -> str:
         return Path(self.source).stem if self.source else "recipe"
 
 
+#: top-level keys genkit writes itself (the recipe's file and the provenance of a saved recipe): never set
+INTERNAL_KEYS = ("source", "genkit", "plugins")
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` -> (["a", "b"], value)."""
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    keys = [part.strip() for part in key.strip().split(".")]
+    if not sep or not all(keys):
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.lr=1e-4")
+    if keys[0] in INTERNAL_KEYS:
+        raise ConfigError(
+            f"--set {text!r}: {keys[0]} is written by genkit, not a setting; "
+            "settings are the keys of [model], [data], [train] and [eval]"
+        )
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    return [part.strip() for part in key.strip().split(".")], value
+    return keys, value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -139,6 +150,8 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: is a directory, expected a recipe .toml file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a recipe .toml file") from None
 
 
 def merge_recipes(base: dict, child: dict) -> dict:
@@ -188,8 +201,28 @@ def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str]
     raw = apply_overrides(raw, list(overrides))
     raw.pop("plugins", None)  # provenance written by save_recipe; informational on reload
     raw.pop("genkit", None)
-    recipe = structure(Recipe, raw, path="", file=file)
+    try:
+        recipe = structure(Recipe, raw, path="", file=file)
+    except ConfigError as exc:
+        override = override_of(exc.key, overrides)
+        if override is None:
+            raise
+        raise exc.blamed_on(f"--set {override!r}") from None
     return attrs.evolve(resolve_defaults(recipe), source=file)
+
+
+def override_of(key: str | None, overrides: list[str]) -> str | None:
+    """The last of ``overrides`` that set the value at ``key`` (a dotted path, ``[i]`` for array items) or a table
+    holding it."""
+    if key is None:
+        return None
+    path = re.sub(r"\[\d+\]", "", key)
+    for text in reversed(list(overrides)):
+        keys, _ = parse_override(text)
+        set_path = ".".join(keys)
+        if path == set_path or path.startswith(set_path + ".") or set_path.startswith(path + "."):
+            return text
+    return None
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:

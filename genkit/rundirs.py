@@ -25,6 +25,14 @@ CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
 SAMPLES_PATTERN = re.compile(r"^step-(\d+)-samples\.png$")
 
 
+RUN_FILES = (RECIPE_NAME, METRICS_NAME, RESULTS_NAME, SAMPLES, CHECKPOINTS)
+
+
+def run_files(path: str | Path) -> list[str]:
+    """The names of the files and folders of a run that ``path`` already holds."""
+    return [name for name in RUN_FILES if (Path(path) / name).exists()]
+
+
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / RECIPE_NAME).is_file()
 
@@ -63,7 +71,7 @@ def new_run_dir(out_dir: str | Path, name: str) -> Path:
     """``out_dir/name``, or ``name-2``, ``name-3``… when it is taken: a new run never writes into an earlier one."""
     base = Path(out_dir) / name
     candidate, n = base, 1
-    while candidate.exists() and any(candidate.iterdir()):
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate

@@ -7,6 +7,7 @@ expected and what was found.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -22,11 +23,11 @@ def structure(cls: type, data: Any, *, path: str, file: str | None) -> Any:
     """Build ``cls`` (an attrs class) from the mapping ``data``."""
     if not isinstance(data, dict):
         raise RecipeError(file, path, f"a table of {cls.__name__} settings", data)
-    fields = {f.name: f for f in attrs.fields(cls)}
+    fields = {f.name: f for f in attrs.fields(cls) if settable(f)}
     hints = typing.get_type_hints(cls)
     for key in data:
-        if key not in fields or not fields[key].init:
-            known = ", ".join(n for n, f in fields.items() if f.init) or "none"
+        if key not in fields:
+            known = ", ".join(fields) or "none"
             raise RecipeError(file, _join(path, key), f"one of the known keys ({known})", None, note=" (unknown key)")
     kwargs = {}
     for name, field in fields.items():
@@ -97,10 +98,14 @@ def convert(tp: Any, value: Any, *, path: str, file: str | None) -> Any:
         raise RecipeError(file, path, "true or false", value)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not INT64[0] <= value <= INT64[1]:  # TOML's integers are 64-bit; so are torch's sizes and seeds
+                raise RecipeError(file, path, f"an integer from {INT64[0]} to {INT64[1]}", value)
             return value
         raise RecipeError(file, path, "an integer", value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML reads inf and nan; one update with either makes every weight NaN
+                raise RecipeError(file, path, "a finite number", value)
             return float(value)
         raise RecipeError(file, path, "a number", value)
     if tp is str:
@@ -108,6 +113,21 @@ def convert(tp: Any, value: Any, *, path: str, file: str | None) -> Any:
             return value
         raise RecipeError(file, path, "a string", value)
     raise TypeError(f"genkit.schema cannot convert to {tp!r} (at {path})")
+
+
+INT64 = (-(2**63), 2**63 - 1)
+#: the seeds numpy, scikit-learn and torch all accept
+SEEDS = (0, 2**32 - 1)
+
+
+def settable(field: attrs.Attribute) -> bool:
+    """Whether a recipe may set ``field``: not when it is computed, or marked ``metadata={"internal": True}``."""
+    return field.init and not field.metadata.get("internal", False)
+
+
+def seed_field(default: int = 0):
+    """An attrs field holding a random seed, 0 … 2**32 − 1."""
+    return attrs.field(default=default, validator=in_range(*SEEDS))
 
 
 def unstructure(obj: Any) -> Any:
@@ -118,7 +138,7 @@ def unstructure(obj: Any) -> Any:
         out = {}
         for field in attrs.fields(type(obj)):
             value = getattr(obj, field.name)
-            if value is not None and field.init:
+            if value is not None and settable(field):
                 out[field.name] = unstructure(value)
         return out
     if isinstance(obj, (list, tuple)):
@@ -148,7 +168,7 @@ def structure_component(kind: str, value: Any, *, path: str, file: str | None) -
     try:
         spec = get_registry().get(kind, name, provider=provider)
     except PluginError as exc:
-        raise PluginError(f"{file + ': ' if file else ''}{path}.name: {exc}") from None
+        raise PluginError.at(file, f"{path}.name", str(exc)) from None
     settings = structure(spec.config, value, path=path, file=file)
     return ComponentRef(name, settings, spec.provider)
 

@@ -16,7 +16,7 @@ from locations import ROOT
 from genkit.cli import main
 from genkit.engine.step import lr_factor
 from genkit.recipe import load_recipe
-from genkit.testing import test_contracts
+from genkit.testing import test_model_contracts
 
 RECIPES = {family: ROOT / "tests" / "recipes" / f"{family}-digits.toml" for family in ("masked-ar", "uniform-flow")}
 
@@ -136,7 +136,8 @@ def test_the_importance_weighted_bound_is_offered_by_the_flow_and_refused_in_one
 
 def test_the_two_autoregressive_samplers_draw_identical_images_from_the_same_seed(runs, tmp_path):
     for sampler in ("sequential", "fixed-point"):
-        out = ["--n", "3", "--seed", "4", "--out", str(tmp_path / f"{sampler}.png"), "--npy", str(tmp_path / sampler)]
+        grid, images = tmp_path / f"{sampler}.png", tmp_path / f"{sampler}.npy"
+        out = ["--n", "3", "--seed", "4", "--out", str(grid), "--npy", str(images)]
         assert main(["sample", str(runs / "masked-ar"), "--sampler", sampler, *out]) == 0
     assert np.array_equal(np.load(tmp_path / "sequential.npy"), np.load(tmp_path / "fixed-point.npy"))
 
@@ -192,11 +193,11 @@ def test_bench_times_every_sampler_of_several_recipes_in_one_table_without_train
 @pytest.mark.parametrize("family", ["masked-ar", "uniform-flow"])
 @pytest.mark.parametrize(
     "contract",
-    [name for name in dir(test_contracts) if name.startswith("test_model_")],
+    [name for name in dir(test_model_contracts) if name.startswith("test_model_")],
 )
 def test_the_family_models_pass_the_model_contract_suite(registry, family, contract):
     spec = registry.get("model", family)
-    function = getattr(test_contracts, contract)
+    function = getattr(test_model_contracts, contract)
     arguments = function.__code__.co_varnames[: function.__code__.co_argcount]
     with contextlib.suppress(pytest.skip.Exception):  # a capability the family lacks
         function(*[{"spec": spec, "contract_model_cache": {}}[name] for name in arguments])

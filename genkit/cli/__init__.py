@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unexpected failure: still one line unless --debug
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # the file system said no (a full disk, a read-only mount, a path under a file): which path, and why
+            click.echo(f"genkit: error: {exc.filename}: {exc.strerror or _one_line(str(exc))}", err=True)
+            return 1
         click.echo(
             f"genkit: error: {type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)", err=True
         )

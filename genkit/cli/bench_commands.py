@@ -6,7 +6,7 @@ import json
 
 import click
 
-from genkit.cli.options import emit_json, json_option, overrides_option, say
+from genkit.cli.options import Count, Device, emit_json, json_option, overrides_option, say
 
 
 @click.command()
@@ -14,31 +14,29 @@ from genkit.cli.options import emit_json, json_option, overrides_option, say
 @overrides_option
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=None,
     help="Training batch (default: each recipe's train.batch_size).",
 )
 @click.option(
     "--steps",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=25,
     show_default=True,
     help="Timed training steps (the median is reported).",
 )
 @click.option(
     "--warmup",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=8,
     show_default=True,
     help="Untimed steps first (compilation happens here).",
 )
 @click.option("--no-train", is_flag=True, help="Time only sampling and evaluation (a slow sampler needs no steps).")
-@click.option(
-    "--sample-batch", type=click.IntRange(min=1), default=64, show_default=True, help="Images per sample call."
-)
+@click.option("--sample-batch", type=Count(1), default=64, show_default=True, help="Images per sample call.")
 @click.option(
     "--sample-repeats",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=3,
     show_default=True,
     help="Timed sample calls per sampler, after one untimed (the median is reported).",
@@ -58,7 +56,7 @@ from genkit.cli.options import emit_json, json_option, overrides_option, say
     help="Measure trained weights: a model directory or a run directory (its latest checkpoint); one RECIPE only.",
 )
 @click.option("--no-data", is_flag=True, help="Leave the recipe's data set alone: random images, no data-path figure.")
-@click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
+@click.option("--device", type=Device(), default=None, help="torch device (default: cuda when available, else cpu).")
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs (and so MFU).")
 @json_option
 def bench(

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from genkit.cli.groups import PluginGroup
+from genkit.cli.options import OutputPath
 
 
 class ConvertGroup(PluginGroup):
@@ -32,7 +33,7 @@ recipe_option = click.option(
     required=True,
     help="The recipe whose model the checkpoint holds.",
 )
-out_option = click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
+out_option = click.option("--out", type=OutputPath("folder"), required=True, help="Model directory to write.")
 
 
 def load_recipe_for(recipe_path: str, overrides, model_name: str, what: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genkit.cli.options import emit_json, json_option, say
+from genkit.cli.options import OutputPath, emit_json, json_option, say
 
 
 @click.command()
@@ -15,7 +15,7 @@ from genkit.cli.options import emit_json, json_option, say
 @click.option("--at", "at", default=None, help="Comma-separated steps to tabulate (default: every logged step).")
 @click.option(
     "--plot",
-    type=click.Path(dir_okay=False),
+    type=OutputPath("plot"),
     default=None,
     help="PNG plot of training and validation bits/dim against step.",
 )

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from genkit.cli.options import Count
+
 
 @click.command()
 @click.argument("model_path", metavar="MODEL_OR_RUN_DIR", type=click.Path(exists=True, file_okay=False))
@@ -31,7 +33,7 @@ import click
 )
 @click.option(
     "--samples",
-    type=click.IntRange(0),
+    type=Count(0),
     default=16,
     show_default=True,
     help="Images drawn for the card's grid when the directory has no samples.png (0: none).",

@@ -24,7 +24,7 @@ from genkit.cli.model_options import (
     seed_option,
     split_option,
 )
-from genkit.cli.options import emit_json, json_option, say
+from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.errors import ConfigError
 from genkit.interfaces import LatentVariables, nats_to_bits, require
@@ -39,7 +39,7 @@ from genkit.interfaces import LatentVariables, nats_to_bits, require
     required=True,
     help="A .npy file of uint8 images (N, H, W, C).",
 )
-@click.option("--n", type=click.IntRange(1), default=6, show_default=True, help="How many of the images (rows).")
+@click.option("--n", type=Count(1), default=6, show_default=True, help="How many of the images (rows).")
 @click.option(
     "--keep",
     default=None,
@@ -54,7 +54,7 @@ from genkit.interfaces import LatentVariables, nats_to_bits, require
 )
 @seed_option
 @device_option
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG grid to write.")
+@click.option("--out", type=OutputPath("image"), required=True, help="PNG grid to write.")
 def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out):
     """The paper's Figure 4: each row an image, then decodings keeping its first k latent layers from the posterior."""
     from genkit.images import save_grid
@@ -86,7 +86,7 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
 @batch_option
 @seed_option
 @device_option
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG plot of the rate of every layer.")
+@click.option("--plot", type=OutputPath("plot"), default=None, help="PNG plot of the rate of every layer.")
 @json_option
 def rates(model_path, images_path, split, max_images, latents, batch_size, seed, device, plot, json_path):
     """The paper's Figure 5: the rate (KL) of every latent layer in bits per dimension, as a table and a plot."""

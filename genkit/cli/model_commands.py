@@ -26,7 +26,7 @@ from genkit.cli.model_options import (
     seed_option,
     split_option,
 )
-from genkit.cli.options import emit_json, json_option, say
+from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.errors import ConfigError
 from genkit.interfaces import LatentVariables, nats_to_bits, require, resolve_sampler
@@ -70,7 +70,7 @@ def per_image_terms(model, images: torch.Tensor, *, latents: str, batch_size: in
 @max_images_option
 @click.option(
     "--importance-samples",
-    type=click.IntRange(0),
+    type=Count(0),
     default=0,
     show_default=True,
     help="With --split: K samples per image for the importance-weighted bound (models that have one).",
@@ -125,7 +125,7 @@ def eval_command(
 
 @click.command()
 @model_argument
-@click.option("--n", type=click.IntRange(1), default=64, show_default=True, help="How many images.")
+@click.option("--n", type=Count(1), default=64, show_default=True, help="How many images.")
 @click.option(
     "--temperature",
     default="1.0",
@@ -136,8 +136,8 @@ def eval_command(
 @latents_option
 @seed_option
 @device_option
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG grid to write.")
-@click.option("--npy", type=click.Path(dir_okay=False), default=None, help="Also save the uint8 images (N, H, W, C).")
+@click.option("--out", type=OutputPath("image"), required=True, help="PNG grid to write.")
+@click.option("--npy", type=OutputPath("npy"), default=None, help="Also save the uint8 images (N, H, W, C).")
 def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy):
     """Draw N images from MODEL and save them as one PNG grid."""
     from genkit.images import save_grid

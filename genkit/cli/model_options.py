@@ -10,12 +10,15 @@ import click
 import numpy as np
 import torch
 
+from genkit.cli.options import SEED_MAX, Count, Device
 from genkit.errors import ConfigError, DataError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 model_argument = click.argument("model_path", metavar="MODEL")
-device_option = click.option("--device", default="cpu", show_default=True, help="Where to run: cpu, cuda, cuda:1…")
+device_option = click.option(
+    "--device", type=Device(), default="cpu", show_default=True, help="Where to run: cpu, cuda, cuda:1…"
+)
 dtype_option = click.option(
     "--dtype",
     type=click.Choice(list(DTYPES)),
@@ -23,9 +26,11 @@ dtype_option = click.option(
     show_default=True,
     help="Precision of weights and arithmetic.",
 )
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+seed_option = click.option(
+    "--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True, help="Seed of every random draw."
+)
 batch_option = click.option(
-    "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass."
+    "--batch-size", type=Count(1), default=16, show_default=True, help="Images per forward pass."
 )
 latents_option = click.option(
     "--latents",
@@ -96,5 +101,5 @@ split_option = click.option(
     help="Use a split of the recipe's data set instead.",
 )
 max_images_option = click.option(
-    "--max-images", type=click.IntRange(1), default=None, help="With --split: only the first N images."
+    "--max-images", type=Count(1), default=None, help="With --split: only the first N images."
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genkit.cli.options import emit_json, json_option, overrides_option
+from genkit.cli.options import OutputPath, emit_json, json_option, overrides_option
 
 
 @click.command()
@@ -20,7 +20,7 @@ from genkit.cli.options import emit_json, json_option, overrides_option
 @click.option(
     "--out",
     "out",
-    type=click.Path(file_okay=False),
+    type=OutputPath("folder"),
     default=None,
     help="Run directory (default: <train.out_dir>/<recipe name>).",
 )

@@ -11,7 +11,9 @@
 
 A checkpoint is written into a hidden temporary folder, flushed, and renamed into place: a
 rename is atomic, so every ``step-*`` folder is complete and a crash mid-write leaves only a
-temporary folder that the next write clears. The newest ``keep_checkpoints`` are kept.
+temporary folder that the next write clears. The newest ``keep_checkpoints`` are kept. Weights
+that are not all finite are never written: the checkpoint is refused and the last good one stays
+the latest. A write that fails (a full disk) leaves the latest checkpoint as it was.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import torch
 from safetensors.torch import save_file
 
 from genkit.errors import CheckpointError
-from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, save_pretrained
+from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained
 from genkit.rundirs import CHECKPOINTS, checkpoint_dirs, latest_samples
 
 TRAINED_NAME = "trained.safetensors"
 STATE_NAME = "state.pt"
+STATE_KEYS = ("step", "optimizer", "scheduler", "skipped_updates", "rng")  # what a resume cannot do without
 
 
 def save(
@@ -44,24 +47,35 @@ def save(
 ) -> Path:
     """Write checkpoint ``step`` atomically and delete all but the newest ``keep``."""
     folder = Path(run_dir) / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"step-{step:08d}"
     tmp = folder / f".tmp-step-{step:08d}"
-    for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".del-step-*")]:  # from a crash mid-write or mid-delete
-        shutil.rmtree(leftover, ignore_errors=True)
-    # the grid the run drew at this step, when it drew one, goes with the model: its card shows it, push reuses it
-    samples = latest_samples(run_dir, step) or 0
-    save_pretrained(
-        ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step}, samples=samples
-    )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in trained.state_dict().items()}
-    save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
-    torch.save(state, tmp / STATE_NAME)
-    _fsync_folder(tmp)
-    if target.exists():  # the same step written again (e.g. interrupted right after a periodic checkpoint)
-        _remove(target)
-    os.replace(tmp, target)
-    _fsync(folder)
+    problem = non_finite(tensors)
+    if problem:
+        raise CheckpointError(f"{target}: not written: the trained weights' {problem}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".del-step-*")]:  # a crash mid-write or -delete
+            shutil.rmtree(leftover, ignore_errors=True)
+        # the grid the run drew at this step, when it drew one, goes with the model: its card shows it, push reuses it
+        samples = latest_samples(run_dir, step) or 0
+        save_pretrained(
+            ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step}, samples=samples
+        )
+        save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
+        torch.save(state, tmp / STATE_NAME)
+        _fsync_folder(tmp)
+        if target.exists():  # the same step written again (e.g. interrupted right after a periodic checkpoint)
+            _remove(target)
+        os.replace(tmp, target)
+        _fsync(folder)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        latest = checkpoint_dirs(run_dir)
+        raise CheckpointError(
+            f"{target}: could not be written ({exc.strerror or exc}); "
+            + (f"the latest checkpoint is still {latest[-1]}" if latest else "no checkpoint was written")
+        ) from None
     for old in checkpoint_dirs(run_dir)[:-keep]:
         _remove(old)
     return target
@@ -73,7 +87,7 @@ def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Modu
     load_strict(ema_model, load_state_dict(checkpoint / WEIGHTS_NAME), str(checkpoint / WEIGHTS_NAME))
     path = checkpoint / STATE_NAME
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(
             f"{path}: not found; a training checkpoint holds {STATE_NAME} beside the weights"
@@ -82,6 +96,10 @@ def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Modu
         raise CheckpointError(
             f"{path}: unreadable training state ({type(exc).__name__}); the checkpoint is damaged"
         ) from None
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: the training state lacks {', '.join(missing)}; the checkpoint is damaged")
+    return state
 
 
 def _remove(path: Path) -> None:

@@ -1,20 +1,20 @@
 """Learning curves read back from runs' ``metrics.jsonl``: tables at chosen steps and a plot.
 
 Every ``train`` record of a run is the mean over the ``log_every`` steps that end at its
-``step`` (updates that were skipped left out), so the record at step 200 of a run logged every
-50 steps is "the mean training loss over steps 151–200" — the form in which the reference's
-learning curve is quoted. ``validation`` records are the EMA weights on the validation split.
+``step`` (updates that were skipped left out; an interval with none applied is a gap in the
+curve), so the record at step 200 of a run logged every 50 steps is "the mean training loss
+over steps 151–200" — the form in which the reference's learning curve is quoted.
+``validation`` records are the EMA weights on the validation split.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from genkit.engine.metrics import METRICS_NAME
+from genkit.engine.metrics import METRICS_NAME, read_records
 from genkit.errors import DataError
 
 
@@ -32,20 +32,17 @@ def read_curve(run_dir: str | Path, label: str | None = None) -> Curve:
     if not path.is_file():
         raise DataError(f"{path}: not found; expected the {METRICS_NAME} that genkit run writes in its run directory")
     train, validation = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
+    for number, _, record in read_records(path):
+        split, step = record.get("split"), record.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise DataError(f"{path}:{number}: not a metrics record (expected a JSON object with 'step' and 'split')")
+        value = record.get("loss_bpd" if split == "train" else "bits_per_dim")
+        if not isinstance(value, (int, float)):  # null: no update applied in the interval (a gap in the curve)
             continue
-        try:
-            record = json.loads(line)
-            split, step = record.get("split"), int(record["step"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise DataError(
-                f"{path}:{number}: not a metrics record (expected a JSON object with 'step' and 'split')"
-            ) from None
-        if split == "train" and "loss_bpd" in record:
-            train.append((step, float(record["loss_bpd"])))
-        elif split == "validation" and "bits_per_dim" in record:
-            validation.append((step, float(record["bits_per_dim"])))
+        if split == "train":
+            train.append((step, float(value)))
+        elif split == "validation":
+            validation.append((step, float(value)))
     if not train and not validation:
         raise DataError(f"{path}: holds no train or validation records yet")
     name = label or (path.parent.name if path.name == METRICS_NAME else path.stem)

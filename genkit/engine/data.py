@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genkit.errors import ConfigError
+from genkit.errors import ConfigError, GenkitError
 
 
 class EpochBatchSampler:
@@ -45,9 +45,83 @@ class EpochBatchSampler:
             batch = (epoch + 1) * self.batches_per_epoch
 
 
-def collate(items: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+class FailedBatch:
+    """A batch a data set could not give, carrying its error to the main process as a value.
+
+    Raised inside a loader worker, the error would reach the main process re-raised inside a copy of
+    the worker's traceback; carried as a value, :class:`Batches` raises the data set's own one line.
+    """
+
+    def __init__(self, error: GenkitError):
+        self.kind, self.message = type(error), str(error)
+
+    def error(self) -> GenkitError:
+        error = self.kind.__new__(self.kind)  # not kind(message): an error class may take other arguments
+        Exception.__init__(error, self.message)
+        return error
+
+
+class Reporting(Dataset):
+    """``dataset``, whose :class:`GenkitError` for a batch becomes a :class:`FailedBatch` instead of an exception."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]):
+        try:
+            if hasattr(self.dataset, "__getitems__"):
+                return self.dataset.__getitems__(indices)
+            return [self.dataset[i] for i in indices]
+        except GenkitError as exc:
+            return FailedBatch(exc)
+
+
+def collate(items: torch.Tensor | Sequence[torch.Tensor] | FailedBatch) -> torch.Tensor | FailedBatch:
     """A batch ``(B, H, W, C)`` ``uint8``: data sets with ``__getitems__`` already return one tensor."""
-    return items if isinstance(items, torch.Tensor) else torch.stack(list(items))
+    if isinstance(items, (torch.Tensor, FailedBatch)):
+        return items
+    return torch.stack(list(items))
+
+
+class Batches:
+    """The batches of a loader, for as long as they are wanted; :meth:`close` ends its worker processes for certain.
+
+    A data set's own error (a file it cannot read, an image of the wrong size) is raised here as its
+    one line. Closing shuts the workers down the loader's way, then kills any that is still alive:
+    each ignores the first SIGTERM (:func:`leave_stop_signals_to_the_main_process`), which may be
+    the only one it gets, and a worker left behind would keep the interpreter from exiting.
+    """
+
+    def __init__(self, loader: DataLoader):
+        self._iterator = iter(loader)
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        batch = next(self._iterator)
+        if isinstance(batch, FailedBatch):
+            raise batch.error()
+        return batch
+
+    def close(self, grace: float = 5.0) -> None:
+        workers = list(getattr(self._iterator, "_workers", ()))
+        shutdown = getattr(self._iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join(grace)
+
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
@@ -80,7 +154,7 @@ def train_loader(
 ) -> DataLoader:
     sampler = EpochBatchSampler(len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start)
     return DataLoader(
-        dataset,
+        Reporting(dataset),
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=num_workers,
@@ -119,7 +193,7 @@ def eval_loader(
     blocks = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     mine = [i for block in blocks[rank::world_size] for i in block]
     return DataLoader(
-        dataset,
+        Reporting(dataset),
         batch_size=batch_size,
         sampler=_Shard(mine),
         collate_fn=collate,

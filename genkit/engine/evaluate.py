@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from genkit.engine.data import eval_loader, to_device
+from genkit.engine.data import Batches, eval_loader, to_device
 from genkit.engine.distributed import Distributed
 from genkit.errors import ConfigError
 from genkit.interfaces import ImportanceWeighted, Invertible, LatentVariables, nats_to_bits, require
@@ -77,25 +77,33 @@ def evaluate_dataset(
     worst = torch.zeros((), dtype=torch.float64, device=device)
     layer_sums: torch.Tensor | None = None
     count = torch.zeros((), dtype=torch.float64, device=device)
-    bar = tqdm(loader, desc="evaluate", unit="batch", disable=not (progress and context.is_main), leave=False)
-    for images in bar:
-        images = to_device(images, device)
-        terms = model(images)
-        sums[0] += terms.nll.double().sum()
-        for i, name in enumerate(parts):
-            sums[2 + i] += terms.parts[name].double().sum()
-        if isinstance(model, LatentVariables) and terms.layer_kl is not None:
-            layer = terms.layer_kl.double().sum(0)
-            layer_sums = layer if layer_sums is None else layer_sums + layer
-        if importance_samples:
-            log_weights = torch.stack(
-                [model.importance_log_weights(images).double() for _ in range(importance_samples)]
-            )
-            bound = torch.logsumexp(log_weights, 0) - math.log(importance_samples)  # nats per image, (B,)
-            sums[1] += (-bound / dims).sum()
-        if inverse_error:
-            worst = torch.maximum(worst, model.inverse_error(images).double())
-        count += images.shape[0]
+    with Batches(loader) as batches:  # ends the loader's workers, if any, however the loop ends
+        bar = tqdm(
+            batches,
+            total=len(loader),
+            desc="evaluate",
+            unit="batch",
+            disable=not (progress and context.is_main),
+            leave=False,
+        )
+        for images in bar:
+            images = to_device(images, device)
+            terms = model(images)
+            sums[0] += terms.nll.double().sum()
+            for i, name in enumerate(parts):
+                sums[2 + i] += terms.parts[name].double().sum()
+            if isinstance(model, LatentVariables) and terms.layer_kl is not None:
+                layer = terms.layer_kl.double().sum(0)
+                layer_sums = layer if layer_sums is None else layer_sums + layer
+            if importance_samples:
+                log_weights = torch.stack(
+                    [model.importance_log_weights(images).double() for _ in range(importance_samples)]
+                )
+                bound = torch.logsumexp(log_weights, 0) - math.log(importance_samples)  # nats per image, (B,)
+                sums[1] += (-bound / dims).sum()
+            if inverse_error:
+                worst = torch.maximum(worst, model.inverse_error(images).double())
+            count += images.shape[0]
     context.all_reduce_(sums)
     context.all_reduce_(count)
     context.all_reduce_(worst, "max")

@@ -1,31 +1,72 @@
-"""What the user sees of a run: a progress bar, ``metrics.jsonl`` and (when installed) TensorBoard."""
+"""What the user sees of a run: a progress bar, ``metrics.jsonl`` and (when installed) TensorBoard.
+
+Every ``train`` record averages the updates applied in the steps since the previous one; an
+interval in which every update was skipped has no average, and its figures are ``null``.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from genkit.errors import DataError
+from genkit.fileio import finite_json, write_text
 from genkit.rundirs import METRICS_NAME
+
+FINAL_PREFIX = "final-"  # the split of the one record of a run's final evaluation
+
+
+def read_records(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
+    """Every record of a ``metrics.jsonl``: (its line number, the line as written, the record).
+
+    A last line cut short (a crash in the middle of writing it) is left out; any other line that is
+    not a JSON object fails in one line naming it.
+    """
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file; expected the {METRICS_NAME} that genkit run writes") from None
+    lines = text.splitlines()
+    torn = bool(lines) and not text.endswith("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            if torn and number == len(lines):
+                break
+            raise DataError(
+                f"{path}:{number}: not a metrics record (expected one JSON object per line, as genkit run writes); "
+                "repair or delete that line"
+            )
+        records.append((number, line, record))
+    return records
 
 
 class MetricsLog:
-    """Appends one JSON object per line; also mirrors scalars to TensorBoard if it is installed."""
+    """Appends one JSON object per line; also mirrors scalars to TensorBoard if it is installed.
+
+    Resuming from step ``resume_step`` drops the records written after it (they describe steps that
+    will be taken again), the record of an earlier final evaluation, and a last line torn by a crash.
+    """
 
     def __init__(self, run_dir: Path, *, resume_step: int | None = None):
         self.path = run_dir / METRICS_NAME
         if resume_step is not None and self.path.exists():
-            # records written after the checkpoint we resume from describe steps that will be redone
             kept = [
                 line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+                for _, line, record in read_records(self.path)
+                if _step(record) <= resume_step and not str(record.get("split", "")).startswith(FINAL_PREFIX)
             ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            write_text(self.path, "".join(line + "\n" for line in kept))
         self.writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -35,9 +76,9 @@ class MetricsLog:
             pass
 
     def write(self, record: dict[str, Any]) -> None:
-        record = {k: _plain(v) for k, v in record.items()}
+        record = finite_json(record)  # JSON has no NaN or infinity
         with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json.dumps(record, allow_nan=False) + "\n")
         if self.writer is not None:
             prefix = record.get("split", "train")
             for key, value in record.items():
@@ -49,10 +90,9 @@ class MetricsLog:
             self.writer.close()
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN/inf
-    return value
+def _step(record: dict[str, Any]) -> int:
+    step = record.get("step", 0)
+    return step if isinstance(step, int) else 0
 
 
 class Progress:
@@ -73,12 +113,14 @@ class Progress:
         return rate
 
     def show(self, record: dict[str, Any]) -> None:
-        parts = " + ".join(f"{name} {record[name + '_bpd']:.3f}" for name in self.parts)
-        loss = f"loss {record['loss_bpd']:.3f} bpd" + (f" ({parts})" if parts else "")
+        if record["loss_bpd"] is None:
+            figures = "no update applied since the last log"
+        else:
+            parts = " + ".join(f"{name} {record[name + '_bpd']:.3f}" for name in self.parts)
+            figures = f"loss {record['loss_bpd']:.3f} bpd" + (f" ({parts})" if parts else "")
+            figures += f" gnorm {record['grad_norm']:.1f}"
         self.bar.set_postfix_str(
-            f"{loss} gnorm {record['grad_norm']:.1f} skipped {record['skipped_updates']} "
-            f"{record['images_per_s']:.0f} img/s",
-            refresh=False,
+            f"{figures} skipped {record['skipped_updates']} {record['images_per_s']:.0f} img/s", refresh=False
         )
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from genkit import rundirs
 from genkit.interfaces import Objective
 
 
@@ -22,6 +23,15 @@ def summary_lines(final: dict[str, Any], objective: Objective) -> list[str]:
         f"({objective.label}, EMA weights, {final['images']} images, step {final['step']}"
         + (f"; {parts})" if parts else ")")
     ]
+    applied = final.get("updates_applied")
+    if applied == 0:
+        lines.append(f"no update was applied in {final['step']} steps: the figure is of the untrained, initial weights")
+    elif applied is not None:
+        skipped = final["step"] - applied
+        lines.append(
+            f"updates applied: {applied} of {final['step']}"
+            + (f" ({skipped} skipped for a non-finite or too-large gradient)" if skipped else "")
+        )
     if "iw_bits_per_dim" in final:
         lines.append(
             f"importance-weighted bound, K={final['importance_samples']}: {final['iw_bits_per_dim']:.4f} bits/dim"
@@ -52,4 +62,16 @@ def summary_lines(final: dict[str, Any], objective: Objective) -> list[str]:
 def print_summary(final: dict[str, Any], run_dir: Path, objective: Objective) -> None:
     for line in summary_lines(final, objective):
         click.echo(line)
-    click.echo(f"run directory: {run_dir} (samples in {run_dir / 'samples'}, model directory: {run_dir})")
+    click.echo(f"run directory: {run_dir} ({', '.join(run_contents(run_dir))})")
+
+
+def run_contents(run_dir: Path) -> list[str]:
+    """What a run directory holds for the user, naming only what is there."""
+    found = []
+    if rundirs.latest_samples(run_dir) is not None:
+        found.append(f"samples in {run_dir / rundirs.SAMPLES}")
+    if rundirs.checkpoint_dirs(run_dir):
+        found.append(f"model directory: {run_dir}")
+    else:
+        found.append("no checkpoint and so no model directory (no step was taken)")
+    return found

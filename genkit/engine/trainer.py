@@ -18,6 +18,7 @@ EMA of the weights used for every evaluation, sample and export.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,21 @@ import torch
 from genkit import rundirs
 from genkit.engine import checkpoint
 from genkit.engine.baselines import trivial_baselines
-from genkit.engine.data import collate, to_device, train_loader
+from genkit.engine.data import Batches, collate, to_device, train_loader
 from genkit.engine.distributed import Distributed, setup, teardown
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.engine.metrics import MetricsLog, Progress
 from genkit.engine.report import print_summary
+from genkit.engine.runs import check_cuda_graph, choose_run_dir
 from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
-from genkit.errors import CheckpointError, ConfigError, DataError
-from genkit.fileio import write_json
+from genkit.errors import CheckpointError, ConfigError, DataError, first_line
+from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
 from genkit.interfaces import DataDependentInit, Invertible, nats_to_bits
 from genkit.models import build_model
-from genkit.recipe import Recipe, read_toml, recipe_to_dict, save_recipe
+from genkit.pretrained import non_finite
+from genkit.recipe import Recipe, save_recipe
 
 PICTURE_ROWS = 8  # validation images a model's own pictures (reconstructions, …) are drawn from
 
@@ -67,9 +70,11 @@ def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Pa
 class Trainer:
     def __init__(self, recipe: Recipe, context: Distributed, *, run_dir=None, resume=None):
         self.recipe, self.context, self.config = recipe, context, recipe.train
-        self.run_dir = Path(context.broadcast(str(self._choose_run_dir(run_dir, resume)) if context.is_main else None))
+        chosen, self.run_dir_option = choose_run_dir(recipe, run_dir, resume) if context.is_main else (None, None)
+        self.run_dir = Path(context.broadcast(str(chosen) if context.is_main else None))
+        self.run_dir_option = context.broadcast(self.run_dir_option)  # what named it, for errors about it
         self.resuming = resume is not None
-        self._check_cuda_graph()
+        check_cuda_graph(recipe, context)
         self.dataset = recipe.data.build("dataset")
         torch.manual_seed(self.config.seed)  # the same initial weights on every rank
         self.model = build_model(recipe, context.device)
@@ -85,61 +90,13 @@ class Trainer:
         self.ema = EMA(self.model, self.config.ema_rate)  # a copy of the (initialised) weights
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config)
         self.step, self.skipped_updates = 0, 0
+        self.interval: torch.Tensor | None = None  # restored sums of an interrupted logging interval
         torch.manual_seed(self.config.seed * 1_000_003 + 1 + context.rank)  # latents differ between ranks
         if self.resuming:
             self._restore()
         self.global_batch = self.config.batch_size * context.world_size
 
     # --- set-up ---------------------------------------------------------------------------------
-
-    def _check_cuda_graph(self) -> None:
-        if not self.config.cuda_graph:
-            return
-        where = self.recipe.source or "recipe"
-        if self.context.device.type != "cuda":
-            raise ConfigError(
-                f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {self.context.device}; "
-                "set train.cuda_graph = false"
-            )
-        if self.context.enabled:
-            raise ConfigError(
-                f"{where}: train.cuda_graph = true works in one process only, and this run has "
-                f"{self.context.world_size} (torchrun); set train.cuda_graph = false"
-            )
-
-    def _choose_run_dir(self, run_dir, resume) -> Path:
-        if resume is not None:
-            resume = Path(resume)
-            if run_dir is not None and Path(run_dir).resolve() != resume.resolve():
-                raise ConfigError(
-                    f"--out {run_dir} and --resume {resume} name different run directories; give only --resume"
-                )
-            if not rundirs.is_run_dir(resume):
-                raise CheckpointError(
-                    f"{resume}: not a run directory (no {rundirs.RECIPE_NAME}); expected a folder written by genkit run"
-                )
-            self._check_same_model(resume / rundirs.RECIPE_NAME)
-            return resume
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            if rundirs.checkpoint_dirs(run_dir):
-                raise ConfigError(
-                    f"{run_dir}: already holds a run with checkpoints; continue it with --resume {run_dir} "
-                    "or choose another --out"
-                )
-            return run_dir
-        return rundirs.new_run_dir(self.config.out_dir, self.recipe.name)
-
-    def _check_same_model(self, saved_recipe: Path) -> None:
-        saved = read_toml(saved_recipe)
-        current = recipe_to_dict(self.recipe, provenance=False)
-        for table in ("model", "data"):
-            if saved.get(table) != current.get(table):
-                raise ConfigError(
-                    f"{saved_recipe}: the run was trained with a different [{table}] table than "
-                    f"{self.recipe.source or 'this recipe'}; "
-                    "resume with the recipe the run was started with (only [train] and [eval] may change)"
-                )
 
     def _initialize(self) -> None:
         """The model's data-dependent initialisation on ``train.init_images`` training images (rank 0's, broadcast)."""
@@ -159,10 +116,24 @@ class Trainer:
     def _restore(self) -> None:
         latest = rundirs.latest_checkpoint(self.run_dir)
         state = checkpoint.load(latest, trained=self.model, ema_model=self.ema.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{latest / checkpoint.STATE_NAME}: its optimizer state does not fit the model ({first_line(exc)}); "
+                "the checkpoint is damaged"
+            ) from None
         adapt_loaded_optimizer(self.optimizer, self.scheduler, self.config)
         self.step, self.skipped_updates = int(state["step"]), int(state["skipped_updates"])
+        # the figures of a logging interval the checkpoint interrupted (all ranks' together, carried by rank 0)
+        interval = state.get("interval")
+        if (
+            interval is not None
+            and self.context.is_main
+            and tuple(interval.shape) == (3 + len(self.model.objective.parts),)
+        ):
+            self.interval = interval.to(self.context.device)
         rng = state["rng"]
         if len(rng) == self.context.world_size:
             torch.set_rng_state(rng[self.context.rank]["cpu"])
@@ -181,10 +152,16 @@ class Trainer:
 
     def run(self) -> TrainResult:
         context, config = self.context, self.config
+        if self.resuming and self.step >= config.steps:
+            finished = self._finished_results()
+            if finished is not None:
+                return finished
+        log = None
         if context.is_main:
+            make_folder(self.run_dir, self.run_dir_option)
+            log = MetricsLog(self.run_dir, resume_step=self.step if self.resuming else None)  # damage fails here
             save_recipe(self.recipe, self.run_dir)
         context.barrier()
-        log = MetricsLog(self.run_dir, resume_step=self.step if self.resuming else None) if context.is_main else None
         forward = self.model
         if context.enabled:
             forward = torch.nn.parallel.DistributedDataParallel(
@@ -193,7 +170,7 @@ class Trainer:
         if config.compile:
             forward = torch.compile(forward)
         step_fn = training_step(forward, self.model, self.optimizer, self.ema, config, context)
-        batches = iter(
+        batches = Batches(
             train_loader(
                 self.dataset.split("train"),
                 config.batch_size,
@@ -209,8 +186,8 @@ class Trainer:
         progress = Progress(config.steps, self.step, enabled=context.is_main, parts=parts)
         device = context.device
         # over applied steps: loss, each part, grad norm; then how many were applied
-        sums = torch.zeros(3 + len(parts), device=device)
-        skipped_total = torch.zeros((), device=device)
+        sums = torch.zeros(3 + len(parts), device=device) if self.interval is None else self.interval
+        skipped_total = torch.full((), float(self.skipped_updates), device=device)
         final = None
         try:
             with StopRequest() as stop:
@@ -236,7 +213,7 @@ class Trainer:
                     if self.step % config.eval_every == 0 or last:
                         self._validate(log)
                     if self.step % config.checkpoint_every == 0 or last or stopping:
-                        self._checkpoint(skipped_total)
+                        self._checkpoint(skipped_total, sums)
                     if stopping and not last:
                         progress.close()
                         if context.is_main:
@@ -246,28 +223,50 @@ class Trainer:
                                 err=True,
                             )
                         raise KeyboardInterrupt
+            batches.close()
             progress.close()
             if self.step >= config.steps:
                 final = self._final_evaluation(log)
         finally:
+            batches.close()  # a loader worker left behind would keep the process from ever exiting
             progress.close()
             if log is not None:
                 log.close()
         return TrainResult(self.run_dir, self.step, self.model, self.ema.model, final)
 
+    def _finished_results(self) -> TrainResult | None:
+        """A resumed run that already reached ``train.steps`` and has its results: said so, and nothing redone."""
+        try:
+            final = json.loads((self.run_dir / rundirs.RESULTS_NAME).read_text())
+        except (OSError, ValueError):  # missing or damaged: the final evaluation runs again
+            return None
+        if not isinstance(final, dict) or final.get("step") != self.step:
+            return None
+        if self.context.is_main:
+            click.echo(
+                f"{self.run_dir} already reached step {self.step} (train.steps = {self.config.steps}); nothing to "
+                f"train: raise train.steps to continue it",
+                err=True,
+            )
+            print_summary(final, self.run_dir, self.model.objective)
+        return TrainResult(self.run_dir, self.step, self.model, self.ema.model, final)
+
     def _log(self, sums: torch.Tensor, skipped_total: torch.Tensor, progress: Progress, log: MetricsLog | None) -> None:
+        """One ``train`` record: the means over the updates applied since the last one, ``null`` when none was."""
         totals = self.context.all_reduce_(sums.clone())
-        totals[:-1] /= self.context.world_size  # every rank counted the same applied steps
+        totals /= self.context.world_size  # every rank counted the same applied steps
         *figures, grad_norm, applied = totals.tolist()  # the host sync, once per interval
-        applied = applied / self.context.world_size
+        applied = round(applied)
         self.skipped_updates = int(skipped_total.item())
-        per = max(applied, 1.0)
         names = ("loss", *self.model.objective.parts)
         record = {
             "step": self.step,
             "split": "train",
-            **{f"{name}_bpd": nats_to_bits(value / per) for name, value in zip(names, figures)},
-            "grad_norm": grad_norm / per,
+            **{
+                f"{name}_bpd": nats_to_bits(value / applied) if applied else None for name, value in zip(names, figures)
+            },
+            "grad_norm": grad_norm / applied if applied else None,
+            "updates_applied": applied,
             "skipped_updates": self.skipped_updates,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "images_per_s": progress.images_per_second(self.step, self.global_batch),
@@ -275,6 +274,25 @@ class Trainer:
         if log is not None:
             log.write(record)
             progress.show(record)
+        self._require_finite_weights()
+
+    def _require_finite_weights(self) -> None:
+        """Stop the run, in one line, once an update has made any weight NaN or infinite: nothing after is saved."""
+        for which, model in (("trained", self.model), ("EMA", self.ema.model)):
+            problem = non_finite(model.state_dict())
+            if problem is None:
+                continue
+            saved = rundirs.checkpoint_dirs(self.run_dir)
+            cure = "lower train.lr, train.weight_decay or train.grad_clip"
+            keep = (
+                f"the latest good checkpoint is {saved[-1]}: {cure} and continue it with --resume {self.run_dir}"
+                if saved
+                else f"no checkpoint was written: {cure} and start again"
+            )
+            raise CheckpointError(
+                f"step {self.step}: the {which} weights are no longer finite ({problem}), so nothing more is saved; "
+                + keep
+            )
 
     def _evaluation_rng(self):
         """Evaluation draws its own random numbers and leaves the training stream exactly where it was."""
@@ -283,6 +301,7 @@ class Trainer:
         return rng
 
     def _validate(self, log: MetricsLog | None) -> None:
+        self._require_finite_weights()
         with self._evaluation_rng():
             torch.manual_seed(self.config.seed + 7919 * (self.context.rank + 1))
             result = evaluate_dataset(
@@ -313,8 +332,12 @@ class Trainer:
         for name, (grid, columns) in model.pictures(images, generator=generator, temperature=temperature).items():
             save_grid(grid, folder / f"step-{self.step:08d}-{name}.png", nrow=columns, scale=scale)
 
-    def _checkpoint(self, skipped_total: torch.Tensor) -> None:
+    def _checkpoint(self, skipped_total: torch.Tensor, sums: torch.Tensor) -> None:
+        self._require_finite_weights()
         self.skipped_updates = int(skipped_total.item())
+        # the logging interval so far, every rank's together, so a resumed run's next record is the one it would
+        # have been; rank 0 carries it, the others restart from zero
+        interval = self.context.all_reduce_(sums.clone()).cpu()
         rng = {"cpu": torch.get_rng_state()}
         if self.context.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.context.device)
@@ -325,6 +348,7 @@ class Trainer:
             "skipped_updates": self.skipped_updates,
             "rng": self.context.gather(rng),
             "world_size": self.context.world_size,
+            "interval": interval,
         }
         if self.context.is_main:
             checkpoint.save(
@@ -340,6 +364,7 @@ class Trainer:
 
     def _final_evaluation(self, log: MetricsLog | None) -> dict[str, Any]:
         """The EMA model on ``eval.split`` (test by default), beside the trivial baselines, printed and saved."""
+        self._require_finite_weights()
         split = self.recipe.eval.split
         with self._evaluation_rng():
             torch.manual_seed(self.config.seed + 104729)
@@ -352,7 +377,12 @@ class Trainer:
                 progress=self.context.is_main,
                 context=self.context,
             )
-        final: dict[str, Any] = {"step": self.step, "split": split, **result}
+        final: dict[str, Any] = {
+            "step": self.step,
+            "split": split,
+            **result,
+            "updates_applied": self.step - self.skipped_updates,
+        }
         if self.context.is_main:
             try:
                 final["baselines"] = trivial_baselines(

@@ -1,8 +1,9 @@
 """Contract tests every plugin gets for free.
 
-``test_contracts.py`` in this package is parametrised over every registered plugin of each
-kind, so a new plugin is tested the moment it registers. A plugin author runs them against
-an installed plugin with::
+``test_contracts.py`` (components and data sets, and the contract modules of kinds that plugins
+add) and ``test_model_contracts.py`` (models and their capabilities) in this package are
+parametrised over every registered plugin of each kind, so a new plugin is tested the moment it
+registers. A plugin author runs them against an installed plugin with::
 
     GENKIT_LOAD_PLUGINS=myplugin python -m pytest --pyargs genkit.testing
 
@@ -12,6 +13,7 @@ an installed plugin with::
 from __future__ import annotations
 
 import pytest
+import torch
 
 
 def plugin_params(kind: str) -> list:
@@ -24,3 +26,10 @@ def plugin_params(kind: str) -> list:
 def example_settings(spec):
     """The settings a contract test builds ``spec`` with: its ``example`` if given, else the defaults."""
     return spec.example if spec.example is not None else spec.config()
+
+
+def agree(estimates: torch.Tensor, reference: torch.Tensor) -> bool:
+    """The means over the first axis differ by at most five standard errors (seeds are fixed; 5σ leaves room to change
+    them)."""
+    error = (estimates.var(0) / len(estimates) + reference.var(0) / len(reference)).sqrt()
+    return bool(((estimates.mean(0) - reference.mean(0)).abs() <= 5 * error + 1e-9).all())

@@ -16,23 +16,16 @@ import torch
 from genkit.errors import GenkitError
 from genkit.interfaces import (
     Block,
-    DataDependentInit,
     Downsampler,
-    GenerativeModel,
     ImageDataset,
-    ImportanceWeighted,
-    Invertible,
     LatentDistribution,
     LatentFamily,
-    LatentVariables,
     Likelihood,
-    LossTerms,
-    Objective,
     Upsampler,
     kl_divergence,
     levels,
 )
-from genkit.testing import example_settings, plugin_params
+from genkit.testing import agree, example_settings, plugin_params
 
 DTYPE = torch.float64
 
@@ -149,13 +142,6 @@ def test_latent_kl_of_a_distribution_with_itself_is_zero(spec):
     assert kl_divergence(p, p, z).abs().max() < 1e-9
 
 
-def _agree(estimates: torch.Tensor, reference: torch.Tensor) -> bool:
-    """The means over the first axis differ by at most five standard errors (seeds are fixed; 5σ leaves room to change
-    them)."""
-    error = (estimates.var(0) / len(estimates) + reference.var(0) / len(reference)).sqrt()
-    return bool(((estimates.mean(0) - reference.mean(0)).abs() <= 5 * error + 1e-9).all())
-
-
 @pytest.mark.parametrize("spec", plugin_params("latent"))
 def test_latent_kl_divergence_is_nonnegative_and_unbiased(spec):
     """Over 40,000 draws ``kl_divergence`` (analytic where ``q.kl`` gives it, else one-sample estimates) averages to the
@@ -171,7 +157,7 @@ def test_latent_kl_divergence_is_nonnegative_and_unbiased(spec):
     estimates = kl_divergence(q, p, q.rsample(torch.Generator().manual_seed(3))).detach()
     z = q.rsample(torch.Generator().manual_seed(4))
     reference = (q.log_prob(z) - p.log_prob(z)).detach()
-    assert _agree(estimates, reference)
+    assert agree(estimates, reference)
     assert (reference.mean(0) > -5 * reference.std(0) / math.sqrt(n)).all()
 
 
@@ -218,7 +204,7 @@ def test_latent_path_gradient_of_the_kl_estimate_has_the_total_gradients_expecta
         total = _flat_gradient((q.log_prob(z) - p.log_prob(z)).mean(0).sum(), weights)
         differences.append(path - total)
     differences = torch.stack(differences)
-    assert _agree(differences, torch.zeros_like(differences))
+    assert agree(differences, torch.zeros_like(differences))
 
 
 @pytest.mark.parametrize("spec", plugin_params("latent"))
@@ -308,168 +294,7 @@ def test_resampler_changes_the_resolution_by_the_factor_and_keeps_constants(spec
     assert torch.allclose(y, torch.full_like(y, 0.7))
 
 
-# --- models and data sets ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def contract_model_cache():
-    return {}
-
-
-def _model(spec, cache) -> GenerativeModel:
-    if spec.name not in cache:
-        torch.manual_seed(0)
-        cache[spec.name] = spec.build(example_settings(spec))
-    model = cache[spec.name]
-    assert isinstance(model, GenerativeModel)
-    return model
-
-
-def _images(model, n: int, seed: int) -> torch.Tensor:
-    h, w, c = model.image_shape
-    return torch.randint(0, 256, (n, h, w, c), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_declares_its_objective_and_its_samplers(spec, contract_model_cache):
-    model = _model(spec, contract_model_cache)
-    assert isinstance(model.objective, Objective) and model.objective.label
-    assert len(set(model.objective.parts)) == len(model.objective.parts)
-    assert isinstance(model.samplers, tuple) and model.samplers and all(isinstance(s, str) for s in model.samplers)
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_loss_terms_have_the_documented_shapes_and_relations(spec, contract_model_cache):
-    model = _model(spec, contract_model_cache)
-    terms = model(_images(model, 2, 0))
-    assert isinstance(terms, LossTerms)
-    assert terms.nll.shape == (2,) and torch.isfinite(terms.nll).all()
-    assert set(terms.parts) == set(model.objective.parts)
-    for name in model.objective.parts:
-        assert terms.parts[name].shape == (2,), name
-    if terms.parts:
-        assert torch.allclose(sum(terms.parts.values()), terms.nll, rtol=1e-5, atol=1e-6)
-    assert terms.loss.shape == () and torch.allclose(terms.loss, terms.nll.mean())
-    if model.objective.exact or isinstance(model, LatentVariables):
-        assert (terms.nll > 0).all()  # −log of a probability (a bound above one) of a discrete image
-    if isinstance(model, LatentVariables):
-        assert terms.layer_kl is not None and terms.layer_kl.shape == (2, model.n_latent_layers)
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_is_deterministic_with_latents_at_their_mean_and_with_a_seeded_generator(spec, contract_model_cache):
-    model = _model(spec, contract_model_cache).eval()
-    images = _images(model, 2, 2)
-    with torch.no_grad():
-        assert torch.equal(model(images, latents="mean").nll, model(images, latents="mean").nll)
-        first = model(images, generator=torch.Generator().manual_seed(5)).nll
-        assert torch.equal(first, model(images, generator=torch.Generator().manual_seed(5)).nll)
-    model.train()
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_every_sampler_draws_the_same_images_from_the_same_generator_state(spec, contract_model_cache):
-    model = _model(spec, contract_model_cache).eval()
-    with torch.no_grad():
-        for sampler in model.samplers:
-            a = model.sample(2, generator=torch.Generator().manual_seed(0), sampler=sampler)
-            b = model.sample(2, generator=torch.Generator().manual_seed(0), sampler=sampler)
-            assert a.dtype == torch.uint8 and tuple(a.shape) == (2, *model.image_shape)
-            assert torch.equal(a, b), sampler
-    with pytest.raises(GenkitError, match="sampler"):
-        model.sample(1, sampler="no-such-sampler")
-    model.train()
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_pictures_are_uint8_grids_of_its_shape(spec, contract_model_cache):
-    model = _model(spec, contract_model_cache).eval()
-    with torch.no_grad():
-        pictures = model.pictures(_images(model, 2, 3), generator=torch.Generator().manual_seed(0), temperature=1.0)
-    for name, (grid, columns) in pictures.items():
-        assert grid.dtype == torch.uint8 and tuple(grid.shape[1:]) == model.image_shape, name
-        assert isinstance(columns, int) and len(grid) % columns == 0, name
-    model.train()
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_with_data_dependent_initialisation_initialises_from_a_batch(spec):
-    torch.manual_seed(0)
-    model = spec.build(example_settings(spec))
-    if not isinstance(model, DataDependentInit):
-        pytest.skip(f"{spec.name} has no data-dependent initialisation")
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.train()
-    with torch.no_grad():
-        model.initialize(_images(model, 8, 4))
-    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
-    assert changed, "initialize() changed no weight"
-    assert torch.isfinite(model(_images(model, 2, 5)).nll).all()
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_with_an_importance_weighted_bound_averages_its_log_weights_to_its_figure(spec, contract_model_cache):
-    """E[−log w]/D equals the expected single-draw figure; logmeanexp over draws is a tighter bound."""
-    model = _model(spec, contract_model_cache)
-    if not isinstance(model, ImportanceWeighted):
-        pytest.skip(f"{spec.name} has no importance-weighted bound")
-    model.eval()
-    draws = 200
-    images = _images(model, 1, 6).expand(draws, *model.image_shape)  # one image, its draws side by side
-    with torch.no_grad():
-        log_w = model.importance_log_weights(images).double()
-        nll = model(images).nll.double()
-    model.train()
-    assert log_w.shape == (draws,) and torch.isfinite(log_w).all()
-    assert _agree(-log_w[:, None] / model.dims_per_image, nll[:, None])
-    iw = -(torch.logsumexp(log_w, 0) - math.log(draws)) / model.dims_per_image
-    assert iw <= -log_w.mean() / model.dims_per_image + 1e-12
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_with_latent_variables_reconstructs_from_any_number_of_posterior_layers(spec, contract_model_cache):
-    model = _model(spec, contract_model_cache)
-    if not isinstance(model, LatentVariables):
-        pytest.skip(f"{spec.name} has no latent variables")
-    assert len(model.layer_resolutions) == model.n_latent_layers
-    with torch.no_grad():  # the two ways to sample only a model with latent layers offers
-        at_means = model.sample(2, generator=torch.Generator().manual_seed(0), latents="mean")
-        layered = model.sample(2, temperature=[0.5] * model.n_latent_layers, generator=torch.Generator().manual_seed(0))
-    for images in (at_means, layered):
-        assert images.dtype == torch.uint8 and tuple(images.shape) == (2, *model.image_shape)
-    images = _images(model, 2, 7)
-    with torch.no_grad():
-        for keep in (0, model.n_latent_layers):
-            out = model.reconstruct(images, keep, temperature=0.5, generator=torch.Generator().manual_seed(0))
-            assert out.dtype == torch.uint8 and out.shape == images.shape
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_that_is_invertible_decodes_its_encoding_back_to_the_image(spec):
-    torch.manual_seed(0)
-    model = spec.build(example_settings(spec)).double().eval()
-    if not isinstance(model, Invertible):
-        pytest.skip(f"{spec.name} is not invertible")
-    images = _images(model, 2, 8)
-    with torch.no_grad():
-        if isinstance(model, DataDependentInit):
-            model.train()
-            model.initialize(_images(model, 8, 9))
-            model.eval()
-        z = model.encode(images, latents="mean")
-        assert torch.equal(model.decode(z), images)
-        assert float(model.inverse_error(images)) < 1e-6
-
-
-@pytest.mark.parametrize("spec", plugin_params("model"))
-def test_model_gradients_reach_every_parameter(spec, contract_model_cache):
-    model = _model(spec, contract_model_cache)
-    model.zero_grad(set_to_none=True)
-    h, w, c = model.image_shape
-    images = torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    model(images).loss.backward()
-    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not missing, f"no gradient reaches {missing[:5]}"
+# --- data sets ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("spec", plugin_params("dataset"))

@@ -9,5 +9,6 @@ BUILTIN_MODULES: list[str] = [
     "genkit_plugins.bottleneck",
     "genkit_plugins.resample",
     "genkit_plugins.vdvae",
+    "genkit_plugins.pixelcnnpp",
     "genkit_plugins.flowpp",
 ]

@@ -28,7 +28,7 @@ from einops import rearrange
 
 from genkit.downloads import cache_dir, fetch, md5sum
 from genkit.errors import DataError
-from genkit.schema import in_range
+from genkit.schema import in_range, seed_field
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit
 from genkit_plugins.datasets.sources import check_one_source, hub_folder, why_not_downloading
 
@@ -54,7 +54,7 @@ class Cifar10Settings:
     hub: str = ""  # a Hub data-set repo holding the tarball or the extracted folder, instead of root and url
     hub_revision: str = ""  # "" = the repo's main branch
     validation_size: int = attrs.field(default=5000, validator=in_range(0))  # 0: validation is the test set
-    split_seed: int = REFERENCE_SPLIT_SEED
+    split_seed: int = seed_field(REFERENCE_SPLIT_SEED)
 
 
 class _BatchUnpickler(pickle.Unpickler):

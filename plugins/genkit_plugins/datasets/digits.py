@@ -24,7 +24,7 @@ import numpy as np
 from einops import rearrange
 
 from genkit.errors import DataError, first_line
-from genkit.schema import in_range
+from genkit.schema import in_range, seed_field
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit
 
 WHERE = "the file scikit-learn ships as sklearn/datasets/data/digits.csv.gz (pip install scikit-learn)"
@@ -77,7 +77,7 @@ class DigitsSettings:
     root: str = ""
     validation_size: int = attrs.field(default=180, validator=in_range(1))
     test_size: int = attrs.field(default=360, validator=in_range(1))
-    split_seed: int = 0
+    split_seed: int = seed_field(0)
     # 8: round(255·k/16); 5: the smallest depth whose levels keep all 17 counts apart (17 of 32 used)
     bits: Literal[5, 8] = 8
 

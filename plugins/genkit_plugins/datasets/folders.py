@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from genkit.errors import ConfigError, DataError
 from genkit.interfaces import ImageDataset
-from genkit.schema import in_range
+from genkit.schema import in_range, seed_field
 from genkit_plugins.datasets.arrays import SPLITS, seeded_holdout
 from genkit_plugins.datasets.sources import data_folder
 
@@ -41,7 +41,7 @@ def read_image(path: Path, mode: str, where: str) -> np.ndarray:
         with Image.open(path) as picture:
             array = np.asarray(picture.convert(mode), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc}); ({where})") from None
+        raise DataError(f"{path}: not a readable image ({exc}); {where}") from None
     return array[..., None] if array.ndim == 2 else array
 
 
@@ -87,7 +87,7 @@ class ImageFolderSettings:
     channels: Literal[1, 3] = 3
     validation_fraction: float = attrs.field(default=0.05, validator=in_range(0, 1, low_open=True, high_open=True))
     test_fraction: float = attrs.field(default=0.05, validator=in_range(0, 1, low_open=True, high_open=True))
-    split_seed: int = 0
+    split_seed: int = seed_field(0)
 
 
 def image_folder(settings: ImageFolderSettings) -> FolderDataset:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from genkit.schema import in_range
+from genkit.schema import in_range, seed_field
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit, load_npy, seeded_holdout
 from genkit_plugins.datasets.sources import data_folder
 
@@ -34,7 +34,7 @@ class ImageNetSettings:
 
     root: str = "data/imagenet"
     validation_size: int = attrs.field(default=5000, validator=in_range(1))
-    split_seed: int = 42
+    split_seed: int = seed_field(42)
 
 
 class ImageNet(ArrayImageDataset):
@@ -71,7 +71,7 @@ class Ffhq256Settings:
 
     root: str = "data/ffhq"
     validation_size: int = attrs.field(default=7000, validator=in_range(1))
-    split_seed: int = 5
+    split_seed: int = seed_field(5)
     # The file holds 8-bit pixels. The reference models FFHQ-256 at 5 bits by flooring only the
     # loss target (the encoder still sees 8-bit input), so the data set passes pixels through
     # unchanged and only declares the depth.
@@ -106,7 +106,7 @@ class NpySettings:
     validation_size: int = attrs.field(
         default=1000, validator=in_range(1)
     )  # held out of train when validation.npy is absent
-    split_seed: int = 0
+    split_seed: int = seed_field(0)
     bits: int = attrs.field(default=8, validator=in_range(1, 8))
 
 

@@ -14,7 +14,6 @@ shape matches the file, and uses it, saying so.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -37,10 +36,11 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # damage and files of another kind surface as many exception types
         # torch's message advises retrying with weights_only=False, which would run the file's pickled code
         raise CheckpointError(
-            f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__})"
+            f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__}); "
+            "expected an official openai/vdvae *-model.th or *-model-ema.th file"
         ) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
