@@ -14,8 +14,6 @@ lies in ``[0, 2^bits)^D``, where every integer image owns a cell of unit volume.
 
 from __future__ import annotations
 
-import math
-
 import attrs
 import torch
 from torch import Tensor, nn
@@ -26,12 +24,16 @@ from genkit.schema import in_range
 from genkit_plugins.flowpp.datainit import Conv
 from genkit_plugins.flowpp.flow import FlowStep
 from genkit_plugins.flowpp.kinds import Dequantizer
-from genkit_plugins.flowpp.layers import merge_columns, sigmoid, sigmoid_inverse, split_columns, sum_per_image
+from genkit_plugins.flowpp.layers import (
+    merge_columns,
+    sigmoid,
+    sigmoid_inverse,
+    split_columns,
+    standard_normal_log_prob,
+)
 from genkit_plugins.flowpp.network import GatedConv
-from genkit_plugins.precision import at_least_float32
 
 LATENT_MODES = ("sample", "mean")
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _check_latents(latents: str) -> None:
@@ -131,7 +133,7 @@ class VariationalDequantizer(Dequantizer):
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
     def base_log_prob(self, eps: Tensor) -> Tensor:
-        return sum_per_image(-0.5 * at_least_float32(eps).square() - HALF_LOG_2PI)
+        return standard_normal_log_prob(eps)
 
     def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         context = self.context(x)

@@ -43,6 +43,11 @@ def sum_per_image(x: Tensor) -> Tensor:
     return at_least_float32(x).flatten(1).sum(1)
 
 
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) per image, ``(B,)``: the prior of ``z`` and the dequantizer's base density."""
+    return sum_per_image(-0.5 * at_least_float32(z).square() - 0.5 * math.log(2 * math.pi))
+
+
 # --- element-wise maps --------------------------------------------------------------------------
 
 

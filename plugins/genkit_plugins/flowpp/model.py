@@ -39,9 +39,8 @@ from genkit_plugins.flowpp.config import FlowPPConfig
 from genkit_plugins.flowpp.datainit import data_dependent_init
 from genkit_plugins.flowpp.flow import MainFlow
 from genkit_plugins.flowpp.kinds import Dequantizer
-from genkit_plugins.flowpp.layers import sum_per_image
+from genkit_plugins.flowpp.layers import standard_normal_log_prob
 
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 PARTS = ("flow", "dequant")
 
 
@@ -131,7 +130,7 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
         """The bound's terms for float images ``x`` ``(B, C, H, W)`` at the dequantizer's base noise ``eps``."""
         u, log_q = self.dequantizer(x, eps)
         z, logdet = self.flow(x + u)
-        log_prior = sum_per_image(-0.5 * z.square() - HALF_LOG_2PI)
+        log_prior = standard_normal_log_prob(z)
         return BoundTerms(u, log_q, z, logdet, log_prior)
 
     def _terms(self, images: Tensor, latents: str, generator: torch.Generator | None) -> BoundTerms:
