@@ -57,7 +57,7 @@ from genkit.engine.distributed import Distributed
 from genkit.engine.graphs import GraphedCall
 from genkit.engine.step import EMA, build_optimizer, training_step
 from genkit.errors import ConfigError, GenkitError
-from genkit.interfaces import nats_to_bits
+from genkit.interfaces import DataDependentInit, nats_to_bits
 from genkit.models import build_model
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, resolve_local
 from genkit.recipe import Recipe
@@ -143,6 +143,12 @@ def run_benchmark(
         load_weights(model, weights)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    images, dataset, images_from = _bench_images(recipe, batch, model.image_shape, use_data)
+    images = images.to(device)
+    if weights is None and isinstance(model, DataDependentInit):  # as a fresh run starts: timed on working weights
+        model.train()
+        with torch.no_grad():
+            model.initialize(images)
     optimizer, scheduler = build_optimizer(model, config)
     ema = EMA(model, config.ema_rate)
     forward = torch.compile(model) if config.compile else model
@@ -150,8 +156,6 @@ def run_benchmark(
     autocast = (step.step if config.cuda_graph else step).autocast
     if config.cuda_graph:
         warmup = max(warmup, GRAPH_WARMUP + 1)  # eager warm-up steps and the capture stay out of the timed steps
-    images, dataset, images_from = _bench_images(recipe, batch, model.image_shape, use_data)
-    images = images.to(device)
     result: dict[str, Any] = {
         "recipe": recipe.source,
         "device": device_name(device),
