@@ -26,9 +26,11 @@ class ComponentRef:
         return self.spec(kind).build(self.settings, **context)
 
 
-def component(kind: str, default: str):
+def component(kind: str, default: str | None = None):
     """An attrs field holding a :class:`ComponentRef` to a plugin of ``kind``; ``default`` names the plugin used when
-    the recipe is silent."""
+    the recipe is silent. Without a default the recipe must name one."""
+    if default is None:
+        return attrs.field(metadata={"plugin_kind": kind})
     return attrs.field(factory=lambda: ComponentRef(default), metadata={"plugin_kind": kind})
 
 

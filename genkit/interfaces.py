@@ -196,7 +196,7 @@ class Objective:
     ``label`` is printed beside every figure ("negative ELBO", "exact negative log-likelihood",
     "variational dequantization bound"). ``key`` names it in per-image results: ``genkit eval
     --images --json`` writes ``nll_nats_per_dim`` for every model and, when ``key`` is not "nll",
-    the same values as ``{key}_nats_per_dim`` too (the VDVAE's ``elbo_nats_per_dim``). ``parts``
+    the same values as ``{key}_nats_per_dim`` too (e.g. ``elbo_nats_per_dim``). ``parts``
     are the names of :attr:`LossTerms.parts`, in the order they are printed (``distortion``,
     ``rate``); a model whose figure has no parts gives none. ``exact`` is true when ``nll`` is
     −log p(x) itself rather than an upper bound on it. ``estimate`` says how one evaluation draws
@@ -279,8 +279,8 @@ class GenerativeModel(nn.Module, ABC):
         """Family-specific pictures drawn at every validation, beside the samples.
 
         Returns ``{name: (uint8 images (N, H, W, C), columns)}``, each saved as one grid. ``images``
-        are a few validation images ``(B, H, W, C)``. The default draws none; the VDVAE draws its
-        reconstruction grid (Child 2021, Figure 4).
+        are a few validation images ``(B, H, W, C)``. The default draws none; a latent-variable model may
+        draw its reconstructions from each depth of its hierarchy.
         """
         return {}
 
@@ -291,7 +291,7 @@ class GenerativeModel(nn.Module, ABC):
 class DataDependentInit(ABC):
     """A model that sets some of its weights from a batch of training images before training starts.
 
-    Weight normalisation and activation normalisation (PixelCNN++, Flow++) choose scales and
+    Weight normalisation and activation normalisation choose scales and
     biases so that every normalised layer's output over the batch has mean 0 and a given variance.
     The trainer calls :meth:`initialize` once, on a fresh run only, in train mode, without
     gradients, before the EMA copy and the optimizer exist, with ``train.init_images`` images; under
@@ -306,7 +306,7 @@ class DataDependentInit(ABC):
 
 
 class LatentVariables(ABC):
-    """A model with layers of latent variables (a hierarchical VAE).
+    """A model with layers of latent variables (e.g. a hierarchical VAE).
 
     Its ``forward`` fills :attr:`LossTerms.layer_kl`; its ``sample`` takes one temperature per layer
     and ``latents="mean"``, which puts every latent at its prior's mean (deterministic).

@@ -2,7 +2,7 @@
 
 A recipe has four tables::
 
-    [model]   name = "vdvae", then the model plugin's settings (and nested component tables)
+    [model]   name = "<model plugin>" (required), then its settings (and nested component tables)
     [data]    name = "digits", then the data-set plugin's settings
     [train]   the training engine's settings (:class:`TrainConfig`)
     [eval]    evaluation settings (:class:`EvalConfig`)
@@ -33,7 +33,7 @@ from genkit.schema import check, in_range, seed_field, structure, unstructure
 
 @attrs.frozen
 class TrainConfig:
-    """Settings of the training engine. Defaults are the reference VDVAE's CIFAR-10 values where it has one.
+    """Settings of the training engine. Defaults are the flagship CIFAR-10 recipe's values where it has one.
 
     The learning rate at update ``s`` (counting from 0) is ``lr · f(s)`` with ``f(s) = s / warmup_iters``
     during the warm-up, then ``max(lr_decay ** (s − max(warmup_iters, lr_decay_after)), lr_floor / lr)``:
@@ -90,7 +90,7 @@ class EvalConfig:
 class Recipe:
     """A fully validated recipe. ``source`` is the file it came from (not part of the saved recipe)."""
 
-    model: ComponentRef = component("model", "vdvae")
+    model: ComponentRef = component("model")
     data: ComponentRef = component("dataset", "digits")
     train: TrainConfig = attrs.field(factory=TrainConfig)
     eval: EvalConfig = attrs.field(factory=EvalConfig)

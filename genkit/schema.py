@@ -37,7 +37,8 @@ def structure(cls: type, data: Any, *, path: str, file: str | None) -> Any:
         elif name in data:
             kwargs[name] = convert(hints[name], data[name], path=_join(path, name), file=file)
         elif field.default is attrs.NOTHING:
-            raise RecipeError(file, _join(path, name), f"a value ({_type_name(hints[name])})", None, note=" (missing)")
+            wanted = f"a {kind} plugin's name" if kind is not None else f"a value ({_type_name(hints[name])})"
+            raise RecipeError(file, _join(path, name), wanted, None, note=" (missing)")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:

@@ -59,7 +59,7 @@ def test_a_floor_above_the_learning_rate_is_refused_at_validation():
     from genkit.recipe import recipe_from_dict
 
     with pytest.raises(RecipeError, match="train.lr_floor: expected a floor no higher than lr"):
-        recipe_from_dict({"train": {"lr": 1e-4, "lr_floor": 1e-3}})
+        recipe_from_dict({"model": {"name": "vdvae"}, "train": {"lr": 1e-4, "lr_floor": 1e-3}})
 
 
 def test_with_clipping_off_the_update_uses_the_whole_gradient():

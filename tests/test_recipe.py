@@ -119,6 +119,13 @@ def test_missing_plugin_with_a_provider_says_which_distribution_to_install(recip
     assert "pip install genkit-iaf" in message
 
 
+def test_a_recipe_must_name_its_model(recipe_file):
+    # The core has no default model family: a recipe that names none is an error, not a silent choice.
+    recipe_file.write_text('[data]\nname = "toy-data"\n\n[train]\nsteps = 10\n')
+    message = _error(recipe_file)
+    assert "toy.toml: model: expected a model plugin's name (missing)" in message
+
+
 def test_invalid_toml_is_one_line(recipe_file):
     recipe_file.write_text("[model\nname=")
     assert "not valid TOML" in _error(recipe_file)

@@ -26,8 +26,8 @@ The images are the recipe's validation images when its data set can be read here
 images of its shape otherwise (or when ``use_data`` is false); ``weights`` loads trained weights
 (a model or run directory) in place of the initialisation, which matters for the numerical guard.
 
-With ``train=False`` only sampling and evaluation are measured, which is how a slow sampler (a
-PixelCNN++'s) is compared with fast ones without waiting for training steps.
+With ``train=False`` only sampling and evaluation are measured, which is how a slow sampler (an
+autoregressive model's) is compared with fast ones without waiting for training steps.
 
 Figures depend on the device, the software and the moment; ``genkit bench`` prints them with
 all three so that a figure in the docs can name where it came from.

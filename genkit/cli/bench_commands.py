@@ -83,7 +83,7 @@ def bench(
 
     Several recipes are measured one after the other and their samplers compared in one table, e.g.
 
-        genkit bench recipes/digits.toml recipes/pixelcnnpp-digits.toml --no-train
+        genkit bench A.toml B.toml C.toml --no-train
     """
     import torch
 

@@ -37,7 +37,7 @@ def per_image_terms(model, images: torch.Tensor, *, latents: str, batch_size: in
     """Every image's figure and its parts (nats/dim), and every latent layer's KL (nats), in lists.
 
     Keys: ``nll_nats_per_dim``; ``{key}_nats_per_dim`` too when the model's objective has its own key
-    (the VDVAE's ``elbo``); ``{part}_nats_per_dim`` per part; ``kl_nats_per_layer`` for a model with
+    (e.g. ``elbo``); ``{part}_nats_per_dim`` per part; ``kl_nats_per_layer`` for a model with
     latent variables.
     """
     generator = generator_for(device, seed)

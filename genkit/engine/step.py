@@ -1,7 +1,7 @@
 """One optimisation step: forward → backward → clip → skip → AdamW → EMA, and the learning-rate schedule.
 
-The step follows the reference VDVAE recipe (Child 2021, §4 and its code release) and covers the
-PixelCNN++ and Flow++ recipes through its settings: forward → backward → clip the gradient norm
+The step follows the flagship recipe's published training procedure and covers the other
+families' recipes through its settings: forward → backward → clip the gradient norm
 to ``grad_clip`` (0: no clipping) → skip the whole update when the norm reaches
 ``skip_threshold`` (0: never for size) or anything is not finite → AdamW (Adam when
 ``weight_decay = 0``) → EMA of the weights.
@@ -36,9 +36,12 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     learning rate 0; so does this), then ``lr_decay`` per update from ``max(warmup_iters,
     lr_decay_after)`` on, never below ``lr_floor``:
 
-    * VDVAE: warm-up 100, then constant (``lr_decay = 1``);
-    * PixelCNN++: no warm-up, ×0.999995 every update;
-    * Flow++ ImageNet: warm-up 5,000, constant until 50,000, ×0.99995 per update down to 3e-4.
+    * ``warmup_iters = 100``: warm-up, then constant (``lr_decay = 1``, the default);
+    * ``warmup_iters = 0, lr_decay = 0.999995``: no warm-up, a per-update exponential decay;
+    * ``warmup_iters = 5000, lr_decay_after = 50000, lr_decay = 0.99995, lr_floor = 3e-4``: warm-up,
+      hold, then decay to a floor.
+
+    ``docs/training.md`` lists which recipe uses which.
     """
     if step < config.warmup_iters:
         return step / config.warmup_iters

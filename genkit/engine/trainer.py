@@ -110,7 +110,7 @@ class Trainer:
         n = self.config.init_images
         if n <= len(train):
             indices = torch.randperm(len(train), generator=generator)[:n]
-        else:  # fewer images than asked for: draw with replacement, as Flow++'s official code always does
+        else:  # fewer images than asked for: draw with replacement, as some official training code always does
             indices = torch.randint(len(train), (n,), generator=generator)
         images = to_device(collate([train[int(i)] for i in indices]), self.context.device)
         self.model.train()
@@ -314,7 +314,7 @@ class Trainer:
                 self.dataset.split("validation"),
                 batch_size=self.recipe.eval.batch_size,
                 max_images=self.recipe.eval.validation_max_images,
-                inverse_error=isinstance(self.ema.model, Invertible),  # logged as the official Flow++ code does
+                inverse_error=isinstance(self.ema.model, Invertible),  # an invertible model's worst round-trip error
                 progress=False,
                 context=self.context,
             )
@@ -325,7 +325,7 @@ class Trainer:
 
     @torch.no_grad()
     def _save_pictures(self) -> None:
-        """The EMA model's samples and its own pictures (a VAE's reconstructions, …), as PNGs under RUN/samples."""
+        """The EMA model's samples and its own pictures (reconstructions, …), as PNGs under RUN/samples."""
         model, folder = self.ema.model, self.run_dir / rundirs.SAMPLES
         scale = max(1, 96 // model.image_shape[0])  # small images are enlarged to be seen
         generator = torch.Generator(self.context.device).manual_seed(self.config.seed)
