@@ -54,6 +54,8 @@ def test_genkit_show_reports_the_cifar10_recipes_parameter_count_samplers_and_ca
         0.9995,
         16,
     )
+    assert shown["recipe"]["model"]["dropout"] == 0.5
+    assert shown["recipe"]["data"]["validation_size"] == 0  # all 50,000 training images, validated on test
 
 
 def test_the_digits_recipe_builds_a_small_categorical_pixelcnnpp_on_the_embedded_digits():
@@ -217,3 +219,31 @@ def test_forty_steps_of_training_on_the_digits_bring_the_loss_well_below_its_sta
         optimizer.step()
     end = held_out_nll()
     assert end < start - 0.4, (start, end)  # nats per dimension
+
+
+def test_a_short_digits_run_initialises_trains_evaluates_and_samples_through_the_cli(tmp_path):
+    from genkit.cli import main
+
+    run = tmp_path / "run"
+    settings = [
+        "train.steps=4",
+        "train.eval_every=2",
+        "train.batch_size=8",
+        "train.init_images=16",
+        "train.n_samples=2",
+        "eval.max_images=16",
+        "eval.validation_max_images=8",
+    ]
+    args = ["run", str(ROOT / "recipes" / "pixelcnnpp-digits.toml"), "--out", str(run)]
+    assert main([*args, *[item for s in settings for item in ("--set", s)]]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["objective"] == "exact negative log-likelihood"
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--split", "test", "--max-images", "16", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["bits_per_dim"] == pytest.approx(results["bits_per_dim"], rel=1e-6)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["split"] == "validation" for r in records) == 2
+    assert (run / "samples" / "step-00000004-samples.png").is_file()
+    out = tmp_path / "cached.png"
+    assert main(["sample", str(run), "--n", "2", "--sampler", "row-truncated", "--out", str(out)]) == 0
+    assert out.is_file()

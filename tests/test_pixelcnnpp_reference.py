@@ -113,8 +113,10 @@ def test_negative_log_likelihood_of_every_image_matches_the_port(converted):
 def test_dmol_parameters_of_every_pixel_match_the_port(converted):
     name, kind, _, params, _ = converted
     reference = np.load(fixture_dir(name) / "expected_dmol_params.npy")
-    tolerance = RTOL[kind] * np.abs(reference).max()
-    np.testing.assert_allclose(params, reference, rtol=RTOL[kind], atol=tolerance)
+    # Float64 weights: every entry to 1e-9 relative. The float32 checkpoint's weights are the float64 ones rounded,
+    # which moves entries near zero by more than 1e-5 of themselves: those are held to 1e-5 of the largest entry.
+    atol = RTOL[kind] * np.abs(reference).max() if kind == "float32-dataparallel" else 0
+    np.testing.assert_allclose(params, reference, rtol=RTOL[kind], atol=atol)
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
