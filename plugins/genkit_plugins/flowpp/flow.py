@@ -168,7 +168,6 @@ class MainFlow(nn.Module):
         preprocess: ComponentRef = PREPROCESSING,
     ):
         super().__init__()
-        self.levels = levels
         self.preprocess = build(preprocess, PREPROCESS, levels=levels)
         planned, self.latent_shape = plan_stages(parse_stages(stages), shape)
         layers = dict(norm=norm, pointwise=pointwise)
