@@ -7,8 +7,10 @@ Each hook receives a ``register`` callback. The six built-in kinds each have the
 ``factory`` builds the component (usually the class itself); ``config`` is a frozen attrs class
 describing the settings a recipe may give it (``None`` means "no settings"); ``example`` is an
 instance of ``config`` small enough for the contract tests in ``genkit.testing`` (default:
-``config()``); ``description`` defaults to the first line of the factory's docstring; ``info`` holds
-the facts a kind asks for (a data set's ``display_name`` and ``hub_dataset``).
+``config()``), or a function of no arguments that returns one, for settings whose validation looks
+up other plugins (the registry is not ready while plugins register); ``description`` defaults to the
+first line of the factory's docstring; ``info`` holds the facts a kind asks for (a data set's
+``display_name`` and ``hub_dataset``).
 
 A plugin may add a kind of its own (``genkit_register_kinds``), register components of any kind
 (``genkit_register_components``) and add commands to the command line

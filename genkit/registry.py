@@ -56,7 +56,8 @@ class PluginSpec:
     provider: str
     version: str
     description: str = ""
-    example: Any = None  # small settings the contract tests build it with (default: the settings' defaults)
+    #: small settings the contract tests build it with, or a function returning them (default: the settings' defaults)
+    example: Any = None
     module: str = ""  # the plugin module that registered it
     info: MappingProxyType = attrs.field(factory=lambda: MappingProxyType({}), eq=False)
 
@@ -268,13 +269,23 @@ def make_plugin_manager(load_entry_points: bool | None = None) -> pluggy.PluginM
 
 
 _registry: Registry | None = None
+_building = False
 
 
 def get_registry() -> Registry:
     """The process-wide registry, built on first use (this is when entry points are imported)."""
-    global _registry
+    global _registry, _building
     if _registry is None:
-        _registry = Registry(make_plugin_manager())
+        if _building:
+            raise PluginError(
+                "a plugin looked up the registry while plugins were registering (settings validated against other "
+                "plugins? register them as example=lambda: Settings(...))"
+            )
+        _building = True
+        try:
+            _registry = Registry(make_plugin_manager())
+        finally:
+            _building = False
     return _registry
 
 

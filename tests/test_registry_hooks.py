@@ -159,3 +159,46 @@ def test_a_registered_command_must_be_a_named_click_command():
 
     with pytest.raises(PluginError, match="expects a named click command"):
         registry_with(Bad()).commands()
+
+
+def test_an_example_given_as_a_function_is_called_when_a_contract_test_asks_for_it():
+    import attrs
+
+    from genkit.testing import example_settings
+
+    @attrs.frozen
+    class Settings:
+        depth: int = 8
+
+    class Lazy:
+        @hookimpl
+        def genkit_register_components(self, register):
+            register("block", "lazy", lambda settings: None, config=Settings, example=lambda: Settings(depth=2))
+            register("block", "eager", lambda settings: None, config=Settings, example=Settings(depth=3))
+
+    registry = registry_with(Lazy())
+    assert example_settings(registry.get("block", "lazy")) == Settings(depth=2)
+    assert example_settings(registry.get("block", "eager")) == Settings(depth=3)
+
+
+def test_looking_the_registry_up_while_plugins_register_fails_in_one_line(monkeypatch):
+    from genkit import registry as registry_module
+
+    class LooksUp:
+        @hookimpl
+        def genkit_register_components(self, register):
+            registry_module.get_registry()
+
+    def manager():
+        pm = make_plugin_manager(load_entry_points=False)
+        pm.register(LooksUp(), name="LooksUp")
+        return pm
+
+    reset_registry()
+    monkeypatch.setattr(registry_module, "make_plugin_manager", manager)
+    try:
+        with pytest.raises(PluginError, match="looked up the registry while plugins were registering") as info:
+            registry_module.get_registry()
+        assert "\n" not in str(info.value)
+    finally:
+        reset_registry()

@@ -24,8 +24,14 @@ def plugin_params(kind: str) -> list:
 
 
 def example_settings(spec):
-    """The settings a contract test builds ``spec`` with: its ``example`` if given, else the defaults."""
-    return spec.example if spec.example is not None else spec.config()
+    """The settings a contract test builds ``spec`` with: its ``example`` (called, if it is a function), else the
+    defaults."""
+    example = spec.example
+    if example is None:
+        return spec.config()
+    if callable(example) and not isinstance(example, spec.config):
+        return example()
+    return example
 
 
 def agree(estimates: torch.Tensor, reference: torch.Tensor) -> bool:

@@ -5,8 +5,10 @@
 ``MixLogisticAttnCoupling``); ``image_size``, ``image_channels`` and ``bits`` are named as the
 VDVAE's. With ``bits < 8`` the model sees the top ``bits`` bits of each pixel and its density lives on
 ``[0, 2^bits)``, as the official CelebA 5-bit launchers do (``ImgProc`` over ``[0, 32)``).
-Defaults are the official CIFAR-10 model (31,443,440 parameters). ``coupling`` and ``dequantizer``
-name plugins of the kinds this plugin adds, so either can be swapped for a third party's.
+Defaults are the official CIFAR-10 model (31,443,440 parameters). ``coupling``, ``dequantizer``,
+``norm``, ``pointwise`` and ``preprocess`` name plugins of the kinds this plugin adds, and ``stages``
+names ``split`` (``NAME:N``) and ``squeeze`` (``NAME``) plugins, so any of them can be swapped for a
+third party's; ``norm`` and ``pointwise`` are the layers of every step, the dequantizer's included.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import attrs
 from genkit.components import ComponentRef, component
 from genkit.schema import check, in_range
 from genkit_plugins.flowpp.dequantizers import VariationalSettings
-from genkit_plugins.flowpp.flow import StageError, half_shapes, parse_stages
+from genkit_plugins.flowpp.flow import parse_stages, plan_stages
+from genkit_plugins.flowpp.kinds import COUPLING, DEQUANTIZER, FLOW_LAYER, PREPROCESS, StageError
 
 CIFAR10_STAGES = "checkerboard:4,squeeze,channel:2,checkerboard:3"
 
@@ -36,18 +39,21 @@ class FlowPPConfig:
     dropout: float = attrs.field(default=0.2, validator=in_range(0, 1, high_open=True))
     dequant_filters: int = attrs.field(default=96, validator=in_range(1))
     dequant_blocks: int = attrs.field(default=2, validator=in_range(0))
-    coupling: ComponentRef = component("coupling", "mlc")
-    dequantizer: ComponentRef = component("dequantizer", "variational")
+    coupling: ComponentRef = component(COUPLING, "mlc")
+    dequantizer: ComponentRef = component(DEQUANTIZER, "variational")
+    norm: ComponentRef = component(FLOW_LAYER, "norm")
+    pointwise: ComponentRef = component(FLOW_LAYER, "pointwise")
+    preprocess: ComponentRef = component(PREPROCESS, "logit")
 
     def __attrs_post_init__(self) -> None:
         try:
-            half_shapes(parse_stages(self.stages), (self.image_channels, self.image_size, self.image_size))
+            plan_stages(parse_stages(self.stages), (self.image_channels, self.image_size, self.image_size))
         except StageError as exc:
             check(
                 False,
                 "stages",
-                f"comma-separated checkerboard:N, channel:N and squeeze for a {self.image_size}×{self.image_size}"
-                f"×{self.image_channels} image ({exc})",
+                "comma-separated NAME:N (N steps on the halves of a split plugin) and NAME (a squeeze plugin) "
+                f"for a {self.image_size}×{self.image_size}×{self.image_channels} image ({exc})",
                 self.stages,
             )
         for name, filters in (("filters", self.filters), ("dequant_filters", self.dequant_filters)):

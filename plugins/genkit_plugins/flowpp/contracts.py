@@ -3,7 +3,8 @@
 ``genkit.testing`` collects these tests (the kinds name this module when they are registered), so a
 third party's coupling or dequantizer is checked the moment it registers. Everything runs in float64
 on tiny shapes, after a data-dependent initialisation and a perturbation of every weight (so that no
-layer sits at its special initial values).
+layer sits at its special initial values). The other kinds' contracts are in
+:mod:`genkit_plugins.flowpp.layer_contracts`.
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ HALF = (2, 4, 2)  # (C, H, W) of each half a coupling transforms
 CONTEXT = 3
 
 
-def _randn(*shape: int, seed: int) -> torch.Tensor:
+def randn(*shape: int, seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
 
 
 @torch.no_grad()
-def _perturb(module: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
+def perturb(module: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
+    """Move every weight off its initial value (g = 1, b = 0 and identity matrices hide mistakes)."""
     generator = torch.Generator().manual_seed(seed)
     for parameter in module.parameters():
         parameter.add_(scale * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
 
 
-def _parameters(module: torch.nn.Module) -> torch.Tensor:
+def flat_parameters(module: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in module.parameters()] or [torch.zeros(0, dtype=DTYPE)])
 
 
@@ -41,11 +43,11 @@ def _parameters(module: torch.nn.Module) -> torch.Tensor:
 
 
 def _pair(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return _randn(batch, *HALF, seed=seed), _randn(batch, *HALF, seed=seed + 1)
+    return randn(batch, *HALF, seed=seed), randn(batch, *HALF, seed=seed + 1)
 
 
 def _context(batch: int, context_channels: int, seed: int = 7) -> torch.Tensor | None:
-    return _randn(batch, context_channels, *HALF[1:], seed=seed) if context_channels else None
+    return randn(batch, context_channels, *HALF[1:], seed=seed) if context_channels else None
 
 
 def _coupling(spec, context_channels: int = 0, *, initialised: bool = True) -> Coupling:
@@ -58,7 +60,7 @@ def _coupling(spec, context_channels: int = 0, *, initialised: bool = True) -> C
     if initialised:
         with torch.no_grad(), data_dependent_init(coupling):
             coupling(_pair(16, seed=100), _context(16, context_channels, seed=101))
-        _perturb(coupling, seed=1)
+        perturb(coupling, seed=1)
     return coupling
 
 
@@ -121,6 +123,18 @@ def test_coupling_init_pass_returns_the_forward_of_the_weights_it_sets(spec):
 
 
 @pytest.mark.parametrize("spec", plugin_params("coupling"))
+def test_coupling_init_pass_leaves_its_output_over_the_init_batch_finite(spec):
+    coupling = _coupling(spec, CONTEXT, initialised=False)
+    pair, context = _pair(16, seed=5), _context(16, CONTEXT)
+    with torch.no_grad():
+        with data_dependent_init(coupling):
+            coupling(pair, context)
+        (first, y), logdet = coupling(pair, context)
+    assert torch.isfinite(first).all() and torch.isfinite(y).all() and torch.isfinite(logdet).all()
+    assert torch.isfinite(flat_parameters(coupling)).all()
+
+
+@pytest.mark.parametrize("spec", plugin_params("coupling"))
 def test_coupling_init_is_idempotent_on_its_batch(spec):
     """Initialised on a batch, a second init pass on that batch finds its statistics already in place.
 
@@ -130,10 +144,10 @@ def test_coupling_init_is_idempotent_on_its_batch(spec):
     pair, context = _pair(16, seed=6), _context(16, CONTEXT)
     with torch.no_grad():
         for _ in range(2):
-            before = _parameters(coupling)
+            before = flat_parameters(coupling)
             with data_dependent_init(coupling):
                 coupling(pair, context)
-    assert ((_parameters(coupling) - before).abs() <= 1e-5 * (1 + before.abs())).all()
+    assert ((flat_parameters(coupling) - before).abs() <= 1e-5 * (1 + before.abs())).all()
 
 
 @pytest.mark.parametrize("spec", plugin_params("coupling"))
@@ -150,14 +164,13 @@ def test_coupling_gradients_reach_every_parameter(spec):
 
 def _dequantizer(spec, image_shape=(2, 4, 1)) -> Dequantizer:
     torch.manual_seed(0)
-    dequantizer = spec.build(example_settings(spec), image_shape=image_shape, coupling=ComponentRef("mlc"), **SIZES).to(
-        DTYPE
-    )
+    layers = dict(coupling=ComponentRef("mlc"), norm=ComponentRef("norm"), pointwise=ComponentRef("pointwise"))
+    dequantizer = spec.build(example_settings(spec), image_shape=image_shape, **layers, **SIZES).to(DTYPE)
     assert isinstance(dequantizer, Dequantizer)
     x = _images(16, image_shape, seed=100)
     with torch.no_grad(), data_dependent_init(dequantizer):
         dequantizer(x, dequantizer.noise(x, generator=torch.Generator().manual_seed(101)))
-    _perturb(dequantizer, seed=1)
+    perturb(dequantizer, seed=1)
     return dequantizer
 
 

@@ -19,7 +19,10 @@ Pointwise           ``W{i} (C_in, C_out)``      ``weight (2, C_out, C_in)``
 
 When the source holds the exponential moving averages (``<name>/ExponentialMovingAverage``, which
 the official evaluation and sampling use), they are taken unless ``ema=False``. Optimizer slots are
-ignored; any other difference from the recipe's model fails naming the variable.
+ignored; any other difference from the recipe's model fails naming the variable. The official
+variables map only onto the official layers: a recipe that names another ``norm``, ``pointwise``,
+``preprocess``, stage split or squeeze, or dequantizer split is refused before anything is read,
+naming the setting and the component it needs.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from genkit.errors import CheckpointError
 from genkit.recipe import Recipe
 from genkit_plugins.flowpp.couplings import AffineCoupling, MixtureCDFCoupling
 from genkit_plugins.flowpp.datainit import Conv
-from genkit_plugins.flowpp.dequantizers import VariationalDequantizer
+from genkit_plugins.flowpp.dequantizers import VariationalDequantizer, VariationalSettings
+from genkit_plugins.flowpp.flow import SplitStage, parse_stages
 from genkit_plugins.flowpp.network import LayerNorm
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -46,6 +50,10 @@ IGNORED = re.compile(r"(/Adam(_1)?$|^beta[12]_power(_\d+)?$|^global_step$|" + re
 #: the official template name of each coupling genkit can convert
 OFFICIAL_COUPLINGS = {MixtureCDFCoupling: "MixLogisticAttnCoupling", AffineCoupling: "AffineAttnCoupling"}
 INSTALL_TENSORFLOW = "pip install 'genkit-torch[tensorflow]'"
+#: the model settings that choose a layer, and the component the official variables map onto
+OFFICIAL_COMPONENTS = {"norm": "norm", "pointwise": "pointwise", "preprocess": "logit"}
+#: the official code's splits (``NAME:N`` in a stage string) and squeezes (``NAME``)
+OFFICIAL_SPLITS, OFFICIAL_SQUEEZES = ("checkerboard", "channel"), ("squeeze",)
 
 
 @attrs.frozen
@@ -94,8 +102,32 @@ def _layer_sources(module: torch.nn.Module, prefix: str, scope: str) -> dict[str
     return sources
 
 
+def _refuse(found: str, needs: str) -> None:
+    raise CheckpointError(
+        f"the official variables map only onto the official layers: {found}; the conversion needs {needs}"
+    )
+
+
+def check_official(model: torch.nn.Module) -> None:
+    """Refuse, in one line naming the setting, a model whose layers, splits or squeezes are not the official ones."""
+    config = model.config
+    for setting, official in OFFICIAL_COMPONENTS.items():
+        name = getattr(config, setting).name
+        if name != official:
+            _refuse(f"model.{setting} is {name!r}", repr(official))
+    for stage in parse_stages(config.stages):
+        official = OFFICIAL_SPLITS if stage.steps else OFFICIAL_SQUEEZES
+        if stage.name not in official:
+            _refuse(f"model.stages names the {stage.kind} {stage.name!r}", " or ".join(map(repr, official)))
+    if isinstance(model.dequantizer, VariationalDequantizer):
+        split = (config.dequantizer.settings or VariationalSettings()).split.name
+        if split != OFFICIAL_SPLITS[0]:
+            _refuse(f"model.dequantizer.split is {split!r}", repr(OFFICIAL_SPLITS[0]))
+
+
 def official_sources(model: torch.nn.Module) -> dict[str, Source]:
     """Every tensor of a ``flowpp`` model and the official variables it comes from."""
+    check_official(model)
     sources: dict[str, Source] = {}
     steps = []
     if isinstance(model.dequantizer, VariationalDequantizer):
@@ -109,7 +141,8 @@ def official_sources(model: torch.nn.Module) -> dict[str, Source]:
             "use 'variational' or 'uniform'"
         )
     for s, stage in enumerate(model.flow.stages):
-        steps += [(f"flow.stages.{s}.steps.{i}.", step) for i, step in enumerate(getattr(stage, "steps", []))]
+        if isinstance(stage, SplitStage):
+            steps += [(f"flow.stages.{s}.steps.{i}.", step) for i, step in enumerate(stage.steps)]
     for n, (prefix, step) in enumerate(steps):
         suffix = f"_{n}" if n else ""
         coupling = OFFICIAL_COUPLINGS.get(type(step.coupling))
@@ -207,4 +240,6 @@ def convert_official(
     """(genkit state dict, notes) of the official variables at ``path`` for the recipe's ``flowpp`` model."""
     from genkit.models import build_model
 
-    return convert_variables(read_variables(path), build_model(recipe, "meta"), str(path), ema=ema)
+    model = build_model(recipe, "meta")
+    check_official(model)  # before reading what may be a large checkpoint
+    return convert_variables(read_variables(path), model, str(path), ema=ema)

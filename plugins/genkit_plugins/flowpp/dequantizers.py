@@ -8,8 +8,12 @@
     merge;  u = σ(h)
     log q(u | x) = log N(ε) − log|det ∂h/∂ε| − Σ log σ′(h)
 
-``latents="mean"`` puts ε at 0. The bound's dequantization constant is exactly zero: ``v = x + u``
-lies in ``[0, 2^bits)^D``, where every integer image owns a cell of unit volume.
+Its steps are built through the registry from the model's ``coupling``, ``norm`` and ``pointwise``
+(a swapped step layer is swapped in every flow of the model, as the coupling is); its split is its
+own setting, the ``split`` plugin ``checkerboard`` (the official column split) unless a recipe names
+another, which then also divides the image for the context network. ``latents="mean"`` puts ε at 0.
+The bound's dequantization constant is exactly zero: ``v = x + u`` lies in ``[0, 2^bits)^D``, where
+every integer image owns a cell of unit volume.
 """
 
 from __future__ import annotations
@@ -18,19 +22,13 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from genkit.components import ComponentRef
+from genkit.components import ComponentRef, component
 from genkit.errors import ConfigError
 from genkit.schema import in_range
 from genkit_plugins.flowpp.datainit import Conv
-from genkit_plugins.flowpp.flow import FlowStep
-from genkit_plugins.flowpp.kinds import Dequantizer
-from genkit_plugins.flowpp.layers import (
-    merge_columns,
-    sigmoid,
-    sigmoid_inverse,
-    split_columns,
-    standard_normal_log_prob,
-)
+from genkit_plugins.flowpp.flow import NORM, POINTWISE, FlowStep
+from genkit_plugins.flowpp.kinds import SPLIT, Dequantizer, Split, StageError, build
+from genkit_plugins.flowpp.layers import sigmoid, sigmoid_inverse, standard_normal_log_prob
 from genkit_plugins.flowpp.network import GatedConv
 
 LATENT_MODES = ("sample", "mean")
@@ -77,19 +75,24 @@ class VariationalSettings:
     couplings: int = attrs.field(default=4, validator=in_range(1))
     context: int = attrs.field(default=32, validator=in_range(1))  # channels of the context network
     context_blocks: int = attrs.field(default=3, validator=in_range(0))  # its gated convolutions
+    split: ComponentRef = component(SPLIT, "checkerboard")  # how the noise and the image are halved
 
 
 class ContextNetwork(nn.Module):
-    """``x`` (integers below ``levels``) → the ``(B, context, H, W/2)`` map the dequantizer couplings are given."""
+    """``x`` (integers below ``levels``) → the ``(B, context, *half)`` map the dequantizer couplings are given.
 
-    def __init__(self, channels: int, context: int, blocks: int, dropout: float, levels: int = 256):
+    The image's two halves (``split``), each ``(B, C', H', W')``, are stacked on the channels.
+    """
+
+    def __init__(self, split: Split, half_channels: int, context: int, blocks: int, dropout: float, levels: int = 256):
         super().__init__()
         self.levels = levels
-        self.proj = Conv(2 * channels, context, kernel=3)
+        self.split = split
+        self.proj = Conv(2 * half_channels, context, kernel=3)
         self.blocks = nn.ModuleList(GatedConv(context, second_kernel=3, dropout=dropout) for _ in range(blocks))
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.proj(torch.cat(split_columns(x / self.levels - 0.5), dim=1))
+        h = self.proj(torch.cat(self.split.split(x / self.levels - 0.5), dim=1))
         for block in self.blocks:
             h = block(h)
         return h
@@ -107,6 +110,8 @@ class VariationalDequantizer(Dequantizer):
         image_shape: tuple[int, int, int],
         bits: int = 8,
         coupling: ComponentRef,
+        norm: ComponentRef = NORM,
+        pointwise: ComponentRef = POINTWISE,
         filters: int,
         blocks: int,
         components: int,
@@ -115,14 +120,18 @@ class VariationalDequantizer(Dequantizer):
     ):
         super().__init__()
         height, width, channels = image_shape
-        if width % 2:
+        self.split = build(settings.split, SPLIT)
+        try:
+            half = self.split.half_shape((channels, height, width))
+        except StageError as exc:
             raise ConfigError(
-                f"flowpp: the variational dequantizer splits columns and needs an even width, found {width}"
-            )
-        self.context = ContextNetwork(channels, settings.context, settings.context_blocks, dropout, 2**bits)
+                f"flowpp: the variational dequantizer's split {settings.split.name!r} does not apply to a "
+                f"{height}×{width}×{channels} image ({exc})"
+            ) from None
+        self.context = ContextNetwork(self.split, half[0], settings.context, settings.context_blocks, dropout, 2**bits)
         sizes = dict(filters=filters, blocks=blocks, components=components, heads=heads, dropout=dropout)
         self.steps = nn.ModuleList(
-            FlowStep((channels, height, width // 2), coupling, sizes, context_channels=settings.context)
+            FlowStep(half, coupling, sizes, context_channels=settings.context, norm=norm, pointwise=pointwise)
             for _ in range(settings.couplings)
         )
 
@@ -137,18 +146,18 @@ class VariationalDequantizer(Dequantizer):
 
     def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         context = self.context(x)
-        pair, logdet = split_columns(eps), 0.0
+        pair, logdet = self.split.split(eps), 0.0
         for step in self.steps:
             pair, term = step(pair, context)
             logdet = logdet + term
-        u, term = sigmoid(merge_columns(*pair))
+        u, term = sigmoid(self.split.merge(*pair))
         return u.clamp_max(_largest_below_one(u.dtype)), self.base_log_prob(eps) - (logdet + term)
 
     def log_prob(self, x: Tensor, u: Tensor) -> Tensor:
         context = self.context(x)
         h, logdet = sigmoid_inverse(u)
-        pair = split_columns(h)
+        pair = self.split.split(h)
         for step in reversed(self.steps):
             pair, term = step.inverse(pair, context)
             logdet = logdet + term
-        return self.base_log_prob(merge_columns(*pair)) + logdet
+        return self.base_log_prob(self.split.merge(*pair)) + logdet

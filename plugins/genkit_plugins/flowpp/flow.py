@@ -1,94 +1,114 @@
 """Flow++'s flows: the step (Norm, Pointwise, coupling, swap), the split stages, and the main flow.
 
 The main flow is described by a stage string, the official CIFAR-10 one being
-``"checkerboard:4,squeeze,channel:2,checkerboard:3"``: ``checkerboard:N`` splits the columns
-(even/odd) and runs ``N`` steps on the two half-width halves before merging them; ``channel:N``
-does the same on the first and second half of the channels; ``squeeze`` is ``space_to_depth(2)``.
-Each step is ``Norm``, ``Pointwise``, a coupling in which the first half conditions the second, then
-the halves swap (``TupleFlip``). The flow starts with the logit preprocessing; nothing is factored
-out, so ``z`` has every dimension of the image (``(4C, H/2, W/2)`` after one squeeze).
+``"checkerboard:4,squeeze,channel:2,checkerboard:3"``: ``NAME:N`` splits the input with the
+``split`` plugin ``NAME`` (``checkerboard``: even/odd columns; ``channel``: first/second half of
+the channels), runs ``N`` steps on the two halves and merges them; a bare ``NAME`` is the
+``squeeze`` plugin ``NAME`` (``squeeze``: ``space_to_depth(2)``). Each step is the model's ``norm``
+and ``pointwise`` flow layers, a coupling in which the first half conditions the second, then the
+halves swap (``TupleFlip``). The flow starts with the ``preprocess`` plugin (``logit``); nothing is
+factored out, so ``z`` has every dimension of the image (``(4C, H/2, W/2)`` after one squeeze).
+Every component is built through the registry, so a third party's can take the place of any.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
 from genkit.components import ComponentRef
-from genkit.errors import ConfigError
-from genkit_plugins.flowpp.kinds import Coupling, Pair
-from genkit_plugins.flowpp.layers import (
-    Norm,
-    Pointwise,
-    depth_to_space,
-    logit_preprocess,
-    logit_preprocess_inverse,
-    merge_channels,
-    merge_columns,
-    space_to_depth,
-    split_channels,
-    split_columns,
+from genkit.registry import get_registry
+from genkit_plugins.flowpp.kinds import (
+    COUPLING,
+    FLOW_LAYER,
+    PREPROCESS,
+    SPLIT,
+    SQUEEZE,
+    Pair,
+    Shape,
+    Split,
+    Squeeze,
+    StageError,
+    build,
 )
 
-STAGE = re.compile(r"^(?:(checkerboard|channel):([1-9][0-9]*)|(squeeze))$")
-SPLITS = {"checkerboard": (split_columns, merge_columns), "channel": (split_channels, merge_channels)}
+STAGE = re.compile(r"^([^\s:,]+)(?::([1-9][0-9]*))?$")
+#: the official step layers and preprocessing (the model's defaults)
+NORM, POINTWISE, PREPROCESSING = ComponentRef("norm"), ComponentRef("pointwise"), ComponentRef("logit")
 
 
-class StageError(ValueError):
-    """A stage string that does not describe a flow for the image shape."""
+class Stage(NamedTuple):
+    """One token of a stage string: a split plugin and its number of steps, or a squeeze plugin (``steps = 0``)."""
+
+    name: str
+    steps: int
+
+    @property
+    def kind(self) -> str:
+        return SPLIT if self.steps else SQUEEZE
 
 
-def parse_stages(text: str) -> list[tuple[str, int]]:
-    """``"checkerboard:4,squeeze"`` → ``[("checkerboard", 4), ("squeeze", 0)]``."""
+class PlannedStage(NamedTuple):
+    stage: Stage
+    component: Split | Squeeze
+    half: Shape | None  # the shape of each half a split stage's steps see; None for a squeeze
+
+
+def parse_stages(text: str) -> list[Stage]:
+    """``"checkerboard:4,squeeze"`` → ``[Stage("checkerboard", 4), Stage("squeeze", 0)]`` (names are not looked up)."""
     stages = []
     for token in text.split(","):
         match = STAGE.match(token.strip())
         if match is None:
-            raise StageError(f"unknown stage {token.strip()!r}")
-        stages.append(("squeeze", 0) if match.group(3) else (match.group(1), int(match.group(2))))
+            raise StageError(f"{token.strip()!r} is neither NAME:N (N ≥ 1) nor NAME")
+        stages.append(Stage(match.group(1), int(match.group(2) or 0)))
     return stages
 
 
-def half_shapes(stages: list[tuple[str, int]], shape: tuple[int, int, int]) -> tuple[list, tuple[int, int, int]]:
-    """The ``(C, H, W)`` of each stage's halves (``None`` for a squeeze), and the latent shape, from ``(C, H, W)``."""
-    halves = []
-    c, h, w = shape
-    for kind, _ in stages:
-        if kind == "squeeze":
-            if h % 2 or w % 2:
-                raise StageError(f"squeeze needs an even height and width, found {h}×{w}")
-            c, h, w = 4 * c, h // 2, w // 2
-            halves.append(None)
-        elif kind == "checkerboard":
-            if w % 2:
-                raise StageError(f"checkerboard needs an even width, found {w}")
-            halves.append((c, h, w // 2))
-        else:
-            if c % 2:
-                raise StageError(f"channel needs an even number of channels, found {c}")
-            halves.append((c // 2, h, w))
-    return halves, (c, h, w)
+def plan_stages(stages: list[Stage], shape: Shape) -> tuple[list[PlannedStage], Shape]:
+    """Each stage's split or squeeze, built through the registry, with its halves' shape; and the latent shape."""
+    registry = get_registry()
+    planned = []
+    for stage in stages:
+        if stage.name not in registry.names(stage.kind):
+            raise StageError(
+                f"unknown {stage.kind} {stage.name!r}; splits (NAME:N): {', '.join(registry.names(SPLIT))}; "
+                f"squeezes (NAME): {', '.join(registry.names(SQUEEZE))}"
+            )
+        component = build(ComponentRef(stage.name), stage.kind)
+        try:
+            if stage.steps:
+                planned.append(PlannedStage(stage, component, component.half_shape(shape)))
+            else:
+                shape = component.output_shape(shape)
+                planned.append(PlannedStage(stage, component, None))
+        except StageError as exc:
+            raise StageError(f"{stage.name}: {exc}") from None
+    return planned, shape
 
 
 class FlowStep(nn.Module):
-    """Norm, Pointwise, coupling (the first half conditions the second), swap the halves."""
+    """The ``norm`` and ``pointwise`` flow layers, a coupling (the first half conditions the second), a swap."""
 
     def __init__(
-        self, shape: tuple[int, int, int], coupling: ComponentRef, sizes: dict[str, Any], context_channels: int = 0
+        self,
+        shape: Shape,
+        coupling: ComponentRef,
+        sizes: dict[str, Any],
+        context_channels: int = 0,
+        *,
+        norm: ComponentRef = NORM,
+        pointwise: ComponentRef = POINTWISE,
     ):
         super().__init__()
         c, h, w = shape
-        self.norm = Norm(c, h, w)
-        self.pointwise = Pointwise(c, h, w)
-        self.coupling = coupling.build(
-            "coupling", channels=c, height=h, width=w, context_channels=context_channels, **sizes
+        self.norm = build(norm, FLOW_LAYER, channels=c, height=h, width=w)
+        self.pointwise = build(pointwise, FLOW_LAYER, channels=c, height=h, width=w)
+        self.coupling = build(
+            coupling, COUPLING, channels=c, height=h, width=w, context_channels=context_channels, **sizes
         )
-        if not isinstance(self.coupling, Coupling):
-            raise ConfigError(
-                f"flowpp: coupling plugin {coupling.name!r} built a {type(self.coupling).__name__}, not a Coupling"
-            )
 
     def forward(self, pair: Pair, context: Tensor | None = None) -> tuple[Pair, Tensor]:
         pair, logdet = self.norm(pair)
@@ -109,68 +129,74 @@ class FlowStep(nn.Module):
 class SplitStage(nn.Module):
     """Split, ``steps``, merge."""
 
-    def __init__(self, kind: str, steps: list[FlowStep]):
+    def __init__(self, split: Split, steps: list[FlowStep]):
         super().__init__()
-        self.kind = kind
+        self.split = split
         self.steps = nn.ModuleList(steps)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | float]:
-        split, merge = SPLITS[self.kind]
-        pair, logdet = split(x), 0.0
+        pair, logdet = self.split.split(x), 0.0
         for step in self.steps:
             pair, term = step(pair)
             logdet = logdet + term
-        return merge(*pair), logdet
+        return self.split.merge(*pair), logdet
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor | float]:
-        split, merge = SPLITS[self.kind]
-        pair, logdet = split(y), 0.0
+        pair, logdet = self.split.split(y), 0.0
         for step in reversed(self.steps):
             pair, term = step.inverse(pair)
             logdet = logdet + term
-        return merge(*pair), logdet
-
-
-class Squeeze(nn.Module):
-    """``space_to_depth(2)`` in TensorFlow's channel order."""
-
-    def forward(self, x: Tensor) -> tuple[Tensor, float]:
-        return space_to_depth(x), 0.0
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, float]:
-        return depth_to_space(y), 0.0
+        return self.split.merge(*pair), logdet
 
 
 class MainFlow(nn.Module):
-    """``v ∈ [0, levels)^D`` ``(B, C, H, W)`` → ``z`` and log|det ∂z/∂v| (logit preprocessing included)."""
+    """``v ∈ [0, levels)^D`` ``(B, C, H, W)`` → ``z`` and log|det ∂z/∂v| (preprocessing included).
+
+    ``stages`` holds a :class:`SplitStage` per ``NAME:N`` and the squeeze plugin itself per ``NAME``.
+    """
 
     def __init__(
-        self, stages: str, shape: tuple[int, int, int], coupling: ComponentRef, sizes: dict[str, Any], levels: int = 256
+        self,
+        stages: str,
+        shape: Shape,
+        coupling: ComponentRef,
+        sizes: dict[str, Any],
+        levels: int = 256,
+        *,
+        norm: ComponentRef = NORM,
+        pointwise: ComponentRef = POINTWISE,
+        preprocess: ComponentRef = PREPROCESSING,
     ):
         super().__init__()
-        self.levels = levels
-        parsed = parse_stages(stages)
-        halves, self.latent_shape = half_shapes(parsed, shape)
+        self.preprocess = build(preprocess, PREPROCESS, levels=levels)
+        planned, self.latent_shape = plan_stages(parse_stages(stages), shape)
+        layers = dict(norm=norm, pointwise=pointwise)
         self.stages = nn.ModuleList(
-            Squeeze()
-            if kind == "squeeze"
-            else SplitStage(kind, [FlowStep(half, coupling, sizes) for _ in range(count)])
-            for (kind, count), half in zip(parsed, halves)
+            component
+            if half is None
+            else SplitStage(component, [FlowStep(half, coupling, sizes, **layers) for _ in range(stage.steps)])
+            for stage, component, half in planned
         )
 
     def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        x, logdet = logit_preprocess(v, self.levels)
+        x, logdet = self.preprocess(v)
         for stage in self.stages:
-            x, term = stage(x)
-            logdet = logdet + term
+            if isinstance(stage, SplitStage):
+                x, term = stage(x)
+                logdet = logdet + term
+            else:
+                x = stage(x)
         return x, logdet
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         logdet = 0.0
         for stage in reversed(self.stages):
-            z, term = stage.inverse(z)
-            logdet = logdet + term
-        v, term = logit_preprocess_inverse(z, self.levels)
+            if isinstance(stage, SplitStage):
+                z, term = stage.inverse(z)
+                logdet = logdet + term
+            else:
+                z = stage.inverse(z)
+        v, term = self.preprocess.inverse(z)
         return v, logdet + term
 
     def steps(self) -> list[FlowStep]:

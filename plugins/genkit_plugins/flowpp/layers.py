@@ -2,18 +2,20 @@
 
 Tensors are ``(B, C, H, W)``; a *pair* is the two halves a split produces, each transformed with
 its own weights. Every layer returns ``(output, log|det J|)`` with the log-determinant per image,
-``(B,)``, in nats (at least float32).
+``(B,)``, in nats (at least float32). Each is the official component of one of the kinds in
+:mod:`genkit_plugins.flowpp.kinds`, registered under the name in brackets:
 
-* :func:`logit_preprocess` (``ImgProc``): ``v ∈ [0, 256)`` → ``logit(0.05 + 0.9·v/256)``; its
-  log-determinant includes ``D·log(0.9/256)``, so the model's density is on the ``[0, 256)`` scale
-  (``[0, 2^bits)`` for images of fewer bits).
-* :class:`Norm`: per-activation affine ``x·g + b`` on each half (``g`` floored at 1e-10), data-dependent
-  init to zero mean and unit variance over the batch.
-* :class:`Pointwise`: an invertible 1×1 convolution per half, initialised to identity +
-  0.001·N(0, 1); its log-determinant and inverse are computed in float64.
-* The splits: even/odd **columns** (the official ``CheckerboardSplit``, not an (i + j) checkerboard),
-  first/second half of the channels, and ``space_to_depth`` in TensorFlow's channel order
-  ``(dy·2 + dx)·C + c``.
+* :class:`LogitPreprocess` (``preprocess`` ``logit``; official ``ImgProc``): ``v ∈ [0, 256)`` →
+  ``logit(0.05 + 0.9·v/256)``; its log-determinant includes ``D·log(0.9/256)``, so the model's
+  density is on the ``[0, 256)`` scale (``[0, 2^bits)`` for images of fewer bits).
+* :class:`Norm` (``flow-layer`` ``norm``): per-activation affine ``x·g + b`` on each half (``g``
+  floored at 1e-10), data-dependent init to zero mean and unit variance over the batch.
+* :class:`Pointwise` (``flow-layer`` ``pointwise``): an invertible 1×1 convolution per half,
+  initialised to identity + 0.001·N(0, 1); its log-determinant and inverse are computed in float64.
+* The splits: even/odd **columns** (:class:`ColumnSplit`, ``split`` ``checkerboard``: the official
+  ``CheckerboardSplit``, not an (i + j) checkerboard), first/second half of the channels
+  (:class:`ChannelSplit`, ``split`` ``channel``), and ``space_to_depth`` in TensorFlow's channel
+  order ``(dy·2 + dx)·C + c`` (:class:`SpaceToDepth`, ``squeeze`` ``squeeze``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from genkit_plugins.flowpp.datainit import MOMENTS_EPS, DataInit, full_precision
+from genkit_plugins.flowpp.kinds import FlowLayer, Pair, Preprocess, Shape, Split, Squeeze, StageError
 from genkit_plugins.flowpp.mixture import log_logistic_density
 from genkit_plugins.precision import at_least_float32
-
-Pair = tuple[Tensor, Tensor]
 
 #: ImgProc's margin: [0, levels) maps onto [0.05, 0.95] before the logit (official value)
 ALPHA = 0.05
@@ -117,10 +118,84 @@ def depth_to_space(x: Tensor) -> Tensor:
     return rearrange(x, "b (dy dx c) h w -> b c (h dy) (w dx)", dy=2, dx=2)
 
 
+# --- the components without weights -----------------------------------------------------------------
+
+
+class LogitPreprocess(Preprocess):
+    """:func:`logit_preprocess` over ``levels`` levels (the official ``ImgProc``)."""
+
+    def __init__(self, settings=None, *, levels: int = 256):
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        return logit_preprocess(v, self.levels)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return logit_preprocess_inverse(y, self.levels)
+
+
+class ColumnSplit(Split):
+    """:func:`split_columns`, the official ``CheckerboardSplit``: even columns, odd columns."""
+
+    def __init__(self, settings=None):
+        super().__init__()
+
+    def half_shape(self, shape: Shape) -> Shape:
+        c, h, w = shape
+        if w % 2:
+            raise StageError(f"the column split needs an even width, found {w}")
+        return (c, h, w // 2)
+
+    def split(self, x: Tensor) -> Pair:
+        return split_columns(x)
+
+    def merge(self, a: Tensor, b: Tensor) -> Tensor:
+        return merge_columns(a, b)
+
+
+class ChannelSplit(Split):
+    """:func:`split_channels`, the official ``ChannelSplit``: the first half of the channels, then the second."""
+
+    def __init__(self, settings=None):
+        super().__init__()
+
+    def half_shape(self, shape: Shape) -> Shape:
+        c, h, w = shape
+        if c % 2:
+            raise StageError(f"the channel split needs an even number of channels, found {c}")
+        return (c // 2, h, w)
+
+    def split(self, x: Tensor) -> Pair:
+        return split_channels(x)
+
+    def merge(self, a: Tensor, b: Tensor) -> Tensor:
+        return merge_channels(a, b)
+
+
+class SpaceToDepth(Squeeze):
+    """:func:`space_to_depth`: ``(C, H, W)`` → ``(4C, H/2, W/2)`` in TensorFlow's channel order."""
+
+    def __init__(self, settings=None):
+        super().__init__()
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, h, w = shape
+        if h % 2 or w % 2:
+            raise StageError(f"space_to_depth needs an even height and width, found {h}×{w}")
+        return (4 * c, h // 2, w // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return space_to_depth(x)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return depth_to_space(y)
+
+
 # --- layers with weights ----------------------------------------------------------------------------
 
 
-class Norm(DataInit):
+class Norm(DataInit, FlowLayer):
     """Per-activation affine ``y = x·max(g, 1e-10) + b`` on each half; ``g``, ``b``: ``(2, C, H, W)``.
 
     Log-det ``Σ log max(g, 1e-10)`` over both halves, the same for every image. Data-dependent init:
@@ -131,6 +206,11 @@ class Norm(DataInit):
         super().__init__()
         self.g = nn.Parameter(torch.ones(2, channels, height, width))
         self.b = nn.Parameter(torch.zeros(2, channels, height, width))
+
+    @classmethod
+    def from_settings(cls, settings=None, *, channels: int, height: int, width: int) -> Norm:
+        """The ``flow-layer`` factory (Norm takes no settings)."""
+        return cls(channels, height, width)
 
     def _scale(self) -> Tensor:
         return self.g.clamp_min(MIN_NORM_SCALE)
@@ -158,7 +238,7 @@ class Norm(DataInit):
         self.initializing = False
 
 
-class Pointwise(nn.Module):
+class Pointwise(FlowLayer):
     """An invertible 1×1 convolution on each half: ``weight[i]`` is ``(C_out, C_in)`` (the official ``W_i`` transposed).
 
     Log-det ``H·W·log|det W_i|`` summed over the halves, and ``W_i⁻¹``, both computed in float64 (the
@@ -170,6 +250,11 @@ class Pointwise(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.eye(channels) + POINTWISE_NOISE * torch.randn(2, channels, channels))
         self.pixels = height * width
+
+    @classmethod
+    def from_settings(cls, settings=None, *, channels: int, height: int, width: int) -> Pointwise:
+        """The ``flow-layer`` factory (Pointwise takes no settings)."""
+        return cls(channels, height, width)
 
     def _logdet(self, x: Tensor) -> Tensor:
         logabsdet = torch.linalg.slogdet(self.weight.double()).logabsdet.sum() * self.pixels

@@ -38,7 +38,7 @@ from genkit.interfaces import (
 from genkit_plugins.flowpp.config import FlowPPConfig
 from genkit_plugins.flowpp.datainit import data_dependent_init
 from genkit_plugins.flowpp.flow import MainFlow
-from genkit_plugins.flowpp.kinds import Dequantizer
+from genkit_plugins.flowpp.kinds import DEQUANTIZER, Dequantizer, build
 from genkit_plugins.flowpp.layers import standard_normal_log_prob
 
 PARTS = ("flow", "dequant")
@@ -76,23 +76,29 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
         self.image_shape = settings.image_shape
         self.bits = settings.bits
         shared = dict(components=settings.components, heads=settings.heads, dropout=settings.dropout)
-        self.dequantizer = settings.dequantizer.build(
-            "dequantizer",
+        layers = dict(norm=settings.norm, pointwise=settings.pointwise)
+        self.dequantizer: Dequantizer = build(
+            settings.dequantizer,
+            DEQUANTIZER,
             image_shape=self.image_shape,
             bits=settings.bits,
             coupling=settings.coupling,
+            **layers,
             filters=settings.dequant_filters,
             blocks=settings.dequant_blocks,
             **shared,
         )
-        if not isinstance(self.dequantizer, Dequantizer):
-            raise ConfigError(
-                f"flowpp: dequantizer plugin {settings.dequantizer.name!r} built a "
-                f"{type(self.dequantizer).__name__}, not a Dequantizer"
-            )
         h, w, c = self.image_shape
         sizes = dict(filters=settings.filters, blocks=settings.blocks, **shared)
-        self.flow = MainFlow(settings.stages, (c, h, w), settings.coupling, sizes, levels=2**settings.bits)
+        self.flow = MainFlow(
+            settings.stages,
+            (c, h, w),
+            settings.coupling,
+            sizes,
+            levels=2**settings.bits,
+            preprocess=settings.preprocess,
+            **layers,
+        )
         self.objective = Objective(self.dequantizer.bound, key="bound", parts=PARTS)
         # follows .to(): the dtype and device images are brought to (not saved)
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
