@@ -53,11 +53,12 @@ from genkit.bench.measures import (
     synchronize,
 )
 from genkit.bench.tables import format_table, sampler_table
+from genkit.capabilities import DataDependentInit
 from genkit.engine.distributed import Distributed
 from genkit.engine.graphs import GraphedCall
 from genkit.engine.step import EMA, build_optimizer, training_step
 from genkit.errors import ConfigError, GenkitError
-from genkit.interfaces import DataDependentInit, nats_to_bits
+from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, resolve_local
 from genkit.recipe import Recipe

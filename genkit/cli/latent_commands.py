@@ -9,6 +9,7 @@ import click
 import numpy as np
 import torch
 
+from genkit.capabilities import LatentVariables, require
 from genkit.cli.model_commands import per_image_terms
 from genkit.cli.model_options import (
     batch_option,
@@ -27,7 +28,7 @@ from genkit.cli.model_options import (
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.errors import ConfigError
-from genkit.interfaces import LatentVariables, nats_to_bits, require
+from genkit.interfaces import nats_to_bits
 
 
 @click.command()

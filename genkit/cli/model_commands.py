@@ -10,6 +10,7 @@ import click
 import numpy as np
 import torch
 
+from genkit.capabilities import LatentVariables, require
 from genkit.cli.model_options import (
     batch_option,
     device_option,
@@ -29,7 +30,7 @@ from genkit.cli.model_options import (
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.errors import ConfigError
-from genkit.interfaces import LatentVariables, nats_to_bits, require, resolve_sampler
+from genkit.interfaces import nats_to_bits, resolve_sampler
 
 
 @torch.no_grad()

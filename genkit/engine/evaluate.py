@@ -18,10 +18,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from genkit.capabilities import ImportanceWeighted, Invertible, LatentVariables, require
 from genkit.engine.data import Batches, eval_loader, to_device
 from genkit.engine.distributed import Distributed
 from genkit.errors import ConfigError
-from genkit.interfaces import ImportanceWeighted, Invertible, LatentVariables, nats_to_bits, require
+from genkit.interfaces import nats_to_bits
 
 
 def method(model) -> str:

@@ -28,6 +28,7 @@ import click
 import torch
 
 from genkit import rundirs
+from genkit.capabilities import DataDependentInit, Invertible
 from genkit.engine import checkpoint
 from genkit.engine.baselines import trivial_baselines
 from genkit.engine.data import Batches, collate, to_device, train_loader
@@ -41,7 +42,7 @@ from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, tra
 from genkit.errors import CheckpointError, ConfigError, DataError, first_line
 from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
-from genkit.interfaces import DataDependentInit, Invertible, nats_to_bits
+from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
 from genkit.pretrained import non_finite
 from genkit.recipe import Recipe, save_recipe

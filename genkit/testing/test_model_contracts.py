@@ -1,4 +1,4 @@
-"""The model contract of ``genkit.interfaces``, checked for every registered model plugin.
+"""The model contract of ``genkit.interfaces`` and ``genkit.capabilities``, checked for every registered model plugin.
 
 Each test states one property every model must have — its objective and samplers declared, its
 figure and parts shaped and summed as documented, deterministic when asked — and one test per
@@ -12,16 +12,9 @@ import math
 import pytest
 import torch
 
+from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible, LatentVariables
 from genkit.errors import GenkitError
-from genkit.interfaces import (
-    DataDependentInit,
-    GenerativeModel,
-    ImportanceWeighted,
-    Invertible,
-    LatentVariables,
-    LossTerms,
-    Objective,
-)
+from genkit.interfaces import GenerativeModel, LossTerms, Objective
 from genkit.testing import agree, example_settings, plugin_params
 
 

@@ -19,15 +19,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from genkit.capabilities import ImportanceWeighted, LatentVariables
 from genkit.errors import ConfigError
-from genkit.interfaces import (
-    GenerativeModel,
-    ImportanceWeighted,
-    LatentVariables,
-    LossTerms,
-    Objective,
-    resolve_sampler,
-)
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
 from genkit_plugins.vdvae.config import VDVAEConfig
 from genkit_plugins.vdvae.decoder import Decoder
 from genkit_plugins.vdvae.encoder import Encoder
