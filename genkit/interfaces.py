@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import attrs
 import torch
 from torch import Tensor, nn
 
 from genkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genkit.recipe import Recipe
 
 LN2 = math.log(2.0)
 
@@ -240,6 +243,9 @@ class GenerativeModel(nn.Module, ABC):
     objective: ClassVar[Objective]
     #: the names of the model's sampling procedures; the first is the default
     samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
+    #: the resolved recipe the model was built from (:func:`genkit.models.build_model` sets it): what
+    #: ``save_pretrained`` records and where commands find the model's data set; ``None`` for a model built by hand
+    recipe: Recipe | None = None
 
     @property
     def dims_per_image(self) -> int:
