@@ -9,6 +9,7 @@ a command that needs a capability the model lacks stops with one line (:func:`re
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -58,7 +59,40 @@ class LatentVariables(ABC):
         self, images: Tensor, keep_layers: int, temperature: float = 0.1, generator: torch.Generator | None = None
     ) -> Tensor:
         """The first ``keep_layers`` latents from the posterior of ``images``, the rest from the prior at
-        ``temperature``: ``uint8`` images (Child 2021, Figure 4)."""
+        ``temperature``: ``uint8`` images ``(B, H, W, C)``."""
+
+    @torch.no_grad()
+    def reconstruction_grid(
+        self,
+        images: Tensor,
+        keep_layers: Sequence[int] | None = None,
+        *,
+        temperature: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, int]:
+        """How much of an image the top latent layers carry, as one grid of ``uint8`` images.
+
+        Row ``i`` is ``images[i]`` and then its :meth:`reconstruct` keeping the first ``k`` layers
+        from the posterior, for each ``k`` of ``keep_layers`` (default :func:`kept_layer_counts`).
+        Early columns keep only the global layout; with every layer kept the image comes back almost
+        exactly. Returns the images row-major ``(rows·columns, H, W, C)`` and ``columns``.
+        """
+        if keep_layers is None:
+            keep_layers = kept_layer_counts(self.n_latent_layers)
+        columns = [images] + [
+            self.reconstruct(images, k, temperature=temperature, generator=generator) for k in keep_layers
+        ]
+        grid = torch.stack([c.to(images.device, torch.uint8) for c in columns], dim=1)  # (rows, columns, H, W, C)
+        return grid.flatten(0, 1), len(columns)
+
+
+def kept_layer_counts(layers: int) -> list[int]:
+    """The posterior layers each column of a reconstruction grid keeps: 1, 2, 4, … and finally ``layers``."""
+    counts, k = [], 1
+    while k < layers:
+        counts.append(k)
+        k *= 2
+    return counts + [layers]
 
 
 class ImportanceWeighted(ABC):

@@ -285,7 +285,8 @@ class GenerativeModel(nn.Module, ABC):
 
         Returns ``{name: (uint8 images (N, H, W, C), columns)}``, each saved as one grid. ``images``
         are a few validation images ``(B, H, W, C)``. The default draws none; a latent-variable model may
-        draw its reconstructions from each depth of its hierarchy.
+        draw its reconstructions from each depth of its hierarchy
+        (:meth:`genkit.capabilities.LatentVariables.reconstruction_grid`).
         """
         return {}
 

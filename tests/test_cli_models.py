@@ -106,6 +106,12 @@ def test_reconstruct_writes_one_row_per_image(model_dir, tmp_path):
     assert width > height  # 4 columns (original + 3), 2 rows
 
 
+def test_reconstruct_keeps_1_2_4_and_then_every_layer_unless_told(model_dir, tmp_path, capsys):
+    args = ["reconstruct", str(model_dir), "--images", str(FIXTURE / "images_uint8.npy"), "--n", "2"]
+    assert main([*args, "--out", str(tmp_path / "rec.png")]) == 0
+    assert "(original + k = 1,2,4,8)" in capsys.readouterr().out  # the fixture model has 8 latent layers
+
+
 def test_rates_table_matches_the_fixture_layer_kl_in_bits_per_dim(model_dir, tmp_path):
     plot, table = tmp_path / "rates.png", tmp_path / "rates.json"
     args = [

@@ -152,6 +152,25 @@ def test_model_with_latent_variables_reconstructs_from_any_number_of_posterior_l
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))
+def test_model_with_latent_variables_draws_each_image_then_its_reconstructions_row_by_row(spec, contract_model_cache):
+    model = _model(spec, contract_model_cache)
+    if not isinstance(model, LatentVariables):
+        pytest.skip(f"{spec.name} has no latent variables")
+    images, keep = _images(model, 2, 10), [0, model.n_latent_layers]
+    with torch.no_grad():
+        grid, columns = model.reconstruction_grid(
+            images, keep, temperature=0.5, generator=torch.Generator().manual_seed(0)
+        )
+        generator = torch.Generator().manual_seed(0)  # the same draws, column after column
+        expected = [model.reconstruct(images, k, temperature=0.5, generator=generator) for k in keep]
+    assert columns == 1 + len(keep) and grid.dtype == torch.uint8
+    rows = grid.reshape(len(images), columns, *model.image_shape)
+    assert torch.equal(rows[:, 0], images)
+    for column, reconstruction in enumerate(expected, 1):
+        assert torch.equal(rows[:, column], reconstruction)
+
+
+@pytest.mark.parametrize("spec", plugin_params("model"))
 def test_model_that_is_invertible_decodes_its_encoding_back_to_the_image(spec):
     torch.manual_seed(0)
     model = spec.build(example_settings(spec)).double().eval()
