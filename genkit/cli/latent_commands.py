@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from genkit.capabilities import LatentVariables, kept_layer_counts, require
-from genkit.cli.model_commands import per_image_terms
 from genkit.cli.model_options import (
     batch_option,
     device_option,
@@ -27,7 +26,7 @@ from genkit.cli.model_options import (
     split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
-from genkit.engine.evaluate import evaluate_dataset
+from genkit.engine.evaluate import evaluate_dataset, per_image_terms
 from genkit.errors import ConfigError
 from genkit.interfaces import nats_to_bits
 
@@ -103,8 +102,10 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
             "layer_rate_bits_per_dim"
         )
     else:
+        images = read_images(images_path, model)
+        generator = generator_for(device, seed)
         terms = per_image_terms(
-            model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
+            model, images, latents=latents, batch_size=batch_size, device=device, generator=generator
         )
         layer_kl = terms.get("kl_nats_per_layer")
         per_layer = None if layer_kl is None else nats_to_bits(np.mean(layer_kl, axis=0) / dims).tolist()
