@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import attrs
@@ -210,6 +211,16 @@ class Objective:
     parts: tuple[str, ...] = ()
     exact: bool = False
     estimate: str = ""
+
+    def parts_text(self, figures: Mapping[str, float], suffix: str = "", digits: int = 4) -> str:
+        """``distortion 1.4082 + rate 0.4269``: the parts as ``figures`` holds them (under name + ``suffix``).
+
+        Empty when the objective has no parts, or ``figures`` lacks a number for one of them.
+        """
+        values = [figures.get(name + suffix) for name in self.parts]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return ""
+        return " + ".join(f"{name} {value:.{digits}f}" for name, value in zip(self.parts, values))
 
 
 class LossTerms(NamedTuple):

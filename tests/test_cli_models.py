@@ -47,6 +47,16 @@ def test_eval_with_mean_latents_writes_the_fixture_keys_and_values(model_dir, tm
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, err_msg=key)
 
 
+def test_eval_of_images_prints_the_objective_and_its_parts_in_bits_per_dim(model_dir, capsys):
+    images = str(FIXTURE / "images_uint8.npy")
+    assert main(["eval", str(model_dir), "--images", images, "--latents", "mean", "--dtype", "float64"]) == 0
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    bits = {part: np.mean(expected[f"{part}_nats_per_dim"]) / np.log(2) for part in ("distortion", "rate")}
+    out = capsys.readouterr().out
+    assert "objective='negative ELBO'" in out
+    assert f"(distortion {bits['distortion']:.4f} + rate {bits['rate']:.4f} bits/dim)" in out
+
+
 def test_sample_writes_a_grid_of_n_images(model_dir, tmp_path):
     grid, npy = tmp_path / "grid.png", tmp_path / "s.npy"
     assert (

@@ -90,10 +90,15 @@ def eval_command(
         result = per_image_terms(
             model, images, latents=latents, batch_size=batch_size, device=device, generator=generator
         )
+        objective = model.objective
         nll = float(np.mean(result["nll_nats_per_dim"]))
+        parts = objective.parts_text(
+            {name: nats_to_bits(float(np.mean(result[f"{name}_nats_per_dim"]))) for name in objective.parts}
+        )
         say(
-            f"images={len(result['nll_nats_per_dim'])}  objective={model.objective.label!r}  "
-            f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}",
+            f"images={len(result['nll_nats_per_dim'])}  objective={objective.label!r}  "
+            f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}"
+            + (f"  ({parts} bits/dim)" if parts else ""),
             json_path,
         )
     if json_path:

@@ -189,7 +189,7 @@ class Trainer:
             )
         )
         parts = self.model.objective.parts
-        progress = Progress(config.steps, self.step, enabled=context.is_main, parts=parts)
+        progress = Progress(config.steps, self.step, enabled=context.is_main, objective=self.model.objective)
         device = context.device
         # over applied steps: loss, each part, grad norm; then how many were applied
         sums = torch.zeros(3 + len(parts), device=device) if self.interval is None else self.interval
