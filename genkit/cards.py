@@ -1,8 +1,9 @@
 """Model cards: the ``README.md`` of a model directory, with the Hub's metadata in its front matter.
 
-A card states what the model is, its bits/dim and how they were computed (from ``eval.json``,
-written by ``genkit eval MODEL --split test --json eval.json``), its samples, how to load it and
-which plugins it needs. The data set's display name and Hub id come from its plugin's registration.
+A card states what the model is, its bits/dim, what the figure is (the model's objective and its
+parts) and how it was computed (from ``eval.json``, written by ``genkit eval MODEL --split test
+--json eval.json``), its samples, how to load it and which plugins it needs. The data set's display
+name and Hub id come from its plugin's registration.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from genkit.errors import CheckpointError, ConfigError
 from genkit.fileio import write_text
+from genkit.interfaces import Objective
 
 CARD_NAME = "README.md"
 SAMPLES_NAME = "samples.png"
@@ -83,7 +85,8 @@ def read_evaluation(directory: Path) -> dict | None:
     """The model directory's ``eval.json``, if it has one.
 
     The file is what ``genkit eval MODEL --split test --json eval.json`` writes: ``split`` and
-    ``bits_per_dim`` (required), ``images``, ``method`` (how the number was computed), and with
+    ``bits_per_dim`` (required), ``images``, ``objective`` (what the figure is), ``method`` (how it
+    was computed), ``{part}_bits_per_dim`` for each part of the objective, and with
     ``--importance-samples K`` also ``importance_samples`` and ``iw_bits_per_dim``.
     """
     path = Path(directory) / EVAL_NAME
@@ -126,6 +129,16 @@ def _metrics(evaluation: dict) -> list[tuple[str, float, str]]:
     return rows
 
 
+def _figure_lines(evaluation: dict, objective: Objective | None) -> list[str]:
+    """What the figure is (the model's objective, else the label ``eval.json`` recorded) and, when the evaluation
+    holds them, the parts that sum to it."""
+    label = objective.label if objective is not None else evaluation.get("objective")
+    if not isinstance(label, str):
+        return []
+    parts = "" if objective is None else objective.parts_text(evaluation, "_bits_per_dim")
+    return [f"The figure is the {label}" + (f": {parts} bits/dim." if parts else "."), ""]
+
+
 def card_metadata(recipe, *, evaluation: dict | None, repo_id: str | None, license: str):
     """The card's Hub metadata as ``huggingface_hub.ModelCardData``."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -166,7 +179,7 @@ def model_card(
     evaluation: dict | None,
     repo_id: str | None,
     license: str,
-    objective=None,
+    objective: Objective | None = None,
     image_shape: tuple[int, int, int] | None = None,
     has_samples: bool = False,
 ) -> str:
@@ -213,6 +226,7 @@ def model_card(
                 for _, value, method in _metrics(evaluation)
             ),
             "",
+            *_figure_lines(evaluation, objective),
             (
                 f"Bits per dimension = {'the' if objective is not None and objective.exact else 'a bound on the'} "
                 "negative log-likelihood in nats per dimension ÷ ln 2 (lower is better)."

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from genkit.errors import DataError
+from genkit.errors import DataError, first_line
 
 CACHE_ENV = "GENKIT_CACHE"
 CHUNK = 1 << 20
@@ -204,7 +204,7 @@ def _content_offset(response, start: int) -> int | None:
 
 
 def _reason(reason: object) -> str:
+    """An OS error's own words ("Connection refused"), else the first line of what went wrong."""
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
-    text = str(reason).strip()
-    return text.splitlines()[0] if text else type(reason).__name__
+    return first_line(reason if isinstance(reason, BaseException) else str(reason)) or type(reason).__name__

@@ -12,22 +12,25 @@ Conventions shared by all of them:
   validated attrs config, ``context`` what the assembling model supplies (widths, channels…).
 
 A model is a :class:`GenerativeModel`. What it can do beyond training, evaluation and sampling
-it declares by also deriving from a capability class — :class:`LatentVariables`,
-:class:`ImportanceWeighted`, :class:`Invertible`, :class:`DataDependentInit` — never by the
-presence of a method: the engine and the CLI ask ``isinstance(model, Capability)``.
+it declares by also deriving from a capability class of :mod:`genkit.capabilities`, never by the
+presence of a method.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import attrs
 import torch
 from torch import Tensor, nn
 
 from genkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genkit.recipe import Recipe
 
 LN2 = math.log(2.0)
 
@@ -209,6 +212,16 @@ class Objective:
     exact: bool = False
     estimate: str = ""
 
+    def parts_text(self, figures: Mapping[str, float], suffix: str = "", digits: int = 4) -> str:
+        """``distortion 1.4082 + rate 0.4269``: the parts as ``figures`` holds them (under name + ``suffix``).
+
+        Empty when the objective has no parts, or ``figures`` lacks a number for one of them.
+        """
+        values = [figures.get(name + suffix) for name in self.parts]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return ""
+        return " + ".join(f"{name} {value:.{digits}f}" for name, value in zip(self.parts, values))
+
 
 class LossTerms(NamedTuple):
     """What a model's forward pass returns. Per-example figures are nats per dimension, ``(B,)``.
@@ -241,6 +254,9 @@ class GenerativeModel(nn.Module, ABC):
     objective: ClassVar[Objective]
     #: the names of the model's sampling procedures; the first is the default
     samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
+    #: the resolved recipe the model was built from (:func:`genkit.models.build_model` sets it): what
+    #: ``save_pretrained`` records and where commands find the model's data set; ``None`` for a model built by hand
+    recipe: Recipe | None = None
 
     @property
     def dims_per_image(self) -> int:
@@ -270,7 +286,7 @@ class GenerativeModel(nn.Module, ABC):
         Every sampler of a model draws the same distribution; fed the same ``generator`` state,
         samplers that differ only in how they compute (cached or not) give the same images.
         ``temperature`` scales the model's noise (a list, one value per latent layer, only for
-        :class:`LatentVariables`).
+        :class:`genkit.capabilities.LatentVariables`).
         """
 
     def pictures(
@@ -280,102 +296,10 @@ class GenerativeModel(nn.Module, ABC):
 
         Returns ``{name: (uint8 images (N, H, W, C), columns)}``, each saved as one grid. ``images``
         are a few validation images ``(B, H, W, C)``. The default draws none; a latent-variable model may
-        draw its reconstructions from each depth of its hierarchy.
+        draw its reconstructions from each depth of its hierarchy
+        (:meth:`genkit.capabilities.LatentVariables.reconstruction_grid`).
         """
         return {}
-
-
-# --- capabilities ----------------------------------------------------------------------------------
-
-
-class DataDependentInit(ABC):
-    """A model that sets some of its weights from a batch of training images before training starts.
-
-    Weight normalisation and activation normalisation choose scales and
-    biases so that every normalised layer's output over the batch has mean 0 and a given variance.
-    The trainer calls :meth:`initialize` once, on a fresh run only, in train mode, without
-    gradients, before the EMA copy and the optimizer exist, with ``train.init_images`` images; under
-    torchrun, rank 0's result is broadcast to every rank.
-    """
-
-    phrase: ClassVar[str] = "a data-dependent initialisation"
-
-    @abstractmethod
-    def initialize(self, images: Tensor) -> None:
-        """Set the data-dependent weights from ``uint8`` images ``(B, H, W, C)``."""
-
-
-class LatentVariables(ABC):
-    """A model with layers of latent variables (e.g. a hierarchical VAE).
-
-    Its ``forward`` fills :attr:`LossTerms.layer_kl`; its ``sample`` takes one temperature per layer
-    and ``latents="mean"``, which puts every latent at its prior's mean (deterministic).
-    """
-
-    phrase: ClassVar[str] = "latent variables"
-
-    @property
-    @abstractmethod
-    def n_latent_layers(self) -> int: ...
-
-    @property
-    @abstractmethod
-    def layer_resolutions(self) -> list[int]:
-        """The resolution of every latent layer, top (first drawn) first."""
-
-    @abstractmethod
-    def reconstruct(
-        self, images: Tensor, keep_layers: int, temperature: float = 0.1, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """The first ``keep_layers`` latents from the posterior of ``images``, the rest from the prior at
-        ``temperature``: ``uint8`` images (Child 2021, Figure 4)."""
-
-
-class ImportanceWeighted(ABC):
-    """A model whose figure is a bound that importance sampling tightens (Burda et al. 2016).
-
-    ``importance_log_weights`` is ``log p(x, v) − log q(v | x)`` at one draw ``v ~ q(·|x)`` (latents
-    for a VAE, dequantization noise for a flow), nats per image: its mean over draws is the
-    model's bound and ``logmeanexp`` over ``K`` draws a tighter one.
-    """
-
-    phrase: ClassVar[str] = "an importance-weighted bound"
-
-    @abstractmethod
-    def importance_log_weights(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``(B,)`` nats per image, with every constant (dequantization scale) included."""
-
-
-class Invertible(ABC):
-    """A model whose map from (dequantized) images to latents is a bijection: a normalising flow."""
-
-    phrase: ClassVar[str] = "an invertible map from images to latents"
-
-    @abstractmethod
-    def encode(self, images: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> Tensor:
-        """The latents ``z`` of ``uint8`` images, dequantized as ``forward`` does."""
-
-    @abstractmethod
-    def decode(self, z: Tensor) -> Tensor:
-        """``uint8`` images from latents ``z``: the inverse of :meth:`encode` up to dequantization."""
-
-    @abstractmethod
-    def inverse_error(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The largest ``|v − f⁻¹(f(v))|`` over the batch in the model's continuous space: how exactly it inverts."""
-
-
-CAPABILITIES = (DataDependentInit, LatentVariables, ImportanceWeighted, Invertible)
-
-
-def capabilities(model: GenerativeModel) -> list[str]:
-    """The names of the capabilities ``model`` declares."""
-    return [capability.__name__ for capability in CAPABILITIES if isinstance(model, capability)]
-
-
-def require(model: GenerativeModel, capability: type, what: str) -> None:
-    """Stop with one line when ``model`` lacks ``capability``, which ``what`` (a command or setting) needs."""
-    if not isinstance(model, capability):
-        raise ConfigError(f"{what} needs a model with {capability.phrase}, and a {type(model).__name__} has none")
 
 
 def resolve_sampler(model: GenerativeModel, sampler: str | None) -> str:

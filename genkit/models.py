@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from genkit.interfaces import GenerativeModel
 from genkit.recipe import Recipe
 
 
-def build_model(recipe: Recipe, device: torch.device | str | None = None) -> torch.nn.Module:
-    """The recipe's model on ``device`` (``"meta"`` allocates nothing); it keeps its recipe for ``save_pretrained``."""
+def build_model(recipe: Recipe, device: torch.device | str | None = None) -> GenerativeModel:
+    """The recipe's model on ``device`` (``"meta"`` allocates nothing), holding its recipe as ``model.recipe``."""
     with torch.device(device or "cpu"):
         model = recipe.model.build("model")
     model.recipe = recipe

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from genkit import cards, rundirs
 from genkit.errors import CheckpointError, GenkitError, first_line
 from genkit.fileio import atomic_write, sha256, write_json
+from genkit.interfaces import GenerativeModel
 from genkit.models import build_model
 from genkit.recipe import Recipe, recipe_from_dict, recipe_to_dict
 from genkit.registry import get_registry
@@ -34,7 +35,7 @@ FORMAT_VERSION = 1
 
 
 def save_pretrained(
-    model: torch.nn.Module,
+    model: GenerativeModel,
     directory: str | Path,
     *,
     recipe: Recipe | None = None,
@@ -49,7 +50,7 @@ def save_pretrained(
     ``samples`` puts a sample grid beside them: a number of images to draw with the model's default
     sampler, or the path of a grid already drawn (a run's latest, say); 0 for none.
     """
-    recipe = recipe or getattr(model, "recipe", None)
+    recipe = recipe or model.recipe
     if recipe is None:
         raise GenkitError(
             "save_pretrained needs the model's recipe: build it with genkit.models.build_model or pass recipe="

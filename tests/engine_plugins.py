@@ -15,15 +15,9 @@ import attrs
 import torch
 from torch import nn
 
+from genkit.capabilities import DataDependentInit, ImportanceWeighted, LatentVariables
 from genkit.hookspecs import hookimpl
-from genkit.interfaces import (
-    DataDependentInit,
-    GenerativeModel,
-    ImportanceWeighted,
-    LatentVariables,
-    LossTerms,
-    Objective,
-)
+from genkit.interfaces import GenerativeModel, LossTerms, Objective
 from genkit.schema import in_range
 
 

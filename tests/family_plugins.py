@@ -24,17 +24,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible
 from genkit.components import component
 from genkit.hookspecs import hookimpl
-from genkit.interfaces import (
-    DataDependentInit,
-    GenerativeModel,
-    ImportanceWeighted,
-    Invertible,
-    LossTerms,
-    Objective,
-    resolve_sampler,
-)
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
 from genkit.schema import in_range
 
 # --- an autoregressive model ------------------------------------------------------------------------

@@ -47,6 +47,16 @@ def test_eval_with_mean_latents_writes_the_fixture_keys_and_values(model_dir, tm
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, err_msg=key)
 
 
+def test_eval_of_images_prints_the_objective_and_its_parts_in_bits_per_dim(model_dir, capsys):
+    images = str(FIXTURE / "images_uint8.npy")
+    assert main(["eval", str(model_dir), "--images", images, "--latents", "mean", "--dtype", "float64"]) == 0
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    bits = {part: np.mean(expected[f"{part}_nats_per_dim"]) / np.log(2) for part in ("distortion", "rate")}
+    out = capsys.readouterr().out
+    assert "objective='negative ELBO'" in out
+    assert f"(distortion {bits['distortion']:.4f} + rate {bits['rate']:.4f} bits/dim)" in out
+
+
 def test_sample_writes_a_grid_of_n_images(model_dir, tmp_path):
     grid, npy = tmp_path / "grid.png", tmp_path / "s.npy"
     assert (
@@ -104,6 +114,12 @@ def test_reconstruct_writes_one_row_per_image(model_dir, tmp_path):
     )
     width, height = Image.open(out).size
     assert width > height  # 4 columns (original + 3), 2 rows
+
+
+def test_reconstruct_keeps_1_2_4_and_then_every_layer_unless_told(model_dir, tmp_path, capsys):
+    args = ["reconstruct", str(model_dir), "--images", str(FIXTURE / "images_uint8.npy"), "--n", "2"]
+    assert main([*args, "--out", str(tmp_path / "rec.png")]) == 0
+    assert "(original + k = 1,2,4,8)" in capsys.readouterr().out  # the fixture model has 8 latent layers
 
 
 def test_rates_table_matches_the_fixture_layer_kl_in_bits_per_dim(model_dir, tmp_path):

@@ -9,9 +9,9 @@ import torch
 from scipy.special import ndtri
 from torch import nn
 
+from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible
 from genkit.components import ComponentRef
 from genkit.errors import ConfigError
-from genkit.interfaces import DataDependentInit, ImportanceWeighted, Invertible
 from genkit_plugins.flowpp.config import EXAMPLE, FlowPPConfig
 from genkit_plugins.flowpp.couplings import MixtureCDFCoupling
 from genkit_plugins.flowpp.layers import Norm, Pointwise

@@ -176,7 +176,7 @@ def test_a_run_is_published_with_the_grid_it_drew_and_loads_back_from_the_hub(ru
 def test_bench_times_every_sampler_of_several_recipes_in_one_table_without_training(registry, capsys, tmp_path):
     out = tmp_path / "bench.json"
     recipes = [str(RECIPES["masked-ar"]), str(RECIPES["uniform-flow"]), str(ROOT / "recipes" / "digits.toml")]
-    command = ["bench", *recipes, "--no-train", "--sample-batch", "2", "--sample-repeats", "1", "--steps", "1"]
+    command = ["bench", *recipes, "--no-train", "--samples", "2", "--sample-repeats", "1", "--steps", "1"]
     assert main([*command, "--no-data", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     header = next(line for line in table.splitlines() if line.split()[:2] == ["recipe", "sampler"])

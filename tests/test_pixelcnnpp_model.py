@@ -9,8 +9,9 @@ import torch
 from locations import ROOT
 from test_pixelcnnpp_reference import one_thread, recipe  # noqa: F401  (one_thread: a fixture)
 
+from genkit.capabilities import DataDependentInit, capabilities
 from genkit.errors import ConfigError, RecipeError
-from genkit.interfaces import DataDependentInit, GenerativeModel, LossTerms, capabilities
+from genkit.interfaces import GenerativeModel, LossTerms
 from genkit.models import build_model
 from genkit.recipe import recipe_from_dict
 from genkit_plugins.pixelcnnpp.kinds import InitialisedFromData

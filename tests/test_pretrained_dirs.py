@@ -11,8 +11,9 @@ import torch
 from pretrained_fixtures import elbo, rewrite_weights, tensor_digests, tiny_dir, tiny_model, tiny_recipe  # noqa: F401
 from safetensors.torch import load_file
 
-from genkit.errors import CheckpointError, ConfigError, PluginError
+from genkit.errors import CheckpointError, ConfigError, GenkitError, PluginError
 from genkit.hub import from_pretrained
+from genkit.models import build_model
 from genkit.pretrained import load_model_dir, save_pretrained
 
 
@@ -29,6 +30,15 @@ def test_a_model_directory_holds_the_resolved_recipe_with_provenance_the_weights
     assert set(weights) == set(tiny_model.state_dict())
     assert all(torch.equal(weights[k], v) for k, v in tiny_model.state_dict().items())
     assert (tiny_dir / "README.md").read_text().startswith("---\n")
+
+
+def test_a_model_keeps_the_recipe_it_was_built_from_and_one_built_by_hand_has_none(tiny_recipe, tmp_path):
+    assert build_model(tiny_recipe, "meta").recipe is tiny_recipe
+    by_hand = tiny_recipe.model.build("model")  # the factory alone, as a script might call it
+    assert by_hand.recipe is None
+    with pytest.raises(GenkitError, match=r"^save_pretrained needs the model.s recipe: .* or pass recipe="):
+        save_pretrained(by_hand, tmp_path / "by-hand")
+    assert save_pretrained(by_hand, tmp_path / "by-hand", recipe=tiny_recipe).is_dir()
 
 
 def test_from_pretrained_on_a_directory_gives_identical_weights_and_elbo_in_eval_mode(tiny_dir, tiny_model):

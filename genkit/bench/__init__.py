@@ -53,11 +53,12 @@ from genkit.bench.measures import (
     synchronize,
 )
 from genkit.bench.tables import format_table, sampler_table
+from genkit.capabilities import DataDependentInit
 from genkit.engine.distributed import Distributed
 from genkit.engine.graphs import GraphedCall
 from genkit.engine.step import EMA, build_optimizer, training_step
 from genkit.errors import ConfigError, GenkitError
-from genkit.interfaces import DataDependentInit, nats_to_bits
+from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, resolve_local
 from genkit.recipe import Recipe
@@ -120,7 +121,7 @@ def run_benchmark(
     steps: int = 25,
     warmup: int = 8,
     device: torch.device | None = None,
-    sample_batch: int = 64,
+    samples: int = 64,
     sample_repeats: int = 3,
     count_flops: bool = True,
     weights: str | None = None,
@@ -128,7 +129,7 @@ def run_benchmark(
     train: bool = True,
 ) -> dict[str, Any]:
     """Measure ``recipe`` (its ``train.dtype``, ``compile``, ``channels_last``, ``cuda_graph``) and return the
-    figures; with ``train=False`` only its samplers and evaluation."""
+    figures; with ``train=False`` only its samplers and evaluation. Each sampler draws ``samples`` images a call."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = recipe.train
     if config.cuda_graph and device.type != "cuda":
@@ -198,7 +199,7 @@ def run_benchmark(
 
     sampler = ema.model.eval()
     result["sampling"] = time_samplers(
-        sampler, device, batch=sample_batch, repeats=sample_repeats, graphed=config.cuda_graph
+        sampler, device, batch=samples, repeats=sample_repeats, graphed=config.cuda_graph
     )
     with torch.no_grad(), autocast():
         eval_s = median_seconds(lambda: sampler(images), device, 2, max(3, steps // 2))

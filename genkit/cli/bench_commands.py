@@ -33,7 +33,7 @@ from genkit.cli.options import Count, Device, emit_json, json_option, overrides_
     help="Untimed steps first (compilation happens here).",
 )
 @click.option("--no-train", is_flag=True, help="Time only sampling and evaluation (a slow sampler needs no steps).")
-@click.option("--sample-batch", type=Count(1), default=64, show_default=True, help="Images per sample call.")
+@click.option("--samples", type=Count(1), default=64, show_default=True, help="Images each sample call draws.")
 @click.option(
     "--sample-repeats",
     type=Count(1),
@@ -66,7 +66,7 @@ def bench(
     steps,
     warmup,
     no_train,
-    sample_batch,
+    samples,
     sample_repeats,
     dtype,
     compile_,
@@ -108,7 +108,7 @@ def bench(
             steps=steps,
             warmup=warmup,
             device=torch.device(device) if device else None,
-            sample_batch=sample_batch,
+            samples=samples,
             sample_repeats=sample_repeats,
             count_flops=not no_flops,
             weights=weights,

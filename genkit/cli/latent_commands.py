@@ -1,4 +1,5 @@
-"""Commands on a model with latent variables: ``reconstruct`` (Child 2021, Figure 4) and ``rates`` (Figure 5)."""
+"""Commands on a model with latent variables: ``reconstruct`` (how much of an image each depth of latents carries)
+and ``rates`` (what every latent layer costs)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 import numpy as np
 import torch
 
-from genkit.cli.model_commands import per_image_terms
+from genkit.capabilities import LatentVariables, kept_layer_counts, require
 from genkit.cli.model_options import (
     batch_option,
     device_option,
@@ -25,9 +26,9 @@ from genkit.cli.model_options import (
     split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
-from genkit.engine.evaluate import evaluate_dataset
+from genkit.engine.evaluate import evaluate_dataset, per_image_terms
 from genkit.errors import ConfigError
-from genkit.interfaces import LatentVariables, nats_to_bits, require
+from genkit.interfaces import nats_to_bits
 
 
 @click.command()
@@ -43,7 +44,7 @@ from genkit.interfaces import LatentVariables, nats_to_bits, require
 @click.option(
     "--keep",
     default=None,
-    help="Comma-separated numbers of posterior layers per column (default: a spread from 0 to all).",
+    help="Comma-separated numbers of posterior layers per column (default: 1, 2, 4, … and every layer).",
 )
 @click.option(
     "--temperature",
@@ -56,24 +57,23 @@ from genkit.interfaces import LatentVariables, nats_to_bits, require
 @device_option
 @click.option("--out", type=OutputPath("image"), required=True, help="PNG grid to write.")
 def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out):
-    """The paper's Figure 4: each row an image, then decodings keeping its first k latent layers from the posterior."""
+    """Each row an image, then its reconstructions keeping its first k latent layers from the posterior and drawing
+    the rest from the prior."""
     from genkit.images import save_grid
 
     model = load_model(model_path, device)
     require(model, LatentVariables, f"genkit reconstruct {model_path}")
     images = read_images(images_path, model)[:n].to(device)
-    layers = model.n_latent_layers
     if keep is None:
-        ks = sorted({0, 1, 2, *(round(layers * f) for f in (0.1, 0.25, 0.5, 0.75)), layers})
+        ks = kept_layer_counts(model.n_latent_layers)
     else:
         try:
             ks = [int(k) for k in keep.split(",")]
         except ValueError:
             raise ConfigError(f"--keep {keep!r}: expected comma-separated integers") from None
     generator = generator_for(device, seed)
-    columns = [images] + [model.reconstruct(images, k, temperature=temperature, generator=generator) for k in ks]
-    grid = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # row-major: image, then its reconstructions
-    save_grid(grid, out, nrow=len(columns), scale=grid_scale(grid))
+    grid, columns = model.reconstruction_grid(images, ks, temperature=temperature, generator=generator)
+    save_grid(grid.cpu(), out, nrow=columns, scale=grid_scale(grid))
     click.echo(f"wrote {len(images)} rows × (original + k = {','.join(map(str, ks))}) to {out}")
 
 
@@ -89,7 +89,7 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
 @click.option("--plot", type=OutputPath("plot"), default=None, help="PNG plot of the rate of every layer.")
 @json_option
 def rates(model_path, images_path, split, max_images, latents, batch_size, seed, device, plot, json_path):
-    """The paper's Figure 5: the rate (KL) of every latent layer in bits per dimension, as a table and a plot."""
+    """The rate (KL) of every latent layer in bits per dimension, as a table and a plot."""
     if (images_path is None) == (split is None):
         raise ConfigError("genkit rates: give exactly one of --images FILE.npy or --split NAME")
     model = load_model(model_path, device)
@@ -102,8 +102,10 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
             "layer_rate_bits_per_dim"
         )
     else:
+        images = read_images(images_path, model)
+        generator = generator_for(device, seed)
         terms = per_image_terms(
-            model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
+            model, images, latents=latents, batch_size=batch_size, device=device, generator=generator
         )
         layer_kl = terms.get("kl_nats_per_layer")
         per_layer = None if layer_kl is None else nats_to_bits(np.mean(layer_kl, axis=0) / dims).tolist()

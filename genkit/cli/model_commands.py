@@ -10,6 +10,7 @@ import click
 import numpy as np
 import torch
 
+from genkit.capabilities import LatentVariables, require
 from genkit.cli.model_options import (
     batch_option,
     device_option,
@@ -27,35 +28,9 @@ from genkit.cli.model_options import (
     split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
-from genkit.engine.evaluate import evaluate_dataset
+from genkit.engine.evaluate import evaluate_dataset, per_image_terms
 from genkit.errors import ConfigError
-from genkit.interfaces import LatentVariables, nats_to_bits, require, resolve_sampler
-
-
-@torch.no_grad()
-def per_image_terms(model, images: torch.Tensor, *, latents: str, batch_size: int, device: str, seed: int) -> dict:
-    """Every image's figure and its parts (nats/dim), and every latent layer's KL (nats), in lists.
-
-    Keys: ``nll_nats_per_dim``; ``{key}_nats_per_dim`` too when the model's objective has its own key
-    (e.g. ``elbo``); ``{part}_nats_per_dim`` per part; ``kl_nats_per_layer`` for a model with
-    latent variables.
-    """
-    generator = generator_for(device, seed)
-    objective = model.objective
-    names = ["nll", *([objective.key] if objective.key != "nll" else []), *objective.parts]
-    out: dict[str, list] = {f"{name}_nats_per_dim": [] for name in names}
-    layers: list = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device)
-        terms = model(batch, latents=latents, generator=generator)
-        figures = {"nll": terms.nll, objective.key: terms.nll, **terms.parts}
-        for name in names:
-            out[f"{name}_nats_per_dim"] += figures[name].double().tolist()
-        if terms.layer_kl is not None:
-            layers += terms.layer_kl.double().tolist()
-    if isinstance(model, LatentVariables):
-        out["kl_nats_per_layer"] = layers
-    return out
+from genkit.interfaces import nats_to_bits, resolve_sampler
 
 
 @click.command(name="eval")
@@ -110,13 +85,20 @@ def eval_command(
     else:
         if importance_samples:
             raise ConfigError("genkit eval: --importance-samples applies to --split")
+        images = read_images(images_path, model)
+        generator = generator_for(device, seed)
         result = per_image_terms(
-            model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
+            model, images, latents=latents, batch_size=batch_size, device=device, generator=generator
         )
+        objective = model.objective
         nll = float(np.mean(result["nll_nats_per_dim"]))
+        parts = objective.parts_text(
+            {name: nats_to_bits(float(np.mean(result[f"{name}_nats_per_dim"]))) for name in objective.parts}
+        )
         say(
-            f"images={len(result['nll_nats_per_dim'])}  objective={model.objective.label!r}  "
-            f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}",
+            f"images={len(result['nll_nats_per_dim'])}  objective={objective.label!r}  "
+            f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}"
+            + (f"  ({parts} bits/dim)" if parts else ""),
             json_path,
         )
     if json_path:

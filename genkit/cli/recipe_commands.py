@@ -38,7 +38,7 @@ def run(recipe: str, overrides: tuple[str, ...], resume: str | None, out: str | 
 @json_option
 def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None:
     """Print the resolved RECIPE, the parameter count of each part of its model and the model's capabilities."""
-    from genkit.interfaces import capabilities
+    from genkit.capabilities import capabilities
     from genkit.models import build_model, parameter_counts
     from genkit.recipe import dump_recipe, load_recipe, recipe_to_dict
 

@@ -102,6 +102,21 @@ def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Modu
     return state
 
 
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's random-number state, as a checkpoint keeps it: the CPU generator's and, on a GPU, the GPU's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Continue from a state :func:`rng_state` saved (the GPU's only where it was saved and runs on one again)."""
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def _remove(path: Path) -> None:
     # rename first so that a half-deleted folder never looks like a checkpoint
     doomed = path.with_name(".del-" + path.name)

@@ -204,5 +204,16 @@ def eval_loader(
     )
 
 
+def random_images(split: Dataset, n: int, *, seed: int) -> torch.Tensor:
+    """``n`` images of ``split`` chosen with ``seed``, ``(n, H, W, C)``: without replacement, unless it holds fewer
+    (then with it, as some official training code always draws)."""
+    generator = torch.Generator().manual_seed(seed)
+    if n <= len(split):
+        indices = torch.randperm(len(split), generator=generator)[:n]
+    else:
+        indices = torch.randint(len(split), (n,), generator=generator)
+    return collate([split[int(i)] for i in indices])
+
+
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device, non_blocking=True)

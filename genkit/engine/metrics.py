@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from genkit.errors import DataError
 from genkit.fileio import finite_json, write_text
+from genkit.interfaces import Objective
 from genkit.rundirs import METRICS_NAME
 
 FINAL_PREFIX = "final-"  # the split of the one record of a run's final evaluation
@@ -96,11 +97,18 @@ def _step(record: dict[str, Any]) -> int:
 
 
 class Progress:
-    """A tqdm bar over the run's steps showing the latest logged figures (only rank 0 draws it)."""
+    """A tqdm bar over the run's steps showing the latest logged figures (only rank 0 draws it).
 
-    def __init__(self, total: int, start: int, enabled: bool, parts: tuple[str, ...] = ()):
-        self.bar = tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True, desc="train")
-        self.parts = parts
+    Its description names the model's objective ("train (negative ELBO)"); the figures follow it as
+    the loss in bits/dim and, for an objective with parts, the parts that sum to it.
+    """
+
+    def __init__(self, total: int, start: int, enabled: bool, objective: Objective, file=None):
+        desc = f"train ({objective.label})"
+        self.bar = tqdm(
+            total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True, desc=desc, file=file
+        )
+        self.objective = objective
         self.last_time, self.last_step = time.perf_counter(), start
 
     def advance(self, n: int = 1) -> None:
@@ -116,7 +124,7 @@ class Progress:
         if record["loss_bpd"] is None:
             figures = "no update applied since the last log"
         else:
-            parts = " + ".join(f"{name} {record[name + '_bpd']:.3f}" for name in self.parts)
+            parts = self.objective.parts_text(record, "_bpd", digits=3)
             figures = f"loss {record['loss_bpd']:.3f} bpd" + (f" ({parts})" if parts else "")
             figures += f" gnorm {record['grad_norm']:.1f}"
         self.bar.set_postfix_str(

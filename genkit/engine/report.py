@@ -11,13 +11,8 @@ from genkit import rundirs
 from genkit.interfaces import Objective
 
 
-def parts_text(objective: Objective, figures: dict[str, Any], suffix: str) -> str:
-    """``distortion 1.4082 + rate 0.4269``: the parts of the objective as ``figures`` gives them (key + ``suffix``)."""
-    return " + ".join(f"{name} {figures[name + suffix]:.4f}" for name in objective.parts)
-
-
 def summary_lines(final: dict[str, Any], objective: Objective) -> list[str]:
-    parts = parts_text(objective, final, "_bits_per_dim")
+    parts = objective.parts_text(final, "_bits_per_dim")
     lines = [
         f"{final['split']} bits/dim: {final['bits_per_dim']:.4f} "
         f"({objective.label}, EMA weights, {final['images']} images, step {final['step']}"

@@ -28,9 +28,10 @@ import click
 import torch
 
 from genkit import rundirs
+from genkit.capabilities import DataDependentInit, Invertible
 from genkit.engine import checkpoint
 from genkit.engine.baselines import trivial_baselines
-from genkit.engine.data import Batches, collate, to_device, train_loader
+from genkit.engine.data import Batches, collate, random_images, to_device, train_loader
 from genkit.engine.distributed import Distributed, setup, teardown
 from genkit.engine.evaluate import evaluate_dataset
 from genkit.engine.metrics import MetricsLog, Progress
@@ -41,7 +42,7 @@ from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, tra
 from genkit.errors import CheckpointError, ConfigError, DataError, first_line
 from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
-from genkit.interfaces import DataDependentInit, Invertible, nats_to_bits
+from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
 from genkit.pretrained import non_finite
 from genkit.recipe import Recipe, save_recipe
@@ -105,14 +106,8 @@ class Trainer:
 
     def _initialize(self) -> None:
         """The model's data-dependent initialisation on ``train.init_images`` training images (rank 0's, broadcast)."""
-        train = self.dataset.split("train")
-        generator = torch.Generator().manual_seed(self.config.seed)
-        n = self.config.init_images
-        if n <= len(train):
-            indices = torch.randperm(len(train), generator=generator)[:n]
-        else:  # fewer images than asked for: draw with replacement, as some official training code always does
-            indices = torch.randint(len(train), (n,), generator=generator)
-        images = to_device(collate([train[int(i)] for i in indices]), self.context.device)
+        images = random_images(self.dataset.split("train"), self.config.init_images, seed=self.config.seed)
+        images = to_device(images, self.context.device)
         self.model.train()
         with torch.no_grad():
             self.model.initialize(images)
@@ -141,9 +136,7 @@ class Trainer:
             self.interval = interval.to(self.context.device)
         rng = state["rng"]
         if len(rng) == self.context.world_size:
-            torch.set_rng_state(rng[self.context.rank]["cpu"])
-            if self.context.device.type == "cuda" and "cuda" in rng[self.context.rank]:
-                torch.cuda.set_rng_state(rng[self.context.rank]["cuda"], self.context.device)
+            checkpoint.set_rng_state(rng[self.context.rank], self.context.device)
         elif self.context.is_main:
             click.echo(
                 f"resuming {len(rng)}-process run with {self.context.world_size} processes: "
@@ -188,7 +181,7 @@ class Trainer:
             )
         )
         parts = self.model.objective.parts
-        progress = Progress(config.steps, self.step, enabled=context.is_main, parts=parts)
+        progress = Progress(config.steps, self.step, enabled=context.is_main, objective=self.model.objective)
         device = context.device
         # over applied steps: loss, each part, grad norm; then how many were applied
         sums = torch.zeros(3 + len(parts), device=device) if self.interval is None else self.interval
@@ -302,8 +295,7 @@ class Trainer:
     def _evaluation_rng(self):
         """Evaluation draws its own random numbers and leaves the training stream exactly where it was."""
         devices = [self.context.device] if self.context.device.type == "cuda" else []
-        rng = torch.random.fork_rng(devices=devices)
-        return rng
+        return torch.random.fork_rng(devices=devices)
 
     def _validate(self, log: MetricsLog | None) -> None:
         self._require_finite_weights()
@@ -343,15 +335,12 @@ class Trainer:
         # the logging interval so far, every rank's together, so a resumed run's next record is the one it would
         # have been; rank 0 carries it, the others restart from zero
         interval = self.context.all_reduce_(sums.clone()).cpu()
-        rng = {"cpu": torch.get_rng_state()}
-        if self.context.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.context.device)
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "skipped_updates": self.skipped_updates,
-            "rng": self.context.gather(rng),
+            "rng": self.context.gather(checkpoint.rng_state(self.context.device)),
             "world_size": self.context.world_size,
             "interval": interval,
         }

@@ -1,4 +1,4 @@
-"""The model contract of ``genkit.interfaces``, checked for every registered model plugin.
+"""The model contract of ``genkit.interfaces`` and ``genkit.capabilities``, checked for every registered model plugin.
 
 Each test states one property every model must have — its objective and samplers declared, its
 figure and parts shaped and summed as documented, deterministic when asked — and one test per
@@ -12,16 +12,9 @@ import math
 import pytest
 import torch
 
+from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible, LatentVariables
 from genkit.errors import GenkitError
-from genkit.interfaces import (
-    DataDependentInit,
-    GenerativeModel,
-    ImportanceWeighted,
-    Invertible,
-    LatentVariables,
-    LossTerms,
-    Objective,
-)
+from genkit.interfaces import GenerativeModel, LossTerms, Objective
 from genkit.testing import agree, example_settings, plugin_params
 
 
@@ -156,6 +149,25 @@ def test_model_with_latent_variables_reconstructs_from_any_number_of_posterior_l
         for keep in (0, model.n_latent_layers):
             out = model.reconstruct(images, keep, temperature=0.5, generator=torch.Generator().manual_seed(0))
             assert out.dtype == torch.uint8 and out.shape == images.shape
+
+
+@pytest.mark.parametrize("spec", plugin_params("model"))
+def test_model_with_latent_variables_draws_each_image_then_its_reconstructions_row_by_row(spec, contract_model_cache):
+    model = _model(spec, contract_model_cache)
+    if not isinstance(model, LatentVariables):
+        pytest.skip(f"{spec.name} has no latent variables")
+    images, keep = _images(model, 2, 10), [0, model.n_latent_layers]
+    with torch.no_grad():
+        grid, columns = model.reconstruction_grid(
+            images, keep, temperature=0.5, generator=torch.Generator().manual_seed(0)
+        )
+        generator = torch.Generator().manual_seed(0)  # the same draws, column after column
+        expected = [model.reconstruct(images, k, temperature=0.5, generator=generator) for k in keep]
+    assert columns == 1 + len(keep) and grid.dtype == torch.uint8
+    rows = grid.reshape(len(images), columns, *model.image_shape)
+    assert torch.equal(rows[:, 0], images)
+    for column, reconstruction in enumerate(expected, 1):
+        assert torch.equal(rows[:, column], reconstruction)
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))

@@ -25,16 +25,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible
 from genkit.errors import ConfigError
-from genkit.interfaces import (
-    DataDependentInit,
-    GenerativeModel,
-    ImportanceWeighted,
-    Invertible,
-    LossTerms,
-    Objective,
-    resolve_sampler,
-)
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
 from genkit_plugins.flowpp.config import FlowPPConfig
 from genkit_plugins.flowpp.datainit import data_dependent_init
 from genkit_plugins.flowpp.flow import MainFlow

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from genkit.capabilities import DataDependentInit
 from genkit.errors import ConfigError, GenkitError
-from genkit.interfaces import DataDependentInit, GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
 from genkit_plugins.pixelcnnpp.config import PixelCNNPPConfig
 from genkit_plugins.pixelcnnpp.kinds import NETWORK, InitialisedFromData
 from genkit_plugins.pixelcnnpp.sampling import SAMPLERS

@@ -17,14 +17,11 @@ Pixels the sampler has not drawn yet are zeros; no pixel's parameters depend on 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from torch import Tensor
 
 from genkit.interfaces import Likelihood
 from genkit_plugins.pixelcnnpp.kinds import PixelNetwork
-
-Network = Callable[[Tensor], Tensor]
 
 
 def _draw(likelihood: Likelihood, params: Tensor, noise: Tensor, i: int, j: int) -> Tensor:

@@ -2,8 +2,8 @@
 
 ``blockstr`` parses the architecture strings, ``config`` holds the reference-named settings,
 ``encoder``/``decoder``/``model`` build the network from block, resampler, latent and likelihood
-plugins, ``pictures`` draws the reconstruction grid, and ``convert`` (with the ``genkit convert
-vdvae`` command of ``commands``) imports the official checkpoints.
+plugins (the model draws its reconstruction grid at every validation), and ``convert`` (with the
+``genkit convert vdvae`` command of ``commands``) imports the official checkpoints.
 """
 
 from __future__ import annotations

@@ -19,19 +19,12 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from genkit.capabilities import ImportanceWeighted, LatentVariables
 from genkit.errors import ConfigError
-from genkit.interfaces import (
-    GenerativeModel,
-    ImportanceWeighted,
-    LatentVariables,
-    LossTerms,
-    Objective,
-    resolve_sampler,
-)
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
 from genkit_plugins.vdvae.config import VDVAEConfig
 from genkit_plugins.vdvae.decoder import Decoder
 from genkit_plugins.vdvae.encoder import Encoder
-from genkit_plugins.vdvae.pictures import reconstruction_grid
 
 LATENT_MODES = ("sample", "mean")
 
@@ -196,6 +189,6 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted):
     def pictures(
         self, images: Tensor, *, generator: torch.Generator | None, temperature: float
     ) -> dict[str, tuple[Tensor, int]]:
-        """The reconstruction grid of the paper's Figure 4 (see :mod:`genkit_plugins.vdvae.pictures`)."""
-        grid, columns = reconstruction_grid(self, images, generator=generator, temperature=temperature)
-        return {"reconstructions": (grid, columns)}
+        """The reconstruction grid of the paper's Figure 4: each image, then its reconstructions keeping the first
+        1, 2, 4, … latent layers and drawing the rest from the prior."""
+        return {"reconstructions": self.reconstruction_grid(images, temperature=temperature, generator=generator)}

@@ -1,0 +1,142 @@
+"""What a model can do beyond training, evaluation and sampling, declared by deriving from a capability class.
+
+A :class:`genkit.interfaces.GenerativeModel` that also derives from :class:`LatentVariables`,
+:class:`ImportanceWeighted`, :class:`Invertible` or :class:`DataDependentInit` has that capability;
+the engine and the CLI ask ``isinstance(model, Capability)``, never whether a method is there, and
+a command that needs a capability the model lacks stops with one line (:func:`require`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from genkit.errors import ConfigError
+from genkit.interfaces import GenerativeModel
+
+
+class DataDependentInit(ABC):
+    """A model that sets some of its weights from a batch of training images before training starts.
+
+    Weight normalisation and activation normalisation choose scales and
+    biases so that every normalised layer's output over the batch has mean 0 and a given variance.
+    The trainer calls :meth:`initialize` once, on a fresh run only, in train mode, without
+    gradients, before the EMA copy and the optimizer exist, with ``train.init_images`` images; under
+    torchrun, rank 0's result is broadcast to every rank.
+    """
+
+    phrase: ClassVar[str] = "a data-dependent initialisation"
+
+    @abstractmethod
+    def initialize(self, images: Tensor) -> None:
+        """Set the data-dependent weights from ``uint8`` images ``(B, H, W, C)``."""
+
+
+class LatentVariables(ABC):
+    """A model with layers of latent variables (e.g. a hierarchical VAE).
+
+    Its ``forward`` fills :attr:`genkit.interfaces.LossTerms.layer_kl`; its ``sample`` takes one temperature per layer
+    and ``latents="mean"``, which puts every latent at its prior's mean (deterministic).
+    """
+
+    phrase: ClassVar[str] = "latent variables"
+
+    @property
+    @abstractmethod
+    def n_latent_layers(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def layer_resolutions(self) -> list[int]:
+        """The resolution of every latent layer, top (first drawn) first."""
+
+    @abstractmethod
+    def reconstruct(
+        self, images: Tensor, keep_layers: int, temperature: float = 0.1, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The first ``keep_layers`` latents from the posterior of ``images``, the rest from the prior at
+        ``temperature``: ``uint8`` images ``(B, H, W, C)``."""
+
+    @torch.no_grad()
+    def reconstruction_grid(
+        self,
+        images: Tensor,
+        keep_layers: Sequence[int] | None = None,
+        *,
+        temperature: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, int]:
+        """How much of an image the top latent layers carry, as one grid of ``uint8`` images.
+
+        Row ``i`` is ``images[i]`` and then its :meth:`reconstruct` keeping the first ``k`` layers
+        from the posterior, for each ``k`` of ``keep_layers`` (default :func:`kept_layer_counts`).
+        Early columns keep only the global layout; with every layer kept the image comes back almost
+        exactly. Returns the images row-major ``(rows·columns, H, W, C)`` and ``columns``.
+        """
+        if keep_layers is None:
+            keep_layers = kept_layer_counts(self.n_latent_layers)
+        columns = [images] + [
+            self.reconstruct(images, k, temperature=temperature, generator=generator) for k in keep_layers
+        ]
+        grid = torch.stack([c.to(images.device, torch.uint8) for c in columns], dim=1)  # (rows, columns, H, W, C)
+        return grid.flatten(0, 1), len(columns)
+
+
+def kept_layer_counts(layers: int) -> list[int]:
+    """The posterior layers each column of a reconstruction grid keeps: 1, 2, 4, … and finally ``layers``."""
+    counts, k = [], 1
+    while k < layers:
+        counts.append(k)
+        k *= 2
+    return counts + [layers]
+
+
+class ImportanceWeighted(ABC):
+    """A model whose figure is a bound that importance sampling tightens (Burda et al. 2016).
+
+    ``importance_log_weights`` is ``log p(x, v) − log q(v | x)`` at one draw ``v ~ q(·|x)`` (latents
+    for a VAE, dequantization noise for a flow), nats per image: its mean over draws is the
+    model's bound and ``logmeanexp`` over ``K`` draws a tighter one.
+    """
+
+    phrase: ClassVar[str] = "an importance-weighted bound"
+
+    @abstractmethod
+    def importance_log_weights(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``(B,)`` nats per image, with every constant (dequantization scale) included."""
+
+
+class Invertible(ABC):
+    """A model whose map from (dequantized) images to latents is a bijection: a normalising flow."""
+
+    phrase: ClassVar[str] = "an invertible map from images to latents"
+
+    @abstractmethod
+    def encode(self, images: Tensor, latents: str = "sample", generator: torch.Generator | None = None) -> Tensor:
+        """The latents ``z`` of ``uint8`` images, dequantized as ``forward`` does."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """``uint8`` images from latents ``z``: the inverse of :meth:`encode` up to dequantization."""
+
+    @abstractmethod
+    def inverse_error(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The largest ``|v − f⁻¹(f(v))|`` over the batch in the model's continuous space: how exactly it inverts."""
+
+
+CAPABILITIES = (DataDependentInit, LatentVariables, ImportanceWeighted, Invertible)
+
+
+def capabilities(model: GenerativeModel) -> list[str]:
+    """The names of the capabilities ``model`` declares."""
+    return [capability.__name__ for capability in CAPABILITIES if isinstance(model, capability)]
+
+
+def require(model: GenerativeModel, capability: type, what: str) -> None:
+    """Stop with one line when ``model`` lacks ``capability``, which ``what`` (a command or setting) needs."""
+    if not isinstance(model, capability):
+        raise ConfigError(f"{what} needs a model with {capability.phrase}, and a {type(model).__name__} has none")
