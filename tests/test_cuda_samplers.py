@@ -13,7 +13,7 @@ import torch
 from flowpp_helpers import tiny_recipe
 from test_pixelcnnpp_reference import recipe as pixelcnnpp_recipe
 
-from genkit.interfaces import DataDependentInit
+from genkit.capabilities import DataDependentInit
 from genkit.models import build_model
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
