@@ -38,6 +38,10 @@ def world(tmp_path_factory):
         shutil.copytree(model, root / name)
         (root / name / "config.json").write_text(text)
     (root / "not-a-checkpoint.th").write_text("hello, not a checkpoint")
+    (root / "hello.th").write_text("hello\n")  # unpickling it fails in a KeyError
+    torch.save({"model": {"w": torch.zeros(1)}, "epoch": 3}, root / "nested.th")
+    torch.save({"w": torch.zeros(1, dtype=torch.int64)}, root / "integers.th")
+    (root / "broken.npz").write_text("not a zip file")
     (root / "binary.jsonl").write_bytes(b"\x93NUMPY\x00\xff\xfe")
     (root / "damaged").mkdir()
     (root / "damaged" / "metrics.jsonl").write_text('{"step": 1, "spl\n{"step": 2, "split": "train"}\n')
@@ -63,7 +67,8 @@ def world(tmp_path_factory):
     (root / "sizes.toml").write_text(
         tiny_recipe(root / "runs", data=f'name = "image-folder"\nroot = "{sizes}"\nchannels = 1', batch_size=9)
     )
-    yield {**world, "file": afile, "digits": ROOT / "recipes" / "digits.toml"}
+    recipes = {name: ROOT / "recipes" / f"{name}.toml" for name in ("digits", "pixelcnnpp-digits", "flowpp-digits")}
+    yield {**world, "file": afile, **recipes}
     reset_registry()
 
 
@@ -110,6 +115,16 @@ CASES = [
     ("config-a-string", "eval {root}/config-string --images {images}", 1, "found a string"),
     ("convert-not-a-checkpoint", "convert vdvae {root}/not-a-checkpoint.th --recipe {digits} --out {root}/c", 1,
      "not-a-checkpoint.th: not a PyTorch state dict"),
+    ("convert-text", "convert pixelcnnpp {root}/hello.th --recipe {pixelcnnpp-digits} --out {root}/c", 1,
+     "hello.th: not a PyTorch state dict that loads with weights_only=True (KeyError); expected a model.state_dict()"),
+    ("convert-weights-one-level-down", "convert vdvae {root}/nested.th --recipe {digits} --out {root}/c", 1,
+     "nested.th: 'model' holds a dict of 1 entries, not a tensor; expected a state dict"),
+    ("convert-integer-tensor", "convert pixelcnnpp {root}/integers.th --recipe {pixelcnnpp-digits} --out {root}/c", 1,
+     "integers.th: tensor 'w' is torch.int64, not floating point"),
+    ("convert-missing-file", "convert pixelcnnpp {root}/nope.th --recipe {pixelcnnpp-digits} --out {root}/c", 1,
+     "nope.th: checkpoint file not found; expected a model.state_dict() saved by pclucas14/pixel-cnn-pp"),
+    ("convert-flowpp-not-an-npz", "convert flowpp {root}/broken.npz --recipe {flowpp-digits} --out {root}/c", 1,
+     "broken.npz: not a readable .npz of TensorFlow variable names to arrays"),
     ("recipe-binary", "show {root}/binary.jsonl", 2, "binary.jsonl: not a text file; expected a recipe"),
     ("curve-binary", "curve {root}/binary.jsonl", 1, "binary.jsonl: not a text file"),
     ("resume-incomplete-state", "run {recipe} --resume {root}/partial", 1, "state.pt: the training state lacks"),
