@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from fault_helpers import one_line, pixels_registry, tiny_recipe, trained_tiny, write_cifar10, write_images  # noqa: F401
+from fault_helpers import error_lines, one_line, pixels_registry, tiny_recipe, trained_tiny, write_cifar10, write_images  # noqa: F401
 from locations import ROOT
 from PIL import Image
 
@@ -68,7 +69,7 @@ def world(tmp_path_factory):
         tiny_recipe(root / "runs", data=f'name = "image-folder"\nroot = "{sizes}"\nchannels = 1', batch_size=9)
     )
     recipes = {name: ROOT / "recipes" / f"{name}.toml" for name in ("digits", "pixelcnnpp-digits", "flowpp-digits")}
-    yield {**world, "file": afile, **recipes}
+    yield {**world, "file": afile, "long": "x" * 300, **recipes}
     reset_registry()
 
 
@@ -104,6 +105,14 @@ CASES = [
     ("run-out-under-a-file", "run {recipe} --out {file}/run", 2, "'--out': {file}/run: {file} is a file, not a"),
     ("run-out-dir-a-file", "run {recipe} --set train.out_dir={file}", 2, "train.out_dir {file}/tiny: cannot write the"),
     ("convert-out-under-a-file", "convert vdvae {root}/x.th --recipe {digits} --out {file}/m", 2, "'--out'"),
+    ("json-name-too-long", "show {recipe} --json {root}/{long}/x.json", 2, "'--json': {root}/{long}/x.json: File name"),
+    ("eval-json-name-too-long", "eval {model} --images {images} --json {root}/{long}/x.json", 2, "'--json'"),
+    ("sample-name-too-long", "sample {model} --n 1 --out {root}/{long}/x.png", 2, "'--out': {root}/{long}/x.png"),
+    ("npy-name-too-long", "sample {model} --n 1 --out {root}/ok.png --npy {root}/{long}.npy", 2, "'--npy'"),
+    ("curve-plot-name-too-long", "curve {run} --plot {root}/{long}/c.png", 2, "'--plot': {root}/{long}/c.png"),
+    ("run-out-name-too-long", "run {recipe} --out {root}/{long}/run", 2, "'--out': {root}/{long}/run: File name"),
+    ("out-dir-name-too-long", "run {recipe} --set train.out_dir={root}/{long}", 2, "train.out_dir {root}/{long}: can"),
+    ("convert-out-name-too-long", "convert vdvae {root}/x.th --recipe {digits} --out {root}/{long}/m", 2, "'--out'"),
     ("out-holds-a-run", "run {recipe} --out {root}/taken", 2, "already holds the files of a run (metrics.jsonl)"),
     # other options: exit 2 naming the option
     ("device-unknown", "eval {model} --images {images} --device nope", 2, "'--device': 'nope' is not a torch device"),
@@ -141,6 +150,28 @@ def test_each_bad_input_is_one_line_with_its_exit_status(world, capsys, command,
     assert main([part.format(**places) for part in command.split()]) == status
     line = one_line(capsys)
     assert phrase.format(**places) in line, line
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where root cannot make a folder")
+@pytest.mark.parametrize(
+    "command",
+    [
+        "eval {model} --images {images} --json /proc/nope/x.json",
+        "show {recipe} --json /proc/nope/x.json",
+        "sample {model} --n 1 --out /proc/nope/x.png",
+        "curve {run} --plot /proc/nope/c.png",
+        "run {recipe} --out /proc/nope/run",
+    ],
+    ids=["eval-json", "show-json", "sample-out", "curve-plot", "run-out"],
+)
+def test_an_output_in_a_folder_that_cannot_be_made_fails_before_any_work_also_for_root(world, capsys, command):
+    places = {key: str(value) for key, value in world.items()}
+    capsys.readouterr()
+    assert main([part.format(**places) for part in command.split()]) == 2
+    captured = capsys.readouterr()
+    assert not captured.out  # no figures, no samples: nothing was done
+    lines = error_lines(captured.err)
+    assert len(lines) == 1 and "cannot create the folder /proc/nope (" in lines[0], lines
 
 
 def test_an_error_in_a_set_value_names_the_set_option_and_not_the_recipe_file(world, capsys):

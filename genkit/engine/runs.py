@@ -55,10 +55,11 @@ def choose_run_dir(recipe: Recipe, run_dir, resume) -> tuple[Path, str]:
                 f"--resume {run_dir}, or choose another --out"
             )
     else:
-        run_dir, what = (
-            rundirs.new_run_dir(Path(recipe.train.out_dir).expanduser(), recipe.name),
-            "train.out_dir",
-        )
+        what = "train.out_dir"
+        try:
+            run_dir = rundirs.new_run_dir(Path(recipe.train.out_dir).expanduser(), recipe.name)
+        except OSError as exc:  # looking for a free name failed: a name too long, a loop of links
+            raise ConfigError(f"{what} {recipe.train.out_dir}: cannot write the run there ({exc.strerror})") from None
     problem = unwritable(run_dir, folder=True)
     if problem:
         raise ConfigError(f"{what} {run_dir}: cannot write the run there ({problem})")
