@@ -11,7 +11,10 @@ import torch
 
 from genkit.cli.model_commands import per_image_terms
 from genkit.cli.model_options import (
+    LayerCounts,
+    Temperature,
     batch_option,
+    check_layer_counts,
     device_option,
     generator_for,
     grid_scale,
@@ -42,15 +45,16 @@ from genkit.interfaces import LatentVariables, nats_to_bits, require
 @click.option("--n", type=Count(1), default=6, show_default=True, help="How many of the images (rows).")
 @click.option(
     "--keep",
+    type=LayerCounts(),
     default=None,
     help="Comma-separated numbers of posterior layers per column (default: a spread from 0 to all).",
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(0),
+    type=Temperature(),
     default=0.1,
     show_default=True,
-    help="Temperature of the layers drawn from the prior.",
+    help="Temperature of the layers drawn from the prior (≥ 0).",
 )
 @seed_option
 @device_option
@@ -66,10 +70,8 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
     if keep is None:
         ks = sorted({0, 1, 2, *(round(layers * f) for f in (0.1, 0.25, 0.5, 0.75)), layers})
     else:
-        try:
-            ks = [int(k) for k in keep.split(",")]
-        except ValueError:
-            raise ConfigError(f"--keep {keep!r}: expected comma-separated integers") from None
+        check_layer_counts(model, keep, "--keep")
+        ks = keep
     generator = generator_for(device, seed)
     columns = [images] + [model.reconstruct(images, k, temperature=temperature, generator=generator) for k in ks]
     grid = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # row-major: image, then its reconstructions

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from genkit.cli.model_options import (
+    Temperature,
     batch_option,
+    check_temperature,
     device_option,
     dtype_option,
     generator_for,
@@ -21,7 +23,6 @@ from genkit.cli.model_options import (
     load_model,
     max_images_option,
     model_argument,
-    parse_temperature,
     read_images,
     seed_option,
     split_option,
@@ -128,6 +129,7 @@ def eval_command(
 @click.option("--n", type=Count(1), default=64, show_default=True, help="How many images.")
 @click.option(
     "--temperature",
+    type=Temperature(per_layer=True),
     default="1.0",
     show_default=True,
     help="Scale of the model's noise, or for a model with latent variables one per layer: 1.0,0.9,…",
@@ -144,13 +146,11 @@ def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy)
 
     model = load_model(model_path, device)
     sampler = resolve_sampler(model, sampler)
-    temperature = parse_temperature(temperature)
+    check_temperature(model, temperature)
     options = {}
     if latents != "sample":
         require(model, LatentVariables, "--latents mean")
         options["latents"] = latents
-    if isinstance(temperature, list):
-        require(model, LatentVariables, "one --temperature per layer")
     generator = generator_for(device, seed)
     images = model.sample(n, temperature=temperature, generator=generator, sampler=sampler, **options).cpu()
     save_grid(images, out, scale=grid_scale(images))
