@@ -90,6 +90,10 @@ CASES = [
     ("set-provenance", "show {recipe} --set plugins=[]", 2, "--set 'plugins=[]': plugins is written by genkit"),
     ("set-version", "show {recipe} --set genkit.version=1", 2, "genkit is written by genkit, not a setting"),
     ("set-empty-key", "show {recipe} --set train..lr=1", 2, "--set 'train..lr=1': expected KEY=VALUE"),
+    ("set-breaks-a-check-across-keys", "show {digits} --set model.image_size=9", 2,
+     "digits.toml: model.enc_blocks: expected blocks that start at image_size 9 and pool"),
+    ("resume-with-another-model", "run {recipe} --resume {run} --set model.image_size=16", 2,
+     "different [model] table than {recipe} with --set 'model.image_size=16' (model.image_size: 8 in the run, 16 now)"),
     ("source-in-file", "show {root}/source.toml", 2, "source.toml: source: expected one of the known keys"),
     # output paths, checked before any work: exit 2 naming the option
     ("json-under-a-file", "show {recipe} --json {file}/x.json", 2, "'--json': {file}/x.json: {file} is a file, not a"),
@@ -193,6 +197,15 @@ def test_an_error_in_a_set_value_names_the_set_option_and_not_the_recipe_file(wo
 def test_an_error_in_the_recipe_file_names_the_file_whatever_else_is_set(world, capsys):
     assert main(["show", str(world["root"] / "inf.toml"), "--set", "train.seed=3"]) == 2
     assert f"{world['root'] / 'inf.toml'}: train.lr" in one_line(capsys)
+
+
+def test_an_error_that_only_a_set_value_causes_elsewhere_names_that_set_option_and_no_other(world, capsys):
+    # the blocks are the file's and fine for its image_size: a check across keys fails for the --set one
+    command = ["show", str(world["digits"]), "--set", "train.seed=3", "--set", "model.image_size=9"]
+    assert main(command) == 2
+    line = one_line(capsys)
+    assert line.startswith(f"genkit: error: {world['digits']}: model.enc_blocks: expected blocks")
+    assert line.endswith(" (with --set 'model.image_size=9')")
 
 
 def test_json_written_for_a_nan_figure_is_standard_json():

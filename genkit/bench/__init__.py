@@ -133,7 +133,7 @@ def run_benchmark(
     config = recipe.train
     if config.cuda_graph and device.type != "cuda":
         raise ConfigError(
-            f"{recipe.source or 'recipe'}: train.cuda_graph = true needs a CUDA device, "
+            f"{recipe.origin('train')}: train.cuda_graph = true needs a CUDA device, "
             f"and this benchmark runs on {device}"
         )
     started = time.perf_counter()

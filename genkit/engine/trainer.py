@@ -85,7 +85,7 @@ class Trainer:
         self.model = build_model(recipe, context.device)
         if tuple(self.dataset.image_shape) != tuple(self.model.image_shape):
             raise ConfigError(
-                f"{recipe.source or 'recipe'}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
+                f"{recipe.origin()}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
                 f"(H, W, C) but the model is built for {tuple(self.model.image_shape)}; change [model] or [data]"
             )
         if self.config.channels_last:
