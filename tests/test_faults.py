@@ -35,7 +35,15 @@ def world(tmp_path_factory):
     root, recipe, run, model = world["root"], world["recipe"], world["run"], world["model"]
     afile = root / "afile"
     afile.write_text("a regular file")
-    for name, text in (("config-array", "[1, 2]"), ("config-string", '"model"')):
+    config = json.loads((model / "config.json").read_text())
+    damaged = {
+        "config-array": "[1, 2]",
+        "config-string": '"model"',
+        "config-empty": "{}",
+        "config-lr-inf": json.dumps({**config, "train": {**config["train"], "lr": float("inf")}}),  # Infinity
+        "config-plugins-number": json.dumps({**config, "plugins": 5}),
+    }
+    for name, text in damaged.items():
         shutil.copytree(model, root / name)
         (root / name / "config.json").write_text(text)
     (root / "not-a-checkpoint.th").write_text("hello, not a checkpoint")
@@ -135,6 +143,11 @@ CASES = [
     # files that are not what they should be: exit 1 naming the file
     ("config-an-array", "eval {root}/config-array --images {images}", 1, "config.json: expected a JSON object"),
     ("config-a-string", "eval {root}/config-string --images {images}", 1, "found a string"),
+    ("config-empty", "eval {root}/config-empty --images {images}", 1, "config-empty/config.json: model: expected a"),
+    ("config-lr-inf", "sample {root}/config-lr-inf --out {root}/s.png", 1,
+     "config-lr-inf/config.json: train.lr: expected a finite number, found inf"),
+    ("config-plugins-number", "eval {root}/config-plugins-number --images {images}", 1,
+     "config-plugins-number/config.json: plugins: expected an array"),
     ("convert-not-a-checkpoint", "convert vdvae {root}/not-a-checkpoint.th --recipe {digits} --out {root}/c", 1,
      "not-a-checkpoint.th: not a PyTorch state dict"),
     ("convert-text", "convert pixelcnnpp {root}/hello.th --recipe {pixelcnnpp-digits} --out {root}/c", 1,
