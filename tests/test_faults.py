@@ -131,15 +131,18 @@ CASES = [
     ("device-absent", "eval {model} --images {images} --device cuda:99", 2, "'--device': 'cuda:99'"),
     ("batch-beyond-64-bits", "eval {model} --images {images} --batch-size 99999999999999999999", 2, "'--batch-size'"),
     ("seed-beyond-range", "eval {model} --images {images} --seed 4294967296", 2, "'--seed'"),
-    ("temperature-negative", "sample {model} --temperature=-1 --out {root}/t.png", 2, "'--temperature': '-1': expected"),
-    ("temperature-inf", "sample {model} --temperature inf --out {root}/t.png", 2, "'inf': expected a finite number ≥ 0"),
+    ("temperature-negative", "sample {model} --temperature=-1 --out {root}/t.png", 2, "'--temperature': '-1'"),
+    ("temperature-inf", "sample {model} --temperature inf --out {root}/t.png", 2, "'inf': expected a finite number"),
     ("temperature-per-layer", "sample {model} --temperature 1,1 --out {root}/t.png", 2,
      "--temperature: expected one temperature per latent layer (1), found 2"),
     ("reconstruct-temperature-nan", "reconstruct {model} --images {images} --temperature nan --out {root}/r.png", 2,
      "'--temperature': 'nan': expected a finite number ≥ 0"),
-    ("keep-negative", "reconstruct {model} --images {images} --keep=-1 --out {root}/r.png", 2, "'--keep': '-1': expected"),
+    ("keep-negative", "reconstruct {model} --images {images} --keep=-1 --out {root}/r.png", 2, "'--keep': '-1'"),
     ("keep-beyond-the-layers", "reconstruct {model} --images {images} --keep 0,5 --out {root}/r.png", 2,
      "--keep: expected numbers of latent layers from 0 to 1, found 5"),
+    # failures at run time: exit 1
+    ("out-of-memory", "run {digits} --set model.width=1000000 --out {root}/huge", 1,
+     "out of memory (CPU); one allocation asked for 931.3 GiB: lower the batch size (train.batch_size"),
     # files that are not what they should be: exit 1 naming the file
     ("config-an-array", "eval {root}/config-array --images {images}", 1, "config.json: expected a JSON object"),
     ("config-a-string", "eval {root}/config-string --images {images}", 1, "found a string"),
@@ -219,6 +222,29 @@ def test_an_error_that_only_a_set_value_causes_elsewhere_names_that_set_option_a
     line = one_line(capsys)
     assert line.startswith(f"genkit: error: {world['digits']}: model.enc_blocks: expected blocks")
     assert line.endswith(" (with --set 'model.image_size=9')")
+
+
+@pytest.mark.parametrize(
+    "error, line",
+    [
+        (
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79"),
+            "out of memory (CUDA); one allocation asked for 20.00 GiB: lower the batch size",
+        ),
+        (MemoryError(), "out of memory (CPU): lower the batch size"),
+    ],
+    ids=["cuda", "python"],
+)
+def test_running_out_of_memory_is_one_line_saying_what_to_lower(world, capsys, monkeypatch, error, line):
+    from genkit import pretrained
+
+    def too_large(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(pretrained, "build_model", too_large)
+    capsys.readouterr()
+    assert main(["sample", str(world["model"]), "--out", str(world["root"] / "s.png")]) == 1
+    assert line in one_line(capsys)
 
 
 def test_json_written_for_a_nan_figure_is_standard_json():
