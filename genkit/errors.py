@@ -72,6 +72,10 @@ class CheckpointError(GenkitError):
     """A checkpoint or model directory is missing, corrupt, or does not match the model."""
 
 
+class DivergedError(GenkitError):
+    """A model whose weights are finite but whose figures are not: it has diverged, and no figure is reported."""
+
+
 class HubError(GenkitError):
     """Talking to the Hugging Face Hub (or its cache) failed."""
 

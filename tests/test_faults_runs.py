@@ -159,6 +159,53 @@ def test_evaluating_or_sampling_weights_that_are_not_all_finite_is_an_error_that
     assert not (tmp_path / "x.png").exists()
 
 
+def diverge(model: Path) -> None:
+    """Make the weights of the model directory ``model`` finite but diverged: a posterior log-scale of 100 overflows
+    float32 (e¹⁰⁰), so every figure is NaN or infinite."""
+    weights = load_file(model / "model.safetensors")
+    weights["posterior"][2] = 100.0
+    save_file(weights, str(model / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((model / "config.json").read_text())
+    config["weights_sha256"] = sha256(model / "model.safetensors")  # consistent, only diverged
+    (model / "config.json").write_text(json.dumps(config))
+
+
+def test_a_run_whose_figures_are_not_finite_although_its_weights_are_ends_in_one_line_and_reports_nothing(
+    world, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    latest = rundirs.latest_checkpoint(run)
+    diverge(latest)  # the EMA weights, which the final evaluation reads
+    (run / "results.json").unlink()  # as if the run had died during its final evaluation
+    capsys.readouterr()
+    assert main(["run", str(world["recipe"]), "--resume", str(run)]) == 1
+    line = one_line(capsys, alone=False)
+    assert "step 2: the EMA model's test figures are not finite (bits_per_dim = " in line, line
+    assert f"the model has diverged, so no result is written; its checkpoints are kept (the latest is {latest})" in line
+    assert "bits/dim" not in capsys.readouterr().out  # no figure, no verdict against the baselines
+    assert not (run / "results.json").exists() and "final-test" not in [r["split"] for r in records(run)]
+    assert rundirs.latest_checkpoint(run) == latest
+
+
+@pytest.mark.parametrize("how", ["images", "split", "bench"])
+def test_evaluating_a_model_whose_figures_are_not_finite_is_an_error_that_says_so(world, tmp_path, capsys, how):
+    model = tmp_path / "model"
+    shutil.copytree(world["model"], model)
+    diverge(model)
+    command = {
+        "images": ["eval", str(model), "--images", str(world["images"])],
+        "split": ["eval", str(model), "--split", "test", "--max-images", "4"],
+        "bench": ["bench", str(world["recipe"]), "--weights", str(model), "--batch-size", "2", "--steps", "1",
+                  "--warmup", "1", "--no-flops"],
+    }[how]  # fmt: skip
+    capsys.readouterr()
+    assert main(command) == 1
+    line = one_line(capsys)
+    assert "the model has diverged" in line and ("nan" in line or "inf" in line), line
+    assert "bits_per_dim=" not in capsys.readouterr().out
+
+
 def test_a_checkpoint_the_disk_refuses_stops_the_run_and_leaves_the_previous_one_the_latest(
     tmp_path, capsys, monkeypatch
 ):

@@ -28,8 +28,8 @@ from genkit.cli.model_options import (
     split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
-from genkit.engine.evaluate import evaluate_dataset
-from genkit.errors import ConfigError
+from genkit.engine.evaluate import evaluate_dataset, not_finite
+from genkit.errors import ConfigError, DivergedError
 from genkit.interfaces import LatentVariables, nats_to_bits, require, resolve_sampler
 
 
@@ -57,6 +57,17 @@ def per_image_terms(model, images: torch.Tensor, *, latents: str, batch_size: in
     if isinstance(model, LatentVariables):
         out["kl_nats_per_layer"] = layers
     return out
+
+
+def require_finite(model_path: str, images: str, figures: dict) -> None:
+    """Stop with one line, reporting nothing, when the figures of a model whose weights are finite (loading checked
+    them) are not: the model has diverged, and ``bits_per_dim=nan`` would read as a result."""
+    problem = not_finite(figures)
+    if problem:
+        raise DivergedError(
+            f"{model_path}: its figures on {images} are not finite ({problem}) although its weights are: "
+            "the model has diverged; train it again with a smaller train.lr"
+        )
 
 
 @click.command(name="eval")
@@ -106,6 +117,7 @@ def eval_command(
                 device=device,
             ),
         }
+        require_finite(model_path, f"the {split} split", result)
         summary = {k: v for k, v in result.items() if not isinstance(v, list)}
         say("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()), json_path)
     else:
@@ -115,6 +127,7 @@ def eval_command(
             model, read_images(images_path, model), latents=latents, batch_size=batch_size, device=device, seed=seed
         )
         nll = float(np.mean(result["nll_nats_per_dim"]))
+        require_finite(model_path, images_path, {"bits_per_dim": nats_to_bits(nll)})
         say(
             f"images={len(result['nll_nats_per_dim'])}  objective={model.objective.label!r}  "
             f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}",
