@@ -188,7 +188,7 @@ def test_a_run_whose_figures_are_not_finite_although_its_weights_are_ends_in_one
     assert rundirs.latest_checkpoint(run) == latest
 
 
-@pytest.mark.parametrize("how", ["images", "split", "bench"])
+@pytest.mark.parametrize("how", ["images", "split", "rates", "bench"])
 def test_evaluating_a_model_whose_figures_are_not_finite_is_an_error_that_says_so(world, tmp_path, capsys, how):
     model = tmp_path / "model"
     shutil.copytree(world["model"], model)
@@ -196,6 +196,7 @@ def test_evaluating_a_model_whose_figures_are_not_finite_is_an_error_that_says_s
     command = {
         "images": ["eval", str(model), "--images", str(world["images"])],
         "split": ["eval", str(model), "--split", "test", "--max-images", "4"],
+        "rates": ["rates", str(model), "--images", str(world["images"])],
         "bench": ["bench", str(world["recipe"]), "--weights", str(model), "--batch-size", "2", "--steps", "1",
                   "--warmup", "1", "--no-flops"],
     }[how]  # fmt: skip

@@ -9,7 +9,7 @@ import click
 import numpy as np
 import torch
 
-from genkit.cli.model_commands import per_image_terms
+from genkit.cli.model_commands import per_image_terms, require_finite
 from genkit.cli.model_options import (
     LayerCounts,
     Temperature,
@@ -113,6 +113,7 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
         raise ConfigError(f"{model_path}: the model reports no per-layer KL, so it has no per-layer rates")
     resolutions = model.layer_resolutions
     total = sum(per_layer)
+    require_finite(model_path, images_path or f"the {split} split", {"rate_bits_per_dim": total})
     table = [
         {"layer": i, "resolution": r, "bits_per_dim": b, "share": b / total if total > 0 else 0.0}
         for i, (r, b) in enumerate(zip(resolutions, per_layer))
