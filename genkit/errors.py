@@ -41,6 +41,14 @@ class ConfigError(GenkitError):
         Exception.__init__(error, _located(file, self.key, self.detail))
         return error
 
+    def noting(self, note: str) -> ConfigError:
+        """The same error with ``note`` after its message (say `` (with --set 'model.image_size=9')``)."""
+        error = type(self).__new__(type(self))
+        error.__dict__.update(self.__dict__)
+        error.detail = self.detail + note
+        Exception.__init__(error, str(self) + note)
+        return error
+
 
 class RecipeError(ConfigError):
     """A recipe value is wrong. Carries the file, the dotted key path, what was expected and what was found."""
@@ -62,6 +70,10 @@ class DataError(GenkitError):
 
 class CheckpointError(GenkitError):
     """A checkpoint or model directory is missing, corrupt, or does not match the model."""
+
+
+class DivergedError(GenkitError):
+    """A model whose weights are finite but whose figures are not: it has diverged, and no figure is reported."""
 
 
 class HubError(GenkitError):

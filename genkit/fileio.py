@@ -3,10 +3,12 @@ paths that cannot be written failing at once, in one line, naming the option or 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,24 +29,45 @@ def atomic_write(target: str | Path, write: Callable[[Path], Any]) -> Path:
 
 
 def unwritable(path: str | Path, *, folder: bool = False) -> str | None:
-    """Why a file (with ``folder``: a folder) could not be written at ``path``, or ``None``; nothing is created.
+    """Why a file (with ``folder``: a folder) could not be written at ``path``, or ``None``; nothing is left behind.
 
-    Catches what can be seen beforehand: a file where a folder is needed (``path`` itself or a folder
-    above it), a folder where the file should go, and a nearest existing folder that is not writable.
+    Tried, not asked: ``os.access`` says yes to root everywhere, also where no folder can be made
+    (``/proc``, a name longer than the file system allows). So the folders missing above ``path``
+    are created and an empty file is written where the output will go, then all of it is removed.
     """
     path = Path(path).expanduser()
-    if path.exists() or path.is_symlink():
-        if folder and not path.is_dir():
-            return f"{path} is a file, not a folder"
-        if not folder and path.is_dir():
-            return f"{path} is a folder, not a file"
-    above = path if folder else path.parent
-    while not above.exists() and above != above.parent:
-        above = above.parent
-    if not above.is_dir():
-        return f"{above} is a file, not a folder"
-    if not os.access(above, os.W_OK | os.X_OK):
-        return f"{above} is not writable"
+    created: list[Path] = []
+    try:
+        if path.exists() or path.is_symlink():
+            if folder and not path.is_dir():
+                return f"{path} is a file, not a folder"
+            if not folder and path.is_dir():
+                return f"{path} is a folder, not a file"
+        target = path if folder else path.parent
+        missing, above = [], target
+        while not (above.exists() or above.is_symlink()) and above != above.parent:
+            missing.append(above)
+            above = above.parent
+        if not above.is_dir():
+            return f"{above} is a file, not a folder"
+        for new in reversed(missing):
+            try:
+                new.mkdir()
+            except OSError as exc:
+                return f"cannot create the folder {new} ({exc.strerror or exc})"
+            created.append(new)
+        try:
+            handle, probe = tempfile.mkstemp(dir=target, prefix=".genkit-probe-")
+        except OSError as exc:
+            return f"cannot write a file in {target} ({exc.strerror or exc})"
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:  # asking about the path failed: a name too long, a loop of links
+        return f"{exc.strerror or exc}"
+    finally:
+        for new in reversed(created):
+            with contextlib.suppress(OSError):
+                new.rmdir()
     return None
 
 

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genkit import cards, rundirs
-from genkit.errors import CheckpointError, GenkitError, first_line
+from genkit.errors import CheckpointError, ConfigError, GenkitError, PluginError, first_line
 from genkit.fileio import atomic_write, sha256, write_json
 from genkit.interfaces import GenerativeModel
 from genkit.models import build_model
@@ -93,11 +93,20 @@ def read_config(directory: str | Path) -> tuple[Recipe, dict]:
         raise CheckpointError(
             f"{path}: expected a JSON object (the recipe and provenance genkit writes), found {_json_kind(config)}"
         )
+    if not isinstance(config.get("plugins", []), list):
+        raise CheckpointError(
+            f"{path}: plugins: expected an array of the plugins the model uses, found {_json_kind(config['plugins'])}"
+        )
     missing_plugins = _missing_plugins(config)
     if missing_plugins:
         raise CheckpointError(f"{path}: {missing_plugins}")
     raw = {k: config[k] for k in ("model", "data", "train", "eval") if k in config}
-    return recipe_from_dict(raw, file=str(path)), config
+    try:
+        return recipe_from_dict(raw, file=str(path)), config
+    except PluginError:  # a plugin this environment lacks: the directory is fine
+        raise
+    except ConfigError as exc:  # genkit wrote the file: one that does not hold a valid recipe is damaged (exit 1)
+        raise CheckpointError(f"{exc}; the model directory is damaged or was edited by hand") from None
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -95,10 +95,18 @@ class Recipe:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     eval: EvalConfig = attrs.field(factory=EvalConfig)
     source: str | None = attrs.field(default=None, eq=False, metadata={"internal": True})
+    #: the ``--set`` options applied to ``source`` (not part of the saved recipe either)
+    overrides: tuple[str, ...] = attrs.field(default=(), eq=False, metadata={"internal": True})
 
     @property
     def name(self) -> str:
         return Path(self.source).stem if self.source else "recipe"
+
+    def origin(self, table: str | None = None) -> str:
+        """Where the recipe (or its ``table``) came from, for messages: its file and the ``--set`` options that
+        changed it."""
+        changed = [text for text in self.overrides if table is None or parse_override(text)[0][0] == table]
+        return " with ".join([self.source or "the recipe", *(f"--set {text!r}" for text in changed)])
 
 
 #: top-level keys genkit writes itself (the recipe's file and the provenance of a saved recipe): never set
@@ -198,17 +206,42 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
 
 
 def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str] = ()) -> Recipe:
-    raw = apply_overrides(raw, list(overrides))
-    raw.pop("plugins", None)  # provenance written by save_recipe; informational on reload
-    raw.pop("genkit", None)
+    """Validate the recipe ``raw`` (read from ``file``) with ``overrides`` applied.
+
+    An error about a value an override set names that ``--set`` option instead of the file; an error
+    about a value of the file that only the overrides made wrong (a check across keys, such as
+    blocks that no longer fit a ``--set model.image_size``) names the file and the overrides.
+    """
+    overrides = list(overrides)
     try:
-        recipe = structure(Recipe, raw, path="", file=file)
+        recipe = _structure(raw, file, overrides)
     except ConfigError as exc:
         override = override_of(exc.key, overrides)
-        if override is None:
+        if override is not None:
+            raise exc.blamed_on(f"--set {override!r}") from None
+        others = [overrides[:i] + overrides[i + 1 :] for i in range(len(overrides))]
+        involved = [text for text, rest in zip(overrides, others) if not _fails_alike(raw, file, rest, exc)]
+        if not involved:
             raise
-        raise exc.blamed_on(f"--set {override!r}") from None
-    return attrs.evolve(resolve_defaults(recipe), source=file)
+        raise exc.noting(" (with " + " ".join(f"--set {text!r}" for text in involved) + ")") from None
+    return attrs.evolve(resolve_defaults(recipe), source=file, overrides=tuple(overrides))
+
+
+def _structure(raw: dict, file: str | None, overrides: list[str]) -> Recipe:
+    raw = apply_overrides(raw, overrides)
+    raw.pop("plugins", None)  # provenance written by save_recipe; informational on reload
+    raw.pop("genkit", None)
+    return structure(Recipe, raw, path="", file=file)
+
+
+def _fails_alike(raw: dict, file: str | None, overrides: list[str], error: ConfigError) -> bool:
+    """Whether the recipe with only ``overrides`` fails with the same ``error``: if not, the override left out is
+    part of why."""
+    try:
+        _structure(raw, file, overrides)
+    except ConfigError as exc:
+        return str(exc) == str(error)
+    return False
 
 
 def override_of(key: str | None, overrides: list[str]) -> str | None:

@@ -24,7 +24,8 @@ from genkit.cli import main
 from genkit.errors import CheckpointError
 from genkit.pretrained import load_model_dir
 from genkit.recipe import recipe_from_dict
-from genkit_plugins.pixelcnnpp.convert import convert_checkpoint, read_state_dict
+from genkit.torchfiles import read_state_dict
+from genkit_plugins.pixelcnnpp.convert import EXPECTED, convert_checkpoint
 
 SETTINGS = {
     "rgb": dict(image_size=8, image_channels=3, nr_resnet=1, nr_filters=8, nr_logistic_mix=3),
@@ -138,7 +139,7 @@ def test_every_layers_effective_weight_is_the_ports_in_its_orientation(name):
 
 
 def test_keys_of_the_dataparallel_file_lose_their_module_prefix():
-    state = read_state_dict(fixture_dir("rgb") / FILES["float32-dataparallel"])
+    state = read_state_dict(fixture_dir("rgb") / FILES["float32-dataparallel"], EXPECTED)
     assert set(state) == set(expected("rgb")["state_dict_keys"])
 
 

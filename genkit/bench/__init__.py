@@ -36,6 +36,7 @@ all three so that a figure in the docs can name where it came from.
 from __future__ import annotations
 
 import datetime
+import math
 import platform
 import time
 from typing import Any
@@ -57,7 +58,7 @@ from genkit.capabilities import DataDependentInit
 from genkit.engine.distributed import Distributed
 from genkit.engine.graphs import GraphedCall
 from genkit.engine.step import EMA, build_optimizer, training_step
-from genkit.errors import ConfigError, GenkitError
+from genkit.errors import ConfigError, DivergedError, GenkitError
 from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, resolve_local
@@ -134,7 +135,7 @@ def run_benchmark(
     config = recipe.train
     if config.cuda_graph and device.type != "cuda":
         raise ConfigError(
-            f"{recipe.source or 'recipe'}: train.cuda_graph = true needs a CUDA device, "
+            f"{recipe.origin('train')}: train.cuda_graph = true needs a CUDA device, "
             f"and this benchmark runs on {device}"
         )
     started = time.perf_counter()
@@ -215,10 +216,18 @@ def run_benchmark(
             float32_loss = model(images, latents="mean").loss.float().item()
             with autocast():
                 fast_loss = forward(images, latents="mean").loss.float().item()
+        if not math.isfinite(float32_loss):  # no guard can be measured against it, and nan% would read as one
+            raise DivergedError(
+                f"the loss of the guard batch in plain float32 is {float32_loss} although the weights are finite: "
+                "the model has diverged (as --weights gave it, or as the timed steps left it)"
+            )
         result.update(
             loss_float32_bpd=nats_to_bits(float32_loss),
             loss_measured_path_bpd=nats_to_bits(fast_loss),
-            loss_relative_difference=abs(fast_loss - float32_loss) / abs(float32_loss),
+            # a measured path that gives NaN where float32 does not is as far off as can be
+            loss_relative_difference=abs(fast_loss - float32_loss) / abs(float32_loss)
+            if math.isfinite(fast_loss)
+            else math.inf,
             data_images_per_s=data_images_per_s(dataset, recipe, batch, device) if dataset is not None else None,
         )
         flops = flops_per_image(recipe) if count_flops else None

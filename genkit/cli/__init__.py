@@ -8,6 +8,7 @@ mistakes and 1 for failures at run time; ``--debug`` shows the traceback instead
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import click
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unexpected failure: still one line unless --debug
         if debug:
             raise
+        memory = out_of_memory(exc)
+        if memory is not None:
+            click.echo(f"genkit: error: {memory}", err=True)
+            return 1
         if isinstance(exc, OSError) and exc.filename is not None:
             # the file system said no (a full disk, a read-only mount, a path under a file): which path, and why
             click.echo(f"genkit: error: {exc.filename}: {exc.strerror or _one_line(str(exc))}", err=True)
@@ -76,6 +81,41 @@ def main(argv: list[str] | None = None) -> int:
             f"genkit: error: {type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)", err=True
         )
         return 1
+
+
+#: what torch's allocators say when an allocation fails (CPU: "DefaultCPUAllocator: can't allocate memory: you tried
+#: to allocate 1000000000000 bytes"; CUDA and MPS raise torch.OutOfMemoryError, "… out of memory. Tried to allocate …")
+ALLOCATOR_PHRASES = ("can't allocate memory", "not enough memory", "out of memory")
+ASKED_BYTES = re.compile(r"tried to allocate (\d+) bytes", re.IGNORECASE)
+ASKED_SIZE = re.compile(r"tried to allocate ([\d.]+ ?[KMGTP]i?B)", re.IGNORECASE)
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The one line for an allocation that failed (a batch or a model too large for the device), else ``None``."""
+    text = str(exc)
+    failed = isinstance(exc, MemoryError) or any(kind.__name__ == "OutOfMemoryError" for kind in type(exc).__mro__)
+    if not (failed or (isinstance(exc, RuntimeError) and any(phrase in text for phrase in ALLOCATOR_PHRASES))):
+        return None
+    where = next((device for device in ("CUDA", "MPS", "XPU") if device in text), "CPU")
+    asked = ""
+    if match := ASKED_BYTES.search(text):
+        asked = f"; one allocation asked for {_size(int(match.group(1)))}"
+    elif match := ASKED_SIZE.search(text):
+        asked = f"; one allocation asked for {match.group(1)}"
+    return (
+        f"out of memory ({where}){asked}: lower the batch size (train.batch_size, eval.batch_size or --batch-size, "
+        "--n for samples) or the size of the model (its width, blocks or image size)"
+    )
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 def _one_line(text: str) -> str:

@@ -11,8 +11,12 @@ import numpy as np
 import torch
 
 from genkit.capabilities import LatentVariables, kept_layer_counts, require
+from genkit.cli.model_commands import require_finite
 from genkit.cli.model_options import (
+    LayerCounts,
+    Temperature,
     batch_option,
+    check_layer_counts,
     device_option,
     generator_for,
     grid_scale,
@@ -43,15 +47,16 @@ from genkit.interfaces import nats_to_bits
 @click.option("--n", type=Count(1), default=6, show_default=True, help="How many of the images (rows).")
 @click.option(
     "--keep",
+    type=LayerCounts(),
     default=None,
     help="Comma-separated numbers of posterior layers per column (default: 1, 2, 4, … and every layer).",
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(0),
+    type=Temperature(),
     default=0.1,
     show_default=True,
-    help="Temperature of the layers drawn from the prior.",
+    help="Temperature of the layers drawn from the prior (≥ 0).",
 )
 @seed_option
 @device_option
@@ -67,10 +72,8 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
     if keep is None:
         ks = kept_layer_counts(model.n_latent_layers)
     else:
-        try:
-            ks = [int(k) for k in keep.split(",")]
-        except ValueError:
-            raise ConfigError(f"--keep {keep!r}: expected comma-separated integers") from None
+        check_layer_counts(model, keep, "--keep")
+        ks = keep
     generator = generator_for(device, seed)
     grid, columns = model.reconstruction_grid(images, ks, temperature=temperature, generator=generator)
     save_grid(grid.cpu(), out, nrow=columns, scale=grid_scale(grid))
@@ -113,6 +116,7 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
         raise ConfigError(f"{model_path}: the model reports no per-layer KL, so it has no per-layer rates")
     resolutions = model.layer_resolutions
     total = sum(per_layer)
+    require_finite(model_path, images_path or f"the {split} split", {"rate_bits_per_dim": total})
     table = [
         {"layer": i, "resolution": r, "bits_per_dim": b, "share": b / total if total > 0 else 0.0}
         for i, (r, b) in enumerate(zip(resolutions, per_layer))

@@ -12,7 +12,9 @@ import torch
 
 from genkit.capabilities import LatentVariables, require
 from genkit.cli.model_options import (
+    Temperature,
     batch_option,
+    check_temperature,
     device_option,
     dtype_option,
     generator_for,
@@ -22,15 +24,25 @@ from genkit.cli.model_options import (
     load_model,
     max_images_option,
     model_argument,
-    parse_temperature,
     read_images,
     seed_option,
     split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
-from genkit.engine.evaluate import evaluate_dataset, per_image_terms
-from genkit.errors import ConfigError
+from genkit.engine.evaluate import evaluate_dataset, not_finite, per_image_terms
+from genkit.errors import ConfigError, DivergedError
 from genkit.interfaces import nats_to_bits, resolve_sampler
+
+
+def require_finite(model_path: str, images: str, figures: dict) -> None:
+    """Stop with one line, reporting nothing, when the figures of a model whose weights are finite (loading checked
+    them) are not: the model has diverged, and ``bits_per_dim=nan`` would read as a result."""
+    problem = not_finite(figures)
+    if problem:
+        raise DivergedError(
+            f"{model_path}: its figures on {images} are not finite ({problem}) although its weights are: "
+            "the model has diverged; train it again with a smaller train.lr"
+        )
 
 
 @click.command(name="eval")
@@ -80,6 +92,7 @@ def eval_command(
                 device=device,
             ),
         }
+        require_finite(model_path, f"the {split} split", result)
         summary = {k: v for k, v in result.items() if not isinstance(v, list)}
         say("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()), json_path)
     else:
@@ -95,6 +108,7 @@ def eval_command(
         parts = objective.parts_text(
             {name: nats_to_bits(float(np.mean(result[f"{name}_nats_per_dim"]))) for name in objective.parts}
         )
+        require_finite(model_path, images_path, {"bits_per_dim": nats_to_bits(nll)})
         say(
             f"images={len(result['nll_nats_per_dim'])}  objective={objective.label!r}  "
             f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}"
@@ -110,6 +124,7 @@ def eval_command(
 @click.option("--n", type=Count(1), default=64, show_default=True, help="How many images.")
 @click.option(
     "--temperature",
+    type=Temperature(per_layer=True),
     default="1.0",
     show_default=True,
     help="Scale of the model's noise, or for a model with latent variables one per layer: 1.0,0.9,…",
@@ -126,13 +141,11 @@ def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy)
 
     model = load_model(model_path, device)
     sampler = resolve_sampler(model, sampler)
-    temperature = parse_temperature(temperature)
+    check_temperature(model, temperature)
     options = {}
     if latents != "sample":
         require(model, LatentVariables, "--latents mean")
         options["latents"] = latents
-    if isinstance(temperature, list):
-        require(model, LatentVariables, "one --temperature per layer")
     generator = generator_for(device, seed)
     images = model.sample(n, temperature=temperature, generator=generator, sampler=sampler, **options).cpu()
     save_grid(images, out, scale=grid_scale(images))

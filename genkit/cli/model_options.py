@@ -6,10 +6,13 @@ MODEL is a model directory, a run directory (its latest EMA weights) or a Hub re
 
 from __future__ import annotations
 
+import math
+
 import click
 import numpy as np
 import torch
 
+from genkit.capabilities import LatentVariables, require
 from genkit.cli.options import SEED_MAX, Count, Device
 from genkit.errors import ConfigError, DataError
 
@@ -67,15 +70,63 @@ def read_images(path: str, model: torch.nn.Module) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def parse_temperature(text: str) -> float | list[float]:
-    """``0.9`` or one value per latent layer, ``1.0,0.9,0.8,…``."""
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
+class Temperature(click.ParamType):
+    """A temperature: a finite number ≥ 0, or with ``per_layer`` comma-separated numbers, one per latent layer
+    (``1.0,0.9,0.8,…``), checked against the model by :func:`check_temperature` once it is loaded."""
+
+    def __init__(self, per_layer: bool = False):
+        self.per_layer = per_layer
+        self.name = "t[,t,…]" if per_layer else "float"  # the metavar, in capitals
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float, list)):
+            return value
+        expected = "a finite number ≥ 0" + (", or one per latent layer: 1.0,0.9,…" if self.per_layer else "")
+        try:
+            values = [float(part) for part in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r}: expected {expected}", param, ctx)
+        if (len(values) > 1 and not self.per_layer) or not all(math.isfinite(v) and v >= 0 for v in values):
+            self.fail(f"{value!r}: expected {expected}", param, ctx)
+        return values[0] if len(values) == 1 else values
+
+
+def check_temperature(model: torch.nn.Module, temperature: float | list[float]) -> None:
+    """A list of temperatures needs a model with latent variables, and one value for each of its layers."""
+    if not isinstance(temperature, list):
+        return
+    require(model, LatentVariables, "one --temperature per layer")
+    if len(temperature) != model.n_latent_layers:
         raise ConfigError(
-            f"--temperature {text!r}: expected a number or comma-separated numbers (one per latent layer)"
-        ) from None
-    return values[0] if len(values) == 1 else values
+            f"--temperature: expected one temperature per latent layer ({model.n_latent_layers}), "
+            f"found {len(temperature)}"
+        )
+
+
+class LayerCounts(click.ParamType):
+    """Comma-separated numbers of latent layers (``0,4,8``), each ≥ 0; :func:`check_layer_counts` bounds them by the
+    model's layers once it is loaded."""
+
+    name = "k,k,…"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            counts = [int(part) for part in str(value).split(",")]
+        except ValueError:
+            counts = None
+        if not counts or min(counts) < 0:
+            self.fail(f"{value!r}: expected comma-separated numbers of latent layers, each 0 or more", param, ctx)
+        return counts
+
+
+def check_layer_counts(model: torch.nn.Module, counts: list[int], option: str) -> None:
+    """Every count in ``counts`` (given as ``option``) is at most the model's number of latent layers."""
+    layers = model.n_latent_layers
+    beyond = [k for k in counts if k > layers]
+    if beyond:
+        raise ConfigError(f"{option}: expected numbers of latent layers from 0 to {layers}, found {beyond[0]}")
 
 
 def generator_for(device: str, seed: int) -> torch.Generator:

@@ -26,6 +26,17 @@ from genkit.errors import ConfigError
 from genkit.interfaces import nats_to_bits
 
 
+def not_finite(figures: dict[str, Any]) -> str | None:
+    """The figures in bits per dimension (``bits_per_dim`` and its parts) that are NaN or infinite, as ``key =
+    value``, or ``None``: reported as numbers they would read as a result, where the model has in fact diverged."""
+    bad = [
+        f"{key} = {value}"
+        for key, value in figures.items()
+        if key.endswith("bits_per_dim") and isinstance(value, float) and not math.isfinite(value)
+    ]
+    return ", ".join(bad) or None
+
+
 def method(model) -> str:
     """How one evaluation computes the model's figure, for reports and model cards."""
     objective = model.objective

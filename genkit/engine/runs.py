@@ -15,7 +15,7 @@ def check_cuda_graph(recipe: Recipe, context: Distributed) -> None:
     """``train.cuda_graph`` needs one process on one CUDA device."""
     if not recipe.train.cuda_graph:
         return
-    where = recipe.source or "recipe"
+    where = recipe.origin("train")
     if context.device.type != "cuda":
         raise ConfigError(
             f"{where}: train.cuda_graph = true needs a CUDA device, and this run is on {context.device}; "
@@ -55,10 +55,11 @@ def choose_run_dir(recipe: Recipe, run_dir, resume) -> tuple[Path, str]:
                 f"--resume {run_dir}, or choose another --out"
             )
     else:
-        run_dir, what = (
-            rundirs.new_run_dir(Path(recipe.train.out_dir).expanduser(), recipe.name),
-            "train.out_dir",
-        )
+        what = "train.out_dir"
+        try:
+            run_dir = rundirs.new_run_dir(Path(recipe.train.out_dir).expanduser(), recipe.name)
+        except OSError as exc:  # looking for a free name failed: a name too long, a loop of links
+            raise ConfigError(f"{what} {recipe.train.out_dir}: cannot write the run there ({exc.strerror})") from None
     problem = unwritable(run_dir, folder=True)
     if problem:
         raise ConfigError(f"{what} {run_dir}: cannot write the run there ({problem})")
@@ -71,8 +72,19 @@ def check_same_model(recipe: Recipe, saved_recipe: Path) -> None:
     current = recipe_to_dict(recipe, provenance=False)
     for table in ("model", "data"):
         if saved.get(table) != current.get(table):
+            key, was, now = first_difference(saved.get(table), current.get(table), table)
             raise ConfigError(
-                f"{saved_recipe}: the run was trained with a different [{table}] table than "
-                f"{recipe.source or 'this recipe'}; "
+                f"{saved_recipe}: the run was trained with a different [{table}] table than {recipe.origin(table)} "
+                f"({key}: {was} in the run, {now} now); "
                 "resume with the recipe the run was started with (only [train] and [eval] may change)"
             )
+
+
+def first_difference(saved, current, path: str) -> tuple[str, str, str]:
+    """(the first dotted key at which two recipe tables differ, its value in ``saved``, in ``current``)."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in [*saved, *(k for k in current if k not in saved)]:
+            if saved.get(key) != current.get(key):
+                return first_difference(saved.get(key), current.get(key), f"{path}.{key}")
+    absent = "absent"
+    return path, absent if saved is None else repr(saved), absent if current is None else repr(current)

@@ -33,13 +33,13 @@ from genkit.engine import checkpoint
 from genkit.engine.baselines import trivial_baselines
 from genkit.engine.data import Batches, collate, random_images, to_device, train_loader
 from genkit.engine.distributed import Distributed, setup, teardown
-from genkit.engine.evaluate import evaluate_dataset
+from genkit.engine.evaluate import evaluate_dataset, not_finite
 from genkit.engine.metrics import MetricsLog, Progress
 from genkit.engine.report import print_summary
 from genkit.engine.runs import check_cuda_graph, choose_run_dir
 from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
-from genkit.errors import CheckpointError, ConfigError, DataError, first_line
+from genkit.errors import CheckpointError, ConfigError, DataError, DivergedError, first_line
 from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
 from genkit.interfaces import nats_to_bits
@@ -86,7 +86,7 @@ class Trainer:
         self.model = build_model(recipe, context.device)
         if tuple(self.dataset.image_shape) != tuple(self.model.image_shape):
             raise ConfigError(
-                f"{recipe.source or 'recipe'}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
+                f"{recipe.origin()}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
                 f"(H, W, C) but the model is built for {tuple(self.model.image_shape)}; change [model] or [data]"
             )
         if self.config.channels_last:
@@ -370,6 +370,15 @@ class Trainer:
                 importance_samples=self.recipe.eval.importance_samples,
                 progress=self.context.is_main,
                 context=self.context,
+            )
+        problem = not_finite(result)
+        if problem:
+            saved = rundirs.checkpoint_dirs(self.run_dir)
+            raise DivergedError(
+                f"step {self.step}: the EMA model's {split} figures are not finite ({problem}) although its weights "
+                "are: the model has diverged, so no result is written"
+                + (f"; its checkpoints are kept (the latest is {saved[-1]})" if saved else "")
+                + "; lower train.lr, train.weight_decay or train.grad_clip and train again"
             )
         final: dict[str, Any] = {
             "step": self.step,

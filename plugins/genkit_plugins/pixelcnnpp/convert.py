@@ -16,13 +16,13 @@ named ``conv``, ``deconv`` and ``linear`` (the port's ``lin_a``), so a key maps 
   ``V = W``, ``g = ‖W‖`` per output channel — the same layer, parametrised as the official code;
 * a convolution without weight norm becomes ``V = W``, ``g = ‖W‖``.
 
-Files are read with ``weights_only=True``, so no pickled code runs. Every key and shape is checked
-against the recipe's model, and a difference fails in one line naming the keys.
+Files are read by :func:`genkit.torchfiles.read_state_dict` (``weights_only=True``, so no pickled
+code runs). Every key and shape is checked against the recipe's model, and a difference fails in one
+line naming the keys.
 """
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -30,31 +30,13 @@ import torch
 
 from genkit.errors import CheckpointError
 from genkit.recipe import Recipe
+from genkit.torchfiles import read_state_dict
 
-PREFIX = "module."
+EXPECTED = "a model.state_dict() saved by pclucas14/pixel-cnn-pp (*.pth or *.th)"
 OPERATIONS = {"conv": "conv", "deconv": "deconv", "lin_a": "linear"}  # the port's wrapped layer -> genkit's
 #: <module path>.<wrapped layer>.<parameter>
 KEY = re.compile(r"^(?P<module>.+)\.(?P<inner>conv|deconv|lin_a)\.(?P<param>weight_g|weight_v|weight|bias)$")
 UP_BLOCK = re.compile(r"^up_layers\.0\.u_stream\.(\d+)\.")
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors in a ``torch.save``'d state dict, the ``module.`` prefix stripped."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
-        # torch's message advises weights_only=False, which would run the file's pickled code
-        raise CheckpointError(
-            f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__})"
-        ) from None
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise CheckpointError(f"{path}: expected a state dict (names to tensors), found {type(state).__name__}")
-    return {k[len(PREFIX) :] if k.startswith(PREFIX) else k: v for k, v in state.items()}
 
 
 def _norm(w: torch.Tensor, axis: int) -> torch.Tensor:
@@ -123,7 +105,7 @@ def convert_checkpoint(path: str | Path, recipe: Recipe) -> tuple[dict[str, torc
     recipe's model."""
     from genkit.models import build_model
 
-    raw = read_state_dict(path)
+    raw = read_state_dict(path, EXPECTED)
     state = to_genkit(raw, path)
     shapes = {k: tuple(v.shape) for k, v in build_model(recipe, "meta").state_dict().items()}
     missing = [k for k in shapes if k not in state]

@@ -1,10 +1,10 @@
 """Import the official openai/vdvae checkpoints (Child 2021) into genkit model directories.
 
 The released files are ``torch.save`` state dicts (``*-model.th`` with a ``module.`` prefix from
-DistributedDataParallel, ``*-model-ema.th`` without). They are read with ``weights_only=True``, so
-no pickled code runs. genkit's VDVAE keeps the reference's module names, so the key mapping is the
-identity once the prefix is gone; every key and shape is still checked, and a difference fails
-naming the keys.
+DistributedDataParallel, ``*-model-ema.th`` without), read by :func:`genkit.torchfiles.read_state_dict`
+(``weights_only=True``, so no pickled code runs). genkit's VDVAE keeps the reference's module names,
+so the key mapping is the identity once the prefix is gone; every key and shape is still checked,
+and a difference fails naming the keys.
 
 The released FFHQ-1024 checkpoint has two encoder blocks fewer than the published hyperparameters
 (an open upstream issue). When the only difference is missing encoder blocks, the converter looks
@@ -15,7 +15,6 @@ shape matches the file, and uses it, saying so.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 import attrs
@@ -23,35 +22,16 @@ import torch
 
 from genkit.errors import CheckpointError
 from genkit.recipe import Recipe
+from genkit.torchfiles import read_state_dict
 from genkit_plugins.vdvae.blockstr import parse_blocks
 
-PREFIX = "module."
 ENCODER_BLOCK = re.compile(r"^encoder\.enc_blocks\.(\d+)\.")
 
 
 def read_official(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict in an official ``.th`` file, ``module.`` prefix stripped."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damage and files of another kind surface as many exception types
-        # torch's message advises retrying with weights_only=False, which would run the file's pickled code
-        raise CheckpointError(
-            f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__}); "
-            "expected an official openai/vdvae *-model.th or *-model-ema.th file"
-        ) from None
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise CheckpointError(f"{path}: expected a state dict (names to tensors), found {type(state).__name__}")
-    return OrderedDict((map_key(k), v) for k, v in state.items())
-
-
-def map_key(name: str) -> str:
-    """The genkit name of an official key: the reference's own, without DistributedDataParallel's prefix."""
-    return name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    """The state dict in an official ``.th`` file under genkit's names: the reference's own, without the prefix
+    DistributedDataParallel adds."""
+    return read_state_dict(path, "an official openai/vdvae *-model.th or *-model-ema.th file")
 
 
 def expected_shapes(recipe: Recipe) -> dict[str, tuple[int, ...]]:
