@@ -53,6 +53,7 @@ from genkit.bench.measures import (
     saved_bytes,
     synchronize,
 )
+from genkit.bench.profile import profile_steps, profile_table
 from genkit.bench.tables import format_table, sampler_table
 from genkit.capabilities import DataDependentInit
 from genkit.engine.distributed import Distributed
@@ -128,6 +129,7 @@ def run_benchmark(
     weights: str | None = None,
     use_data: bool = True,
     train: bool = True,
+    profile: int = 0,
 ) -> dict[str, Any]:
     """Measure ``recipe`` (its ``train.dtype``, ``compile``, ``channels_last``, ``cuda_graph``) and return the
     figures; with ``train=False`` only its samplers and evaluation. Each sampler draws ``samples`` images a call."""
@@ -197,6 +199,8 @@ def run_benchmark(
             timed_steps=steps,
             warmup_steps=warmup,
         )
+        if profile:
+            result["profile"] = profile_steps(train_step, device, profile)
 
     sampler = ema.model.eval()
     result["sampling"] = time_samplers(
@@ -244,6 +248,7 @@ __all__ = [
     "flops_per_image",
     "format_table",
     "peak_for_name",
+    "profile_table",
     "sampler_table",
     "run_benchmark",
     "saved_activation_mib_per_image",

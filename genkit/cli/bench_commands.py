@@ -58,6 +58,15 @@ from genkit.cli.options import Count, Device, emit_json, json_option, overrides_
 @click.option("--no-data", is_flag=True, help="Leave the recipe's data set alone: random images, no data-path figure.")
 @click.option("--device", type=Device(), default=None, help="torch device (default: cuda when available, else cpu).")
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs (and so MFU).")
+@click.option(
+    "--profile",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    metavar="STEPS",
+    help="Profile STEPS training steps after the timed ones and print the ten most expensive operations "
+    "with their share of the step (0: no profile).",
+)
 @json_option
 def bench(
     recipes,
@@ -76,6 +85,7 @@ def bench(
     no_data,
     device,
     no_flops,
+    profile,
     json_path,
 ) -> None:
     """Measure RECIPEs' models on this device: training speed and memory, every sampler's latency, evaluation
@@ -87,10 +97,12 @@ def bench(
     """
     import torch
 
-    from genkit.bench import format_table, run_benchmark, sampler_table
+    from genkit.bench import format_table, profile_table, run_benchmark, sampler_table
     from genkit.errors import ConfigError
     from genkit.recipe import load_recipe
 
+    if profile and no_train:
+        raise ConfigError(f"--profile {profile}: profiles training steps, and --no-train leaves them out")
     if weights is not None and len(recipes) > 1:
         raise ConfigError(f"--weights {weights}: measures one recipe's model, and {len(recipes)} recipes are given")
     extra = list(overrides)
@@ -114,9 +126,12 @@ def bench(
             weights=weights,
             use_data=not no_data,
             train=not no_train,
+            profile=profile,
         )
         results.append(result)
         say(format_table(result) + "\n", json_path)
+        if profile:
+            say(profile_table(result["profile"]) + "\n", json_path)
     say(sampler_table(results), json_path)
     if json_path:
         emit_json(json_path, results)
