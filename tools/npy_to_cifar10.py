@@ -7,7 +7,7 @@ official layout — ``cifar-10-batches-py/data_batch_1`` … ``data_batch_5`` an
 each a pickled dict whose ``b"data"`` is ``(n, 3072)`` in channel-major order — with labels set
 to 0. Its MD5 is not the official one: train with ``--set data.md5=""``, and with a
 ``data.validation_size`` smaller than the training images. The project's GPU sessions use it to
-train the CIFAR-10 recipe through the real-format reader on natural images (tools/gpu-session.sh).
+train the CIFAR-10 recipe through the real-format reader on natural images (tools/gpu-check.sh).
 """
 
 from __future__ import annotations

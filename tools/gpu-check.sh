@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Everything genkit needs measured on a GPU, in one call of at most 8 minutes:
+#
+#   tests   the GPU-only tests: graphed against eager step and sampling, bf16 on CUDA, resume across
+#           graph settings                                                               (≤ 60 s)
+#   bench   genkit bench on recipes/cifar10.toml at batch 32 on natural images read through the real
+#           CIFAR-10 reader: float32 eager, bf16 eager, bf16 with the CUDA graph; 64-sample latency,
+#           peak memory, time to the first step and the numerical guard; a profile of one step of
+#           the fastest setting                                                           (≤ 170 s)
+#   train   the CIFAR-10 recipe with the fastest correct setting (guard < 0.5 %) for TRAIN_SECONDS
+#           (default 180), training bits/dim logged every 100 steps; the time box sends SIGTERM,
+#           which makes genkit checkpoint and stop; then a short test evaluation          (≤ 230 s)
+#
+# Each phase is cut short by this script (timeout) so a slow one cannot eat the next one's share.
+#
+# Before the device call, from the repository root on the development machine:
+#   mkdir -p .gpu && cp ../shared/data/cifar10-jpeg-*.npy .gpu/                 # natural images
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       -d .whl tomli-w                                                           # missing on the GPU image
+# then run `bash tools/gpu-check.sh` through the device tool with carry [".gpu", ".whl"].
+# It writes at most eight files to $OUT: check.log, bench.jsonl, profile.txt, train-metrics.jsonl,
+# train-results.json, train-curve.png, train-samples.png.
+#
+# GPU_CHECK_DRY_RUN=1 runs the same phases on a CPU with a small model and tiny budgets, to check
+# the script itself before spending device time on it.
+set -uo pipefail
+
+OUT=${OUT:-gpu-results}
+PY=${PYTHON:-python3}
+TRAIN_SECONDS=${TRAIN_SECONDS:-180}
+DATA=/tmp/genkit-cifar10
+RUN=/tmp/genkit-gpu-check/train
+export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=10  # progress bars: a line every 10 s in the log, not ten a second
+mkdir -p "$OUT" "$(dirname "$RUN")"
+exec > >(tee -a "$OUT/check.log") 2>&1
+
+# the CIFAR-10 recipe on the natural images (10,000 train, 2,000 test) through its real-format reader
+CIFAR=(recipes/cifar10.toml --set "data.root=\"$DATA\"" --set 'data.md5=""' --set data.validation_size=500)
+BENCH=(--batch-size 32 --steps 20 --warmup 8)
+GRAPH=--cuda-graph
+TESTS_S=60 BENCH_S=50 PROFILE_S=20 EVAL_S=40 DEVICE=cuda
+if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then  # a CPU: a 2-layer model, a few steps, no graph
+  CIFAR+=(--set model.width=16 --set 'model.enc_blocks="32x1,32d2,16x1,16d16,1x1"'
+    --set 'model.dec_blocks="1x1,16m1,16x1,32m16,32x1"')
+  BENCH=(--batch-size 4 --steps 2 --warmup 1 --samples 4 --no-flops)
+  GRAPH=--no-cuda-graph TRAIN_SECONDS=${TRAIN_SECONDS_DRY:-20} DEVICE=cpu
+fi
+
+phase() { echo; echo "##### $1 $(date -u +%FT%TZ)"; }
+
+phase setup
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/genkit-site .whl/*.whl
+  export PYTHONPATH=/tmp/genkit-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+$PY -m pip install -q --no-index --no-deps --no-build-isolation -e . -e plugins/genkit-iaf 2>&1 | tail -2
+$PY -c "import torch, genkit; print('torch', torch.__version__, '|', torch.cuda.get_device_name() \
+if torch.cuda.is_available() else 'no CUDA', '| genkit', genkit.__version__)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null || true
+mkdir -p "$DATA"
+[ -f "$DATA/cifar-10-python.tar.gz" ] ||
+  $PY tools/npy_to_cifar10.py .gpu/cifar10-jpeg-train-10k.npy .gpu/cifar10-jpeg-test-2k.npy "$DATA/cifar-10-python.tar.gz"
+
+phase tests
+timeout "$TESTS_S" $PY -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_cuda_samplers.py \
+  tests/test_engine_step.py tests/test_pretrained_dirs.py || echo "##### tests: failed or cut short ($?)"
+
+phase bench
+: >"$OUT/bench.jsonl"
+bench_one() {  # bench_one NAME ARGS...: one measurement, one JSON line
+  local name=$1; shift
+  echo "=== $name: $*"
+  if timeout "$BENCH_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" "$@" --json "/tmp/bench-$name.json"; then
+    $PY -c "import json,sys; (r,)=json.load(open(sys.argv[1])); r['name']=sys.argv[2]; print(json.dumps(r))" \
+      "/tmp/bench-$name.json" "$name" >>"$OUT/bench.jsonl"
+  else
+    echo "{\"name\": \"$name\", \"failed\": true}" >>"$OUT/bench.jsonl"
+  fi
+}
+bench_one float32 --dtype float32 --no-cuda-graph
+bench_one bfloat16 --dtype bfloat16 --no-cuda-graph --no-flops
+bench_one bfloat16-graph --dtype bfloat16 "$GRAPH" --no-flops
+# the fastest setting whose numerical guard holds, as recipe overrides
+FASTEST=$($PY - "$OUT/bench.jsonl" <<'EOF'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+ok = [r for r in rows if not r.get("failed") and r.get("loss_relative_difference", 1) < 0.005]
+best = max(ok, key=lambda r: r["train_images_per_s"]) if ok else {"dtype": "float32", "cuda_graph": False}
+print(f'train.dtype="{best["dtype"]}" train.cuda_graph={str(best["cuda_graph"]).lower()}')
+EOF
+)
+echo "fastest correct setting: $FASTEST"
+SETS=()
+for s in $FASTEST; do SETS+=(--set "$s"); done
+phase profile
+timeout "$PROFILE_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" "${SETS[@]}" --no-flops --profile 3 \
+  --json /tmp/bench-profile.json >"$OUT/profile.txt" 2>&1 || echo "##### profile: failed or cut short ($?)"
+
+phase train
+rm -rf "$RUN"
+timeout -s TERM -k 30 "$TRAIN_SECONDS" $PY -m genkit run "${CIFAR[@]}" "${SETS[@]}" --out "$RUN" \
+  --set train.batch_size=32 --set train.steps=100000 --set train.log_every=100 --set train.eval_every=100000 \
+  --set train.checkpoint_every=1000 --set eval.max_images=2000 --set train.num_workers=4
+echo "run ended with status $?"
+cp "$RUN/metrics.jsonl" "$OUT/train-metrics.jsonl" 2>/dev/null || true
+if [ -f "$RUN/results.json" ]; then
+  cp "$RUN/results.json" "$OUT/train-results.json"
+else  # stopped by the time box: evaluate its checkpoint (EMA weights) on the 2,000 test images
+  timeout "$EVAL_S" $PY -m genkit eval "$RUN" --split test --batch-size 100 --device "$DEVICE" --json "$OUT/train-results.json" ||
+    echo "##### eval: failed or cut short ($?)"
+fi
+timeout 30 $PY -m genkit sample "$RUN" --n 64 --device "$DEVICE" --out "$OUT/train-samples.png" ||
+  echo "##### sample: failed or cut short ($?)"
+$PY -m genkit curve "$RUN" --at 100,200,400,600,800,1000,1200,1500,2000,2500,3000 --plot "$OUT/train-curve.png" \
+  --title "genkit, CIFAR-10 recipe, natural images, batch 32" || true
+phase done
