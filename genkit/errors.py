@@ -106,3 +106,16 @@ def _describe(value: object) -> str:
     if isinstance(value, list):
         return f"an array of {len(value)}"
     return f"{value!r}"
+
+
+#: what torch's allocators say when an allocation fails (CPU: "DefaultCPUAllocator: can't allocate memory: you tried
+#: to allocate 1000000000000 bytes"; CUDA and MPS raise torch.OutOfMemoryError, "… out of memory. Tried to allocate …")
+ALLOCATOR_PHRASES = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation: code that turns a reader's failures into "damaged file" lets these
+    through, so that a file too large for the memory left is not reported as damaged."""
+    if isinstance(exc, MemoryError) or any(kind.__name__ == "OutOfMemoryError" for kind in type(exc).__mro__):
+        return True
+    return isinstance(exc, RuntimeError) and any(phrase in str(exc) for phrase in ALLOCATOR_PHRASES)

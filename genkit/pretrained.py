@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genkit import cards, rundirs
-from genkit.errors import CheckpointError, ConfigError, GenkitError, PluginError, first_line
+from genkit.errors import CheckpointError, ConfigError, GenkitError, PluginError, first_line, is_out_of_memory
 from genkit.fileio import atomic_write, sha256, write_json
 from genkit.interfaces import GenerativeModel
 from genkit.models import build_model
@@ -117,6 +117,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        if is_out_of_memory(exc):
+            raise
         raise CheckpointError(
             f"{path}: not a readable safetensors file ({first_line(exc)}); it may be truncated or altered"
         ) from None

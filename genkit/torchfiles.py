@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from genkit.errors import CheckpointError
+from genkit.errors import CheckpointError, is_out_of_memory
 
 #: what ``nn.DataParallel`` and ``DistributedDataParallel`` put before every key of the model they wrap
 WRAPPER_PREFIX = "module."
@@ -31,6 +31,8 @@ def read_state_dict(path: str | Path, expected: str) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling bytes that are not a checkpoint fails in any exception type (KeyError: 101)
         # and torch's own message advises weights_only=False, which would run the file's pickled code
+        if is_out_of_memory(exc):
+            raise
         raise CheckpointError(
             f"{path}: not a PyTorch state dict that loads with weights_only=True ({type(exc).__name__}); "
             f"expected {expected}"

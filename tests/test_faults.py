@@ -247,6 +247,34 @@ def test_running_out_of_memory_is_one_line_saying_what_to_lower(world, capsys, m
     assert line in one_line(capsys)
 
 
+CPU_ALLOCATOR = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes. Error code 12"
+
+
+def test_running_out_of_memory_while_reading_weights_is_not_called_damage(world, capsys, monkeypatch):
+    """The readers turn their failures into "damaged file", but not a failed allocation: the file is fine."""
+    from genkit import pretrained
+
+    def too_large(*args, **kwargs):
+        raise RuntimeError(CPU_ALLOCATOR)
+
+    monkeypatch.setattr(pretrained, "load_file", too_large)
+    capsys.readouterr()
+    assert main(["sample", str(world["model"]), "--out", str(world["root"] / "s.png")]) == 1
+    line = one_line(capsys)
+    assert "out of memory (CPU); one allocation asked for 8 bytes" in line and "safetensors" not in line
+
+
+def test_running_out_of_memory_while_reading_a_torch_checkpoint_is_not_called_damage(world, monkeypatch):
+    from genkit import torchfiles
+
+    def too_large(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torchfiles.torch, "load", too_large)
+    with pytest.raises(torch.OutOfMemoryError):
+        torchfiles.read_state_dict(world["root"] / "integers.th", "a test checkpoint")
+
+
 def test_json_written_for_a_nan_figure_is_standard_json():
     text = json_text({"bits_per_dim": float("nan"), "layers": [1.0, float("inf")]})
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}")) == {

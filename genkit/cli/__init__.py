@@ -14,7 +14,7 @@ import sys
 import click
 
 from genkit.cli.groups import PluginGroup
-from genkit.errors import ConfigError, GenkitError
+from genkit.errors import ConfigError, GenkitError, is_out_of_memory
 from genkit.version import __version__
 
 COMMAND_MODULES = [
@@ -83,19 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-#: what torch's allocators say when an allocation fails (CPU: "DefaultCPUAllocator: can't allocate memory: you tried
-#: to allocate 1000000000000 bytes"; CUDA and MPS raise torch.OutOfMemoryError, "… out of memory. Tried to allocate …")
-ALLOCATOR_PHRASES = ("can't allocate memory", "not enough memory", "out of memory")
 ASKED_BYTES = re.compile(r"tried to allocate (\d+) bytes", re.IGNORECASE)
 ASKED_SIZE = re.compile(r"tried to allocate ([\d.]+ ?[KMGTP]i?B)", re.IGNORECASE)
 
 
 def out_of_memory(exc: BaseException) -> str | None:
     """The one line for an allocation that failed (a batch or a model too large for the device), else ``None``."""
-    text = str(exc)
-    failed = isinstance(exc, MemoryError) or any(kind.__name__ == "OutOfMemoryError" for kind in type(exc).__mro__)
-    if not (failed or (isinstance(exc, RuntimeError) and any(phrase in text for phrase in ALLOCATOR_PHRASES))):
+    if not is_out_of_memory(exc):
         return None
+    text = str(exc)
     where = next((device for device in ("CUDA", "MPS", "XPU") if device in text), "CPU")
     asked = ""
     if match := ASKED_BYTES.search(text):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from genkit.errors import CheckpointError
+from genkit.errors import CheckpointError, is_out_of_memory
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained
 from genkit.rundirs import CHECKPOINTS, checkpoint_dirs, latest_samples
 
@@ -93,6 +93,8 @@ def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Modu
             f"{path}: not found; a training checkpoint holds {STATE_NAME} beside the weights"
         ) from None
     except Exception as exc:  # unpickling damage comes in many types
+        if is_out_of_memory(exc):
+            raise
         raise CheckpointError(
             f"{path}: unreadable training state ({type(exc).__name__}); the checkpoint is damaged"
         ) from None
