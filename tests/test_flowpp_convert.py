@@ -76,11 +76,23 @@ def test_a_file_that_is_not_an_npz_fails_in_one_line(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed")
 def test_a_tensorflow_checkpoint_without_tensorflow_says_what_to_install(tmp_path, capsys):
+    (tmp_path / "model-300000.index").write_bytes(b"")  # a checkpoint's prefix: model-300000.index beside it
     recipe = ["--recipe", str(TINY_RECIPE), "--out", str(tmp_path / "out")]
     assert main(["convert", "flowpp", str(tmp_path / "model-300000"), *recipe]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert "needs TensorFlow" in err and "pip install 'genkit-torch[tensorflow]'" in err
+
+
+@pytest.mark.parametrize("name", ["model.th", "model-300000", "folder"])
+def test_a_source_that_is_neither_an_npz_nor_a_tensorflow_checkpoint_says_what_is_read(tmp_path, capsys, name):
+    source = tmp_path / name
+    source.mkdir() if name == "folder" else source.write_text("hello, not a checkpoint")
+    recipe = ["--recipe", str(TINY_RECIPE), "--out", str(tmp_path / "out")]
+    assert main(["convert", "flowpp", str(source), *recipe]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "needs TensorFlow" not in err
+    assert f"{source}: neither an .npz of TensorFlow variable names to arrays nor a TensorFlow checkpoint" in err
 
 
 def test_moving_averages_are_preferred_and_optimizer_slots_ignored(tmp_path):

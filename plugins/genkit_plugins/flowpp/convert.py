@@ -179,6 +179,12 @@ def read_variables(path: str | Path) -> Mapping[str, np.ndarray]:
 
 def read_tensorflow_checkpoint(path: Path) -> Mapping[str, np.ndarray]:
     """The variables of a TensorFlow checkpoint (a prefix like ``model-300000``, or its directory)."""
+    index = path.with_name(path.name + ".index")
+    if not (index.is_file() or (path / "checkpoint").is_file()):
+        raise CheckpointError(
+            f"{path}: neither an .npz of TensorFlow variable names to arrays nor a TensorFlow checkpoint "
+            f"(a prefix with {index.name} beside it, or a folder holding a 'checkpoint' file)"
+        )
     try:
         import tensorflow as tf
     except ImportError:
