@@ -98,8 +98,8 @@ def read_config(directory: str | Path) -> tuple[Recipe, dict]:
             f"{path}: plugins: expected an array of the plugins the model uses, found {_json_kind(config['plugins'])}"
         )
     missing_plugins = _missing_plugins(config)
-    if missing_plugins:
-        raise CheckpointError(f"{path}: {missing_plugins}")
+    if missing_plugins:  # the directory is fine; this environment lacks a plugin (exit 2, like a recipe's)
+        raise PluginError(f"{path}: {missing_plugins}")
     raw = {k: config[k] for k in ("model", "data", "train", "eval") if k in config}
     try:
         return recipe_from_dict(raw, file=str(path)), config
