@@ -19,6 +19,7 @@ the building block of the cached sampler.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
 import torch
@@ -106,9 +107,9 @@ class _ShiftedConv2d(CausalLayer):
         self.pad_left, self.pad_right, self.pad_top = self.padding(kh, kw)
 
     @staticmethod
+    @abstractmethod
     def padding(kh: int, kw: int) -> tuple[int, int, int]:
         """(left, right, top) zero padding of the input."""
-        raise NotImplementedError
 
     @property
     def output_step(self) -> tuple[int, int]:
@@ -199,10 +200,10 @@ class _ShiftedDeconv2d(CausalLayer):
         self.crop_left = self.left_crop(kw)
 
     @staticmethod
+    @abstractmethod
     def left_crop(kw: int) -> int:
         """Columns cut on the left of the transposed convolution's output (the rest of the excess is cut on the
         right)."""
-        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.deconv(x)

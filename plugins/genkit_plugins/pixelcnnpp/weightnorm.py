@@ -13,6 +13,7 @@ initialises on normalised inputs: one pass initialises a whole network in order.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -59,8 +60,9 @@ class WeightNormed(nn.Module, InitialisedFromData):
             return self._fixed
         return self.direction() * self._per_channel(self.g)
 
+    @abstractmethod
     def operation(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        raise NotImplementedError
+        """The layer's linear map (convolution, transposed convolution, matrix product) with these weights."""
 
     # --- data-dependent initialisation ---------------------------------------------------------------
 
