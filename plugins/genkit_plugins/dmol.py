@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from genkit.components import ComponentRef
 from genkit.errors import ConfigError
 from genkit.hookspecs import hookimpl
 from genkit.interfaces import Likelihood
@@ -43,6 +44,16 @@ class DMOLConfig:
 
     #: mixture components per pixel; ``None`` takes the assembling model's ``num_mixtures`` (VDVAE), else 10
     num_mixtures: int | None = attrs.field(default=None, validator=in_range(1))
+
+
+def build_likelihood(ref: ComponentRef, *, channels: int, bits: int, num_mixtures: int) -> Likelihood:
+    """The likelihood plugin ``ref`` names, given the model's ``num_mixtures`` where its settings leave the mixture
+    count open (``num_mixtures = None``: the reference names the count in the model's section)."""
+    spec = ref.spec("likelihood")
+    own = ref.settings if ref.settings is not None else spec.config()
+    if getattr(own, "num_mixtures", 0) is None:
+        own = attrs.evolve(own, num_mixtures=num_mixtures)
+    return spec.build(own, channels=channels, bits=bits)
 
 
 class DiscretizedLogisticMixture(Likelihood):

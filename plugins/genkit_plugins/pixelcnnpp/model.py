@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import attrs
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -26,6 +25,7 @@ from torch import Tensor
 from genkit.capabilities import DataDependentInit
 from genkit.errors import ConfigError, GenkitError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit_plugins.dmol import build_likelihood
 from genkit_plugins.pixelcnnpp.config import PixelCNNPPConfig
 from genkit_plugins.pixelcnnpp.kinds import NETWORK, InitialisedFromData
 from genkit_plugins.pixelcnnpp.sampling import SAMPLERS
@@ -56,12 +56,9 @@ class PixelCNNPP(GenerativeModel, DataDependentInit):
         super().__init__()
         self.config = settings
         self.image_shape = (settings.image_size, settings.image_size, settings.image_channels)
-        spec = settings.likelihood.spec("likelihood")
-        own = settings.likelihood.settings if settings.likelihood.settings is not None else spec.config()
-        if getattr(own, "num_mixtures", 0) is None:
-            # the reference names the mixture count in the model section; the likelihood takes it from there
-            own = attrs.evolve(own, num_mixtures=settings.nr_logistic_mix)
-        self.likelihood = spec.build(own, channels=settings.image_channels, bits=BITS)
+        self.likelihood = build_likelihood(
+            settings.likelihood, channels=settings.image_channels, bits=BITS, num_mixtures=settings.nr_logistic_mix
+        )
         self.network = settings.network.build(
             NETWORK,
             in_channels=settings.image_channels,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 
-import attrs
 import torch
 from einops import rearrange
 from torch import Tensor
@@ -22,6 +21,7 @@ from torch import Tensor
 from genkit.capabilities import ImportanceWeighted, LatentVariables
 from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit_plugins.dmol import build_likelihood
 from genkit_plugins.vdvae.config import VDVAEConfig
 from genkit_plugins.vdvae.decoder import Decoder
 from genkit_plugins.vdvae.encoder import Encoder
@@ -41,12 +41,12 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted):
         super().__init__()
         self.config = settings
         self.image_shape = (settings.image_size, settings.image_size, settings.image_channels)
-        spec = settings.likelihood.spec("likelihood")
-        own = settings.likelihood.settings if settings.likelihood.settings is not None else spec.config()
-        if getattr(own, "num_mixtures", 0) is None:
-            # the reference names the mixture count in the model section; the likelihood takes it from there
-            own = attrs.evolve(own, num_mixtures=settings.num_mixtures)
-        self.likelihood = spec.build(own, channels=settings.image_channels, bits=settings.bits)
+        self.likelihood = build_likelihood(
+            settings.likelihood,
+            channels=settings.image_channels,
+            bits=settings.bits,
+            num_mixtures=settings.num_mixtures,
+        )
         self.encoder = Encoder(settings)
         self.decoder = Decoder(settings, self.likelihood.param_channels)
 
