@@ -177,6 +177,8 @@ def test_under_bf16_autocast_every_kl_stays_non_negative_and_the_loss_within_rou
         exact = model(images, latents="mean")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = model(images, latents="mean")
-    assert fast.layer_kl.dtype == torch.float32 and (fast.layer_kl >= 0).all()
+    # a layer whose posterior equals its prior has KL 0, which float32 rounding leaves within a few 1e-8 of it
+    # (−3e-8 on one Xeon's bf16 kernels); the defect this guards against was −0.9
+    assert fast.layer_kl.dtype == torch.float32 and (fast.layer_kl >= -1e-6).all()
     assert abs(fast.loss.item() - exact.loss.item()) < 1e-3 * exact.loss.item()
     torch.testing.assert_close(fast.parts["rate"], exact.parts["rate"], rtol=0.05, atol=1e-5)
