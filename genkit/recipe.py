@@ -58,6 +58,10 @@ class TrainConfig:
     ema_rate: float = attrs.field(default=0.9999, validator=in_range(0, 1))
     init_images: int = attrs.field(default=128, validator=in_range(1))  # for a model's data-dependent initialisation
     seed: int = seed_field()
+    # "mean": every random variable of the objective (latents, dequantization noise) at its mean, so a step is a
+    # deterministic function of the weights and the images: for checking that W processes of batch B take the
+    # update one process of batch W·B takes. The objective's gradient is then biased: not for real training.
+    latents: Literal["sample", "mean"] = "sample"
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     channels_last: bool = False

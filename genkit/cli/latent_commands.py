@@ -101,9 +101,9 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
     if split is not None:
         torch.manual_seed(seed)
         dataset = model.recipe.data.build("dataset").split(split)
-        per_layer = evaluate_dataset(model, dataset, batch_size=batch_size, max_images=max_images, device=device).get(
-            "layer_rate_bits_per_dim"
-        )
+        per_layer = evaluate_dataset(
+            model, dataset, batch_size=batch_size, max_images=max_images, seed=seed, device=device
+        ).get("layer_rate_bits_per_dim")
     else:
         images = read_images(images_path, model)
         generator = generator_for(device, seed)

@@ -29,6 +29,7 @@ from genkit.cli.model_options import (
     split_option,
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
+from genkit.engine.distributed import processes
 from genkit.engine.evaluate import evaluate_dataset, not_finite, per_image_terms
 from genkit.errors import ConfigError, DivergedError
 from genkit.interfaces import nats_to_bits, resolve_sampler
@@ -73,31 +74,37 @@ def eval_command(
     """
     if (images_path is None) == (split is None):
         raise ConfigError("genkit eval: give exactly one of --images FILE.npy or --split NAME")
-    model = load_model(model_path, device, dtype)
     if split is not None:
         if latents != "sample":
             raise ConfigError(
                 "genkit eval: --latents mean applies to --images; --split evaluates the figure as in training"
             )
-        torch.manual_seed(seed)
-        dataset = model.recipe.data.build("dataset").split(split)
-        result = {
-            "split": split,
-            **evaluate_dataset(
-                model,
-                dataset,
-                batch_size=batch_size,
-                max_images=max_images,
-                importance_samples=importance_samples,
-                device=device,
-            ),
-        }
+        with processes(device) as context:  # one process, or every rank that torchrun started
+            model = load_model(model_path, str(context.device), dtype)
+            torch.manual_seed(seed)
+            dataset = model.recipe.data.build("dataset").split(split)
+            result = {
+                "split": split,
+                **evaluate_dataset(
+                    model,
+                    dataset,
+                    batch_size=batch_size,
+                    max_images=max_images,
+                    importance_samples=importance_samples,
+                    seed=seed,
+                    context=context,
+                    progress=context.is_main,
+                ),
+            }
+            if not context.is_main:
+                return
         require_finite(model_path, f"the {split} split", result)
         summary = {k: v for k, v in result.items() if not isinstance(v, list)}
         say("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()), json_path)
     else:
         if importance_samples:
             raise ConfigError("genkit eval: --importance-samples applies to --split")
+        model = load_model(model_path, device, dtype)
         images = read_images(images_path, model)
         generator = generator_for(device, seed)
         result = per_image_terms(

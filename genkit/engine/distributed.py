@@ -8,7 +8,9 @@ global batch is ``batch_size × world_size``; only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -96,3 +98,21 @@ def setup(env: dict[str, str] | None = None) -> Distributed:
 def teardown(context: Distributed) -> None:
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def processes(device: torch.device | str, env: dict[str, str] | None = None) -> Iterator[Distributed]:
+    """A command's processes: alone on ``device``, or, when ``torchrun`` started several, every rank on its own.
+
+    Under ``torchrun`` each rank joins the process group on the device :func:`setup` picks for it
+    (its local GPU, else the CPU), whatever ``device`` says, and leaves the group when the block ends.
+    """
+    env = dict(os.environ if env is None else env)
+    if int(env.get("WORLD_SIZE", "1")) <= 1:
+        yield Distributed(device=torch.device(device))
+        return
+    context = setup(env)
+    try:
+        yield context
+    finally:
+        teardown(context)

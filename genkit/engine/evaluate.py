@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from genkit.capabilities import ImportanceWeighted, Invertible, LatentVariables, require
 from genkit.engine.data import Batches, eval_loader, to_device
 from genkit.engine.distributed import Distributed
+from genkit.engine.figures import Figures
 from genkit.errors import ConfigError
 from genkit.interfaces import nats_to_bits
 
@@ -43,6 +44,15 @@ def method(model) -> str:
     return f"{objective.label}, {objective.estimate}" if objective.estimate else objective.label
 
 
+def block_generator(seed: int, block: int, device: torch.device) -> torch.Generator:
+    """The generator of evaluation block ``block`` (the ``block``-th batch of the split, counting from 0).
+
+    An image's draws depend only on the seed and on which block it is in, never on which process
+    evaluates that block: one process and many report the same figure.
+    """
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + block)
+
+
 @torch.no_grad()
 def evaluate_dataset(
     model: torch.nn.Module,
@@ -52,6 +62,7 @@ def evaluate_dataset(
     max_images: int | None = None,
     importance_samples: int = 0,
     inverse_error: bool = False,
+    seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
     num_workers: int = 0,
@@ -63,8 +74,13 @@ def evaluate_dataset(
     ``bits_per_dim``, ``{part}_bits_per_dim`` for each part of the objective; for a model with latent
     variables ``layer_rate_bits_per_dim`` (one per layer, summing to the rate); with
     ``importance_samples`` > 0 ``importance_samples``, ``iw_nats_per_dim`` and ``iw_bits_per_dim``;
-    with ``inverse_error`` (an invertible model) ``inverse_error``. Under ``torchrun`` pass the
-    trainer's ``context`` to share the images between ranks.
+    with ``inverse_error`` (an invertible model) ``inverse_error``.
+
+    The images are taken in blocks of ``batch_size``; every random draw of block ``b`` (latents,
+    dequantization noise, importance samples) comes from :func:`block_generator` of ``seed`` and ``b``.
+    Under ``torchrun`` pass the trainer's ``context``: the ranks share the blocks, and the figures are
+    reduced over them (:class:`genkit.engine.figures.Figures`), so any number of processes reports
+    what one process reports.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     context = context or Distributed(device=device)
@@ -86,10 +102,7 @@ def evaluate_dataset(
     model.eval()
     dims = math.prod(model.image_shape)
     parts = model.objective.parts
-    sums = torch.zeros(2 + len(parts), dtype=torch.float64, device=device)  # nll, iw, parts (nats/dim, summed)
-    worst = torch.zeros((), dtype=torch.float64, device=device)
-    layer_sums: torch.Tensor | None = None
-    count = torch.zeros((), dtype=torch.float64, device=device)
+    figures = Figures(device)  # nats per dimension, summed over images; KLs in nats per image, summed
     with Batches(loader) as batches:  # ends the loader's workers, if any, however the loop ends
         bar = tqdm(
             batches,
@@ -99,50 +112,49 @@ def evaluate_dataset(
             disable=not (progress and context.is_main),
             leave=False,
         )
-        for images in bar:
+        for index, images in enumerate(bar):
             images = to_device(images, device)
-            terms = model(images)
-            sums[0] += terms.nll.double().sum()
-            for i, name in enumerate(parts):
-                sums[2 + i] += terms.parts[name].double().sum()
+            generator = block_generator(seed, context.rank + index * context.world_size, device)
+            terms = model(images, generator=generator)
+            figures.add("images", torch.tensor(float(images.shape[0])))
+            figures.add("nll", terms.nll.double().sum())
+            for name in parts:
+                figures.add(f"part:{name}", terms.parts[name].double().sum())
             if isinstance(model, LatentVariables) and terms.layer_kl is not None:
-                layer = terms.layer_kl.double().sum(0)
-                layer_sums = layer if layer_sums is None else layer_sums + layer
+                figures.add("layer_kl", terms.layer_kl.double().sum(0))
             if importance_samples:
                 log_weights = torch.stack(
-                    [model.importance_log_weights(images).double() for _ in range(importance_samples)]
+                    [
+                        model.importance_log_weights(images, generator=generator).double()
+                        for _ in range(importance_samples)
+                    ]
                 )
                 bound = torch.logsumexp(log_weights, 0) - math.log(importance_samples)  # nats per image, (B,)
-                sums[1] += (-bound / dims).sum()
+                figures.add("iw", (-bound / dims).sum())
             if inverse_error:
-                worst = torch.maximum(worst, model.inverse_error(images).double())
-            count += images.shape[0]
-    context.all_reduce_(sums)
-    context.all_reduce_(count)
-    context.all_reduce_(worst, "max")
-    if layer_sums is not None:
-        context.all_reduce_(layer_sums)
+                figures.maximum("inverse_error", model.inverse_error(images, generator=generator).double())
+    totals = figures.reduced(context)
     model.train(was_training)
-    n = float(count)
+    n = float(totals["images"]) if "images" in totals else 0.0
     if n == 0:
         raise ConfigError("evaluation got no images: the split is empty or max_images is 0")
-    mean = (sums / n).tolist()
+    nll = float(totals["nll"]) / n
     result: dict[str, Any] = {
         "images": int(n),
         "objective": model.objective.label,
         "method": method(model),
-        "nats_per_dim": mean[0],
-        "bits_per_dim": nats_to_bits(mean[0]),
-        **{f"{name}_bits_per_dim": nats_to_bits(mean[2 + i]) for i, name in enumerate(parts)},
+        "nats_per_dim": nll,
+        "bits_per_dim": nats_to_bits(nll),
+        **{f"{name}_bits_per_dim": nats_to_bits(float(totals[f"part:{name}"]) / n) for name in parts},
     }
     if isinstance(model, LatentVariables):
-        result["layer_rate_bits_per_dim"] = [] if layer_sums is None else nats_to_bits(layer_sums / n / dims).tolist()
+        layer_kl = totals.get("layer_kl")
+        result["layer_rate_bits_per_dim"] = [] if layer_kl is None else nats_to_bits(layer_kl / n / dims).tolist()
     if importance_samples:
-        result.update(
-            importance_samples=importance_samples, iw_nats_per_dim=mean[1], iw_bits_per_dim=nats_to_bits(mean[1])
-        )
+        iw = float(totals["iw"]) / n
+        result.update(importance_samples=importance_samples, iw_nats_per_dim=iw, iw_bits_per_dim=nats_to_bits(iw))
     if inverse_error:
-        result["inverse_error"] = float(worst)
+        result["inverse_error"] = float(totals["inverse_error"])
     return result
 
 

@@ -156,7 +156,7 @@ class TrainStep:
         """One update; device scalars: ``loss`` (nats/dim), ``parts`` (a vector), ``grad_norm``, ``skipped``."""
         self.model.train()
         with self.autocast():
-            terms = self.model(images)
+            terms = self.model(images, latents=self.config.latents)
         terms.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm, foreach=True)
         loss = terms.loss.detach().float()

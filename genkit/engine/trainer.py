@@ -300,13 +300,14 @@ class Trainer:
     def _validate(self, log: MetricsLog | None) -> None:
         self._require_finite_weights()
         with self._evaluation_rng():
-            torch.manual_seed(self.config.seed + 7919 * (self.context.rank + 1))
+            torch.manual_seed(self.config.seed + 7919)
             result = evaluate_dataset(
                 self.ema.model,
                 self.dataset.split("validation"),
                 batch_size=self.recipe.eval.batch_size,
                 max_images=self.recipe.eval.validation_max_images,
                 inverse_error=isinstance(self.ema.model, Invertible),  # an invertible model's worst round-trip error
+                seed=self.config.seed + 7919,
                 progress=False,
                 context=self.context,
             )
@@ -368,6 +369,7 @@ class Trainer:
                 batch_size=self.recipe.eval.batch_size,
                 max_images=self.recipe.eval.max_images,
                 importance_samples=self.recipe.eval.importance_samples,
+                seed=self.config.seed + 104729,
                 progress=self.context.is_main,
                 context=self.context,
             )
