@@ -44,7 +44,10 @@ class TrainConfig:
     """
 
     steps: int = attrs.field(default=1000, validator=in_range(0))
-    batch_size: int = attrs.field(default=16, validator=in_range(1))
+    batch_size: int = attrs.field(default=16, validator=in_range(1))  # images per micro-batch and process
+    accumulate: int = attrs.field(default=1, validator=in_range(1))  # micro-batches per update
+    # images per update over every process; sets train.accumulate for the number of processes (updates_per_process)
+    global_batch: int | None = attrs.field(default=None, validator=in_range(1))
     lr: float = attrs.field(default=2e-4, validator=in_range(0, low_open=True))
     weight_decay: float = attrs.field(default=0.01, validator=in_range(0))
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.9), validator=in_range(0, 1, high_open=True))
@@ -77,6 +80,38 @@ class TrainConfig:
 
     def __attrs_post_init__(self) -> None:
         check(self.lr_floor <= self.lr, "lr_floor", f"a floor no higher than lr = {self.lr:g}", self.lr_floor)
+        if self.global_batch is not None:
+            check(
+                self.global_batch % self.batch_size == 0,
+                "global_batch",
+                f"a multiple of train.batch_size = {self.batch_size} (the images of one micro-batch)",
+                self.global_batch,
+            )
+            check(
+                self.accumulate == 1,
+                "accumulate",
+                f"no value: train.global_batch = {self.global_batch} sets it for the number of processes",
+                self.accumulate,
+            )
+
+    def for_processes(self, world_size: int) -> TrainConfig:
+        """These settings on ``world_size`` processes: ``accumulate`` set so that an update sees ``global_batch``
+        (which the result leaves unset: it holds in ``batch_size × accumulate × world_size``).
+
+        Without ``global_batch`` an update sees ``batch_size × accumulate × world_size`` images and nothing
+        changes. A ``global_batch`` that the processes' micro-batches cannot reach exactly is a
+        :class:`ConfigError` naming the numbers.
+        """
+        if self.global_batch is None:
+            return self
+        per_round = self.batch_size * world_size
+        if self.global_batch % per_round:
+            raise ConfigError(
+                f"train.global_batch = {self.global_batch} images per update is not a whole number of rounds of "
+                f"train.batch_size = {self.batch_size} on each of {world_size} processes: choose a batch_size and a "
+                "number of processes whose product divides it"
+            )
+        return attrs.evolve(self, accumulate=self.global_batch // per_round, global_batch=None)
 
 
 @attrs.frozen

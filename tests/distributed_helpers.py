@@ -62,3 +62,39 @@ def figures_worker(rank: int, world_size: int, port: int, out: str) -> None:
         torch.save(figures.reduced(context), f"{out}/figures{rank}.pt")
     finally:
         teardown(context)
+
+
+def no_sync_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    """Two updates of three micro-batches each through DDP: count the gradient all-reduces DDP issues."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    import attrs
+    from engine_plugins import PixelModel, PixelSettings
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from genkit.engine.distributed import setup, teardown
+    from genkit.engine.step import EMA, build_optimizer, training_step
+    from genkit.recipe import TrainConfig
+
+    context = setup()
+    try:
+        torch.manual_seed(0)
+        model = PixelModel(PixelSettings(image_size=4))
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        reduced = []
+
+        def counting_hook(state, bucket):
+            reduced.append(bucket.buffer().numel())
+            return allreduce_hook(state, bucket)
+
+        ddp.register_comm_hook(None, counting_hook)
+        config = attrs.evolve(TrainConfig(), batch_size=2, accumulate=3, warmup_iters=0)
+        optimizer, _ = build_optimizer(model, config)
+        step = training_step(ddp, model, optimizer, EMA(model, 0.9), config, context, no_sync=ddp.no_sync)
+        images = torch.randint(0, 256, (6, 4, 4, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(rank))
+        for _ in range(2):
+            step(images)
+        torch.save({"reduced": reduced, "logits": model.logits.detach().clone()}, f"{out}/no-sync{rank}.pt")
+    finally:
+        teardown(context)

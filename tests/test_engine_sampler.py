@@ -36,9 +36,18 @@ def test_starting_at_batch_k_continues_the_same_sequence_across_epochs():
 
 def test_a_global_batch_larger_than_the_split_is_a_config_error():
     with pytest.raises(
-        ConfigError, match="4 per process × 2 processes = 8 images per step, but the training split has only 5"
+        ConfigError,
+        match=r"4 per micro-batch × 3 micro-batches \(train.accumulate\) × 2 processes = 24 images per update, "
+        "but the training split has only 23",
     ):
-        EpochBatchSampler(5, 4, seed=0, world_size=2)
+        EpochBatchSampler(23, 4, seed=0, world_size=2, accumulate=3)
+
+
+def test_accumulated_micro_batches_of_every_rank_together_are_the_batch_of_one_process():
+    one = take(EpochBatchSampler(50, 12, seed=3), 5)
+    ranks = [take(EpochBatchSampler(50, 3, seed=3, rank=r, world_size=2, accumulate=2), 5) for r in (0, 1)]
+    # each rank's batch is its two micro-batches of 3, one after the other; rank 0's come first
+    assert [ranks[0][i] + ranks[1][i] for i in range(5)] == one
 
 
 def test_evaluation_shards_cover_the_first_max_images_once():

@@ -18,15 +18,30 @@ from genkit.errors import ConfigError, GenkitError
 
 
 class EpochBatchSampler:
-    """Index batches for one rank, forever, starting at global batch ``start``."""
+    """Index batches for one rank, forever, starting at global batch ``start``.
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start: int = 0):
-        self.global_batch = batch_size * world_size
+    A rank's batch is its ``accumulate`` micro-batches of ``batch_size`` images, one after the other:
+    with one process they are the first, second, … ``batch_size`` images of the global batch.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        accumulate: int = 1,
+    ):
+        self.global_batch = batch_size * accumulate * world_size
         if n < self.global_batch:
             raise ConfigError(
-                f"train.batch_size: {batch_size} per process × {world_size} processes = {self.global_batch} "
-                f"images per step, but the training split has only {n}"
+                f"train.batch_size: {batch_size} per micro-batch × {accumulate} micro-batches (train.accumulate) × "
+                f"{world_size} processes = {self.global_batch} images per update, but the training split has only {n}"
             )
+        batch_size *= accumulate
         self.n, self.batch_size, self.seed, self.rank, self.start = n, batch_size, seed, rank, start
         self.batches_per_epoch = n // self.global_batch  # the incomplete last batch of each epoch is dropped
 
@@ -151,8 +166,11 @@ def train_loader(
     device: torch.device,
     rank: int = 0,
     world_size: int = 1,
+    accumulate: int = 1,
 ) -> DataLoader:
-    sampler = EpochBatchSampler(len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start)
+    sampler = EpochBatchSampler(
+        len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start, accumulate=accumulate
+    )
     return DataLoader(
         Reporting(dataset),
         batch_sampler=sampler,

@@ -6,6 +6,13 @@ to ``grad_clip`` (0: no clipping) → skip the whole update when the norm reache
 ``skip_threshold`` (0: never for size) or anything is not finite → AdamW (Adam when
 ``weight_decay = 0``) → EMA of the weights.
 
+With ``train.accumulate = k`` the forward and backward passes run on ``k`` micro-batches one after
+the other, each loss weighted by its share of the update's images, so the gradient that is
+clipped, judged and applied is the one a single batch of all those images gives; under DDP the
+gradients are reduced once, after the last micro-batch. Everything after the backward passes —
+clipping, the skip decision, AdamW, the EMA, the schedule and every logged figure — happens once
+per update.
+
 Everything stays on the device: the skip decision is a tensor handed to the fused AdamW kernel
 as ``found_inf`` (the mechanism ``torch.amp.GradScaler`` uses), which leaves weights, moments and
 step count untouched, and the EMA update is multiplied by the same flag. Nothing is read back
@@ -20,6 +27,7 @@ import contextlib
 import copy
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -137,8 +145,11 @@ class TrainStep:
         ema: EMA,
         config: TrainConfig,
         context: Distributed,
+        no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
     ):
         self.model = model  # what forward is called on: possibly DDP-wrapped and/or compiled
+        # DistributedDataParallel's no_sync: micro-batches before the last leave their gradients unreduced
+        self.no_sync = no_sync or contextlib.nullcontext
         self.trained = trained  # the plain module whose parameters the optimizer holds
         self.parts = trained.objective.parts  # the order of the parts in the returned vector
         self.params = [p for p in trained.parameters() if p.requires_grad]
@@ -153,13 +164,24 @@ class TrainStep:
         return contextlib.nullcontext()
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One update; device scalars: ``loss`` (nats/dim), ``parts`` (a vector), ``grad_norm``, ``skipped``."""
+        """One update from ``images`` (``train.accumulate`` micro-batches one after the other); device scalars:
+        ``loss`` (nats/dim), ``parts`` (a vector), ``grad_norm``, ``skipped``."""
         self.model.train()
-        with self.autocast():
-            terms = self.model(images, latents=self.config.latents)
-        terms.loss.backward()
+        micro_batches = images.chunk(self.config.accumulate)
+        loss: torch.Tensor | float = 0.0
+        parts: list[torch.Tensor | float] = [0.0] * len(self.parts)
+        for index, micro_batch in enumerate(micro_batches):
+            share = (
+                micro_batch.shape[0] / images.shape[0]
+            )  # the mean over the update's images, micro-batch by micro-batch
+            last = index == len(micro_batches) - 1
+            with self.autocast(), contextlib.nullcontext() if last else self.no_sync():
+                terms = self.model(micro_batch, latents=self.config.latents)
+                (terms.loss * share).backward()  # gradients add up; DDP reduces them after the last micro-batch only
+            loss = loss + at_least_float32(terms.loss.detach()) * share
+            for i, name in enumerate(self.parts):
+                parts[i] = parts[i] + at_least_float32(terms.parts[name].detach()).mean() * share
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm, foreach=True)
-        loss = terms.loss.detach().float()
         applied = torch.isfinite(loss) & torch.isfinite(grad_norm)
         if self.config.skip_threshold > 0:
             applied = applied & (grad_norm < self.config.skip_threshold)
@@ -171,13 +193,17 @@ class TrainStep:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(applied)
-        parts = [terms.parts[name].detach().float().mean() for name in self.parts]
         return {
             "loss": loss,
             "parts": torch.stack(parts) if parts else loss.new_zeros(0),  # in the order of objective.parts
             "grad_norm": grad_norm.detach(),
             "skipped": 1.0 - applied,
         }
+
+
+def at_least_float32(value: torch.Tensor) -> torch.Tensor:
+    """A figure to add up and log: bf16 or float16 (under autocast) in float32, float64 left as it is."""
+    return value.to(torch.promote_types(value.dtype, torch.float32))
 
 
 class GraphedTrainStep(GraphedCall):
@@ -207,7 +233,11 @@ def training_step(
     config: TrainConfig,
     context: Distributed,
     graph_warmup: int = 3,
+    no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> TrainStep | GraphedTrainStep:
-    """The step ``genkit run`` and ``genkit bench`` both take: eager, or captured whole when ``train.cuda_graph``."""
-    step = TrainStep(forward, model, optimizer, ema, config, context)
+    """The step ``genkit run`` and ``genkit bench`` both take: eager, or captured whole when ``train.cuda_graph``.
+
+    ``no_sync`` is the DistributedDataParallel wrapper's, when there is one.
+    """
+    step = TrainStep(forward, model, optimizer, ema, config, context, no_sync)
     return GraphedTrainStep(step, warmup=graph_warmup) if config.cuda_graph else step

@@ -75,7 +75,11 @@ def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Pa
 
 class Trainer:
     def __init__(self, recipe: Recipe, context: Distributed, *, run_dir=None, resume=None):
-        self.recipe, self.context, self.config = recipe, context, recipe.train
+        self.recipe, self.context = recipe, context
+        try:  # train.global_batch fixes an update's images: on this many processes, this many micro-batches
+            self.config = recipe.train.for_processes(context.world_size)
+        except ConfigError as exc:
+            raise ConfigError(f"{recipe.origin('train')}: {exc}") from None
         chosen, self.run_dir_option = choose_run_dir(recipe, run_dir, resume) if context.is_main else (None, None)
         self.run_dir = Path(context.broadcast(str(chosen) if context.is_main else None))
         self.run_dir_option = context.broadcast(self.run_dir_option)  # what named it, for errors about it
@@ -100,7 +104,7 @@ class Trainer:
         torch.manual_seed(self.config.seed * 1_000_003 + 1 + context.rank)  # latents differ between ranks
         if self.resuming:
             self._restore()
-        self.global_batch = self.config.batch_size * context.world_size
+        self.global_batch = self.config.batch_size * self.config.accumulate * context.world_size  # images per update
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -160,18 +164,20 @@ class Trainer:
             log = MetricsLog(self.run_dir, resume_step=self.step if self.resuming else None)  # damage fails here
             save_recipe(self.recipe, self.run_dir)
         context.barrier()
-        forward = self.model
+        forward, no_sync = self.model, None
         if context.enabled:
             forward = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[context.device] if context.device.type == "cuda" else None
             )
+            no_sync = forward.no_sync
         if config.compile:
             forward = torch.compile(forward)
-        step_fn = training_step(forward, self.model, self.optimizer, self.ema, config, context)
+        step_fn = training_step(forward, self.model, self.optimizer, self.ema, config, context, no_sync=no_sync)
         batches = Batches(
             train_loader(
                 self.dataset.split("train"),
                 config.batch_size,
+                accumulate=config.accumulate,
                 seed=config.seed,
                 start=self.step,
                 num_workers=config.num_workers,
