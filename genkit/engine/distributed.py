@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -18,6 +19,9 @@ import torch
 import torch.distributed as dist
 
 from genkit.errors import ConfigError
+
+
+NoSync = Callable[[], contextlib.AbstractContextManager]  # DistributedDataParallel.no_sync
 
 
 @attrs.frozen
@@ -60,6 +64,22 @@ class Distributed:
         if self.enabled:
             for tensor in tensors:
                 dist.broadcast(tensor.data, src=0)
+
+    def wrap(self, model: torch.nn.Module) -> tuple[torch.nn.Module, NoSync | None]:
+        """What a training step calls for ``model``, and that wrapper's ``no_sync`` (``None`` alone).
+
+        Under torchrun: DistributedDataParallel, whose gradients live in its buckets (no second copy of
+        them); its ``no_sync`` leaves the gradients of a micro-batch unreduced until the last one.
+        """
+        if not self.enabled:
+            return model, None
+        # a 1×1 convolution at 1×1 resolution gets its weight's gradient with other strides in its size-1
+        # dimensions than DDP's bucket: the same memory order, nothing to warn about at every run
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device] if self.device.type == "cuda" else None, gradient_as_bucket_view=True
+        )
+        return ddp, ddp.no_sync
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's ``value``, in rank order, on every rank."""

@@ -164,12 +164,7 @@ class Trainer:
             log = MetricsLog(self.run_dir, resume_step=self.step if self.resuming else None)  # damage fails here
             save_recipe(self.recipe, self.run_dir)
         context.barrier()
-        forward, no_sync = self.model, None
-        if context.enabled:
-            forward = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[context.device] if context.device.type == "cuda" else None
-            )
-            no_sync = forward.no_sync
+        forward, no_sync = context.wrap(self.model)
         if config.compile:
             forward = torch.compile(forward)
         step_fn = training_step(forward, self.model, self.optimizer, self.ema, config, context, no_sync=no_sync)
