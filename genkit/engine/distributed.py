@@ -20,7 +20,6 @@ import torch.distributed as dist
 
 from genkit.errors import ConfigError
 
-
 NoSync = Callable[[], contextlib.AbstractContextManager]  # DistributedDataParallel.no_sync
 
 
