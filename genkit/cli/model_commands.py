@@ -18,17 +18,19 @@ from genkit.cli.model_options import (
     device_option,
     dtype_option,
     generator_for,
-    grid_scale,
+    grid_option,
     images_option,
     latents_option,
     load_model,
     max_images_option,
     model_argument,
+    npy_option,
     read_images,
     seed_option,
     split_option,
+    write_images,
 )
-from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
+from genkit.cli.options import Count, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset, not_finite, per_image_terms
 from genkit.errors import ConfigError, DivergedError
 from genkit.interfaces import nats_to_bits, resolve_sampler
@@ -133,12 +135,10 @@ def eval_command(
 @latents_option
 @seed_option
 @device_option
-@click.option("--out", type=OutputPath("image"), required=True, help="PNG grid to write.")
-@click.option("--npy", type=OutputPath("npy"), default=None, help="Also save the uint8 images (N, H, W, C).")
+@grid_option
+@npy_option
 def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy):
     """Draw N images from MODEL and save them as one PNG grid."""
-    from genkit.images import save_grid
-
     model = load_model(model_path, device)
     sampler = resolve_sampler(model, sampler)
     check_temperature(model, temperature)
@@ -147,10 +147,8 @@ def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy)
         require(model, LatentVariables, "--latents mean")
         options["latents"] = latents
     generator = generator_for(device, seed)
-    images = model.sample(n, temperature=temperature, generator=generator, sampler=sampler, **options).cpu()
-    save_grid(images, out, scale=grid_scale(images))
-    if npy:
-        np.save(npy, images.numpy())
+    images = model.sample(n, temperature=temperature, generator=generator, sampler=sampler, **options)
+    write_images(images, out, npy)
     click.echo(f"wrote {n} samples ({sampler} sampler) to {out}")
 
 
