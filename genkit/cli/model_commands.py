@@ -32,6 +32,7 @@ from genkit.cli.model_options import (
 )
 from genkit.cli.options import Count, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset, not_finite, per_image_terms
+from genkit.engine.fid import inception_network, model_fid
 from genkit.errors import ConfigError, DivergedError
 from genkit.interfaces import nats_to_bits, resolve_sampler
 
@@ -64,18 +65,52 @@ def require_finite(model_path: str, images: str, figures: dict) -> None:
     show_default=True,
     help="With --split: K samples per image for the importance-weighted bound (models that have one).",
 )
+@click.option(
+    "--fid",
+    "fid_images",
+    type=Count(2),
+    default=None,
+    metavar="N",
+    help="Also the FID of N samples against the first N images of the split (or of --images), through "
+    "torch-fidelity's Inception-v3 pool features.",
+)
+@click.option(
+    "--fid-features",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="A local copy of torch-fidelity's Inception-v3 weights (default: torch's cache).",
+)
 @json_option
 def eval_command(
-    model_path, images_path, split, latents, dtype, device, batch_size, seed, max_images, importance_samples, json_path
+    model_path,
+    images_path,
+    split,
+    latents,
+    dtype,
+    device,
+    batch_size,
+    seed,
+    max_images,
+    importance_samples,
+    fid_images,
+    fid_features,
+    json_path,
 ):
     """MODEL's negative log-likelihood, or the bound it reports, in nats and bits per dimension.
 
     Per image (--images) or averaged over a data split (--split). The figure is what the model's
     objective names: the exact negative log-likelihood, a negative ELBO, a dequantization bound.
+    With --fid N, also the Fréchet Inception Distance of N samples.
     """
     if (images_path is None) == (split is None):
         raise ConfigError("genkit eval: give exactly one of --images FILE.npy or --split NAME")
+    if fid_features is not None and fid_images is None:
+        raise ConfigError("genkit eval: --fid-features applies to --fid N")
     model = load_model(model_path, device, dtype)
+    if fid_images is not None:  # what FID needs is checked before the likelihood's long evaluation
+        network = inception_network(fid_features, device)
+        reference = first_images(model, images_path, split, fid_images)
     if split is not None:
         if latents != "sample":
             raise ConfigError(
@@ -117,8 +152,33 @@ def eval_command(
             + (f"  ({parts} bits/dim)" if parts else ""),
             json_path,
         )
+    if fid_images is not None:
+        where = images_path or f"the {split} split"
+        result.update(
+            model_fid(
+                model,
+                reference,
+                network,
+                batch_size=batch_size,
+                device=device,
+                generator=generator_for(device, seed),
+            )
+        )
+        say(f"fid={result['fid']:.4f}  ({fid_images} samples against {fid_images} images of {where})", json_path)
     if json_path:
         emit_json(json_path, result)
+
+
+def first_images(model, images_path: str | None, split: str | None, n: int) -> torch.Tensor:
+    """The first ``n`` images of ``--images`` or of the recipe's ``split``, or one line saying there are fewer."""
+    if images_path is not None:
+        images, where = read_images(images_path, model), images_path
+    else:
+        dataset, where = model.recipe.data.build("dataset").split(split), f"the {split} split"
+        images = torch.stack([dataset[i] for i in range(min(n, len(dataset)))])
+    if len(images) < n:
+        raise ConfigError(f"--fid {n}: {where} holds {len(images)} images; give at most that many")
+    return images[:n]
 
 
 @click.command()
