@@ -48,10 +48,13 @@ images_argument = click.option(
 @seed_option
 @click.option("--out", type=OutputPath("safetensors"), required=True, help="The latents file to write (.safetensors).")
 def encode(model_path, images_path, latents, dtype, device, batch_size, seed, out):
-    """Write the latents of the images to one safetensors file, with what each tensor is in its metadata.
+    """Write the latents of the images in --images to one safetensors file (--out).
 
-    One tensor per latent layer of a hierarchical VAE (each layer's posterior mean, or with --latents sample a
-    draw), the z of a flow (its dequantization noise at its mean, or drawn).
+    A hierarchical VAE gives one tensor per latent layer: each layer's posterior mean given the means above it
+    (--latents mean), or a draw from each posterior given the draws above (--latents sample). A flow gives its z,
+    from which it recovers the images exactly, with the dequantization noise at its mean or drawn. The file's
+    metadata names each tensor's layer, resolution and kind, the model's id (the sha256 of its weights) and the
+    number of images; genkit decode checks them all.
     """
     from genkit.latentfiles import save_latents
 
@@ -91,7 +94,13 @@ def encode(model_path, images_path, latents, dtype, device, batch_size, seed, ou
 @grid_option
 @npy_option
 def decode(model_path, latents_path, keep, temperature, dtype, device, batch_size, seed, out, npy):
-    """Draw images from the latents in LATENTS (a file genkit encode wrote with the same MODEL and --dtype)."""
+    """Draw images from the latents in LATENTS, a file genkit encode wrote with the same MODEL and --dtype.
+
+    A hierarchical VAE takes the first --keep layers (default: all) from the file, draws the rest from its prior at
+    --temperature given them, and draws each image from its likelihood (--seed). A flow inverts its z: decoding
+    what genkit encode wrote gives back the very images. Writes what genkit sample writes: a PNG grid and, with
+    --npy, the uint8 images.
+    """
     from genkit.latentfiles import load_latents
 
     model = load_model(model_path, device, dtype)
@@ -129,8 +138,16 @@ def decode(model_path, latents_path, keep, temperature, dtype, device, batch_siz
 @grid_option
 @npy_option
 def interpolate(model_path, start_path, end_path, steps, path, latents, dtype, device, seed, out, npy):
-    """The grid between the images of A and B (.npy files of as many uint8 images): row i goes from image i of A to
-    image i of B in STEPS images, through the latents of both."""
+    """The grid between the images of A and B, through their latents.
+
+    A and B are .npy files of as many uint8 images; row i goes from image i of A to image i of B in --steps images,
+    both ends included. Both are encoded (--latents mean: a VAE's posterior means, layer by layer; a flow's z, its
+    dequantization noise at its mean), and each latent tensor of each image is interpolated as one vector: along
+    the great circle (--path spherical, the slerp of White 2016: between two points of a high-dimensional
+    Gaussian's typical shell it stays near the shell, where the straight line cuts through the improbable centre)
+    or along the straight line (--path linear). Every point is decoded with all its latents given. Writes a PNG
+    grid, a row per pair, and with --npy the uint8 images row by row.
+    """
     model = load_model(model_path, device, dtype)
     require(model, Encodable, f"genkit interpolate {model_path}")
     start, end = read_images(start_path, model), read_images(end_path, model)

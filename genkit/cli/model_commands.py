@@ -101,7 +101,13 @@ def eval_command(
 
     Per image (--images) or averaged over a data split (--split). The figure is what the model's
     objective names: the exact negative log-likelihood, a negative ELBO, a dequantization bound.
-    With --fid N, also the Fréchet Inception Distance of N samples.
+
+    With --fid N, also the Fréchet Inception Distance between N samples (the default sampler at temperature 1,
+    --seed) and the first N images of the split or of --images: the distance between Gaussians fitted to their
+    2048-d Inception-v3 pool features, from torch-fidelity (pip install --no-deps torch-fidelity), whose network
+    resizes the images to 299x299 itself (greyscale goes in as three equal channels). Its weights come from torch's
+    cache, downloaded there on first use, or from --fid-features. FID is biased upwards at small N: compare figures
+    only at the same N, and below 10,000 images never with the 50,000-sample FIDs of papers.
     """
     if (images_path is None) == (split is None):
         raise ConfigError("genkit eval: give exactly one of --images FILE.npy or --split NAME")
