@@ -33,8 +33,8 @@ def models(tmp_path_factory):
     save_pretrained(build_model(load_recipe(ROOT / "recipes" / "pixelcnnpp-digits.toml", small)), out / "pixelcnnpp")
     digits = torch.randint(0, 256, (5, 8, 8, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     np.save(out / "digits.npy", digits.numpy())
-    np.save(out / "colour.npy", fixture_images()[:4].numpy())
-    np.save(out / "colour-b.npy", fixture_images()[4:8].numpy())
+    np.save(out / "colour.npy", fixture_images()[:2].numpy())
+    np.save(out / "colour-b.npy", fixture_images()[2:4].numpy())
     return out
 
 
@@ -73,10 +73,10 @@ def test_interpolate_writes_a_row_per_pair_and_a_column_per_step_ends_included(m
     a, b = str(models / "colour.npy"), str(models / "colour-b.npy")
     code = main(["interpolate", str(models / "flowpp"), a, b, "--steps", "3", "--out", str(grid), "--npy", str(npy)])
     assert code == 0
-    rows = np.load(npy).reshape(4, 3, 8, 8, 3)
+    rows = np.load(npy).reshape(2, 3, 8, 8, 3)
     assert np.array_equal(rows[:, 0], np.load(a)) and np.array_equal(rows[:, -1], np.load(b))
     scale = 64 // 8  # small images are enlarged in the grid
-    assert Image.open(grid).size == (scale * (3 * 9 + 1), scale * (4 * 9 + 1))
+    assert Image.open(grid).size == (scale * (3 * 9 + 1), scale * (2 * 9 + 1))
 
 
 @pytest.mark.parametrize("command", ["encode", "decode", "interpolate"])
@@ -121,4 +121,4 @@ def test_interpolate_needs_as_many_images_at_both_ends(models, tmp_path, capsys)
     one = tmp_path / "one.npy"
     np.save(one, np.load(colour)[:1])
     assert main(["interpolate", str(models / "flowpp"), colour, str(one), "--out", str(tmp_path / "g.png")]) == 1
-    assert f"{one}: holds 1 images and {colour} 4" in one_line_error(capsys)
+    assert f"{one}: holds 1 image and {colour} 2" in one_line_error(capsys)

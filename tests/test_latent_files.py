@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from copy import deepcopy as copy_module
 
 import pytest
 import torch
-from pretrained_fixtures import perturbed, tiny_model, tiny_recipe  # noqa: F401
+from pretrained_fixtures import TINY_VDVAE, perturbed
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -18,12 +19,32 @@ from genkit.latents import Latents
 IMAGES = torch.randint(0, 256, (3, 8, 8, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
 
 
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory):
+    """A tiny VDVAE, its posterior means of three images, and the file they were written to."""
+    from genkit.models import build_model
+    from genkit.recipe import load_recipe
+
+    folder = tmp_path_factory.mktemp("latents")
+    (folder / "tiny.toml").write_text(TINY_VDVAE)
+    torch.manual_seed(0)
+    model = perturbed(build_model(load_recipe(folder / "tiny.toml"))).eval()
+    latents = model.encode_latents(IMAGES)
+    return model, latents, genkit.save_latents(model, latents, folder / "latents.safetensors", source="tiny-model")
+
+
 @pytest.fixture
-def written(tiny_model, tmp_path):
-    """The tiny VDVAE's posterior means of three images, written to a file; the file and what was written."""
-    latents = tiny_model.encode_latents(IMAGES)
-    path = genkit.save_latents(tiny_model, latents, tmp_path / "latents.safetensors", source="tiny-model")
-    return path, latents
+def tiny_model(encoded):
+    return encoded[0]
+
+
+@pytest.fixture
+def written(encoded, tmp_path):
+    """A copy of the file for this test to spoil, and the latents it holds."""
+    _, latents, path = encoded
+    copy = tmp_path / path.name
+    copy.write_bytes(path.read_bytes())
+    return copy, latents
 
 
 def read(path):
@@ -56,9 +77,10 @@ def test_a_latents_files_metadata_says_what_each_tensor_is_and_whose_it_is(tiny_
 
 
 def test_the_model_id_is_the_weights_whatever_their_dtype(tiny_model):
-    before = model_id(tiny_model)
-    assert model_id(tiny_model.double()) == before
-    assert model_id(perturbed(tiny_model.float(), seed=1)) != before
+    copy = copy_module(tiny_model)
+    before = model_id(copy)
+    assert model_id(copy.double()) == before
+    assert model_id(perturbed(copy.float(), seed=1)) != before
 
 
 def rewritten(path, tensors=None, metadata=None, drop=(), **replace):

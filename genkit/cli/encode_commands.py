@@ -153,8 +153,8 @@ def interpolate(model_path, start_path, end_path, steps, path, latents, dtype, d
     start, end = read_images(start_path, model), read_images(end_path, model)
     if len(start) != len(end):
         raise DataError(
-            f"{end_path}: holds {len(end)} images and {start_path} {len(start)}; row i of the grid goes from "
-            "image i of A to image i of B, so both need as many"
+            f"{end_path}: holds {len(end)} image{'s' * (len(end) != 1)} and {start_path} {len(start)}; row i of the "
+            "grid goes from image i of A to image i of B, so both need as many"
         )
     generator = generator_for(device, seed)
     images = model.interpolate(start.to(device), end.to(device), steps, path=path, latents=latents, generator=generator)
