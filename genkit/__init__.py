@@ -2,7 +2,8 @@
 
 The names most scripts need, loaded on first use so that ``import genkit`` and the CLI stay fast:
 ``from_pretrained`` (a model directory, a run directory or a Hub repo), ``save_pretrained``,
-``push_to_hub``, ``load_recipe`` and ``build_model``.
+``push_to_hub``, ``load_recipe`` and ``build_model``; ``save_latents`` and ``load_latents`` (a model's
+latents in a file, :mod:`genkit.latentfiles`).
 """
 
 from genkit.version import __version__
@@ -13,6 +14,8 @@ _API = {
     "save_pretrained": "genkit.pretrained",
     "load_recipe": "genkit.recipe",
     "build_model": "genkit.models",
+    "save_latents": "genkit.latentfiles",
+    "load_latents": "genkit.latentfiles",
 }
 
 

@@ -1,9 +1,10 @@
 """What a model can do beyond training, evaluation and sampling, declared by deriving from a capability class.
 
 A :class:`genkit.interfaces.GenerativeModel` that also derives from :class:`LatentVariables`,
-:class:`ImportanceWeighted`, :class:`Invertible` or :class:`DataDependentInit` has that capability;
-the engine and the CLI ask ``isinstance(model, Capability)``, never whether a method is there, and
-a command that needs a capability the model lacks stops with one line (:func:`require`).
+:class:`ImportanceWeighted`, :class:`Invertible`, :class:`DataDependentInit` or :class:`Encodable`
+has that capability; the engine and the CLI ask ``isinstance(model, Capability)``, never whether a
+method is there, and a command that needs a capability the model lacks stops with one line
+(:func:`require`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel
+from genkit.latents import Latents, LatentTensor, interpolate
 
 
 class DataDependentInit(ABC):
@@ -128,7 +130,70 @@ class Invertible(ABC):
         """The largest ``|v − f⁻¹(f(v))|`` over the batch in the model's continuous space: how exactly it inverts."""
 
 
-CAPABILITIES = (DataDependentInit, LatentVariables, ImportanceWeighted, Invertible)
+class Encodable(ABC):
+    """A model whose images can be encoded to latents, which can be saved, edited and decoded to images again.
+
+    :attr:`latent_layout` says what the latents are (:class:`genkit.latents.LatentTensor`: one per
+    latent layer of a hierarchical VAE, the ``z`` of a flow, with whatever a multi-scale flow factors
+    out); :meth:`encode_latents` and :meth:`decode_latents` go from images to them and back, and
+    :meth:`interpolate` draws the path between two images through them. ``genkit.save_latents`` and
+    ``genkit.load_latents`` keep them in a file.
+    """
+
+    phrase: ClassVar[str] = "latents to encode and decode"
+
+    @property
+    @abstractmethod
+    def latent_layout(self) -> list[LatentTensor]:
+        """The model's latent tensors, in the order the model draws them."""
+
+    @abstractmethod
+    def encode_latents(
+        self, images: Tensor, latents: str = "mean", generator: torch.Generator | None = None
+    ) -> Latents:
+        """The latents of ``uint8`` images ``(B, H, W, C)``: with ``latents="mean"`` every random variable on the
+        way (a posterior's draw, dequantization noise) at its mean, with ``"sample"`` drawn from ``generator``."""
+
+    @abstractmethod
+    def decode_latents(
+        self,
+        latents: Latents,
+        keep: int | None = None,
+        temperature: float | list[float] = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``uint8`` images ``(latents.count, H, W, C)`` from ``latents``.
+
+        ``keep`` takes the first ``keep`` tensors of the layout from ``latents`` and draws the rest from the
+        model's prior at ``temperature`` (default: every tensor is taken); a model that can only decode its
+        latents whole (a flow) accepts only that. Latents that do not fit the layout stop with one line.
+        """
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        start: Tensor,
+        end: Tensor,
+        steps: int,
+        *,
+        path: str = "spherical",
+        latents: str = "mean",
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The images between each of ``start`` and the same row of ``end`` (``uint8`` ``(B, H, W, C)`` each): the
+        latents of both encoded, ``steps`` points between them drawn by :func:`genkit.latents.interpolate`, and
+        decoded whole. Returns ``(B·steps, H, W, C)``, row-major."""
+        if start.shape != end.shape:
+            raise ConfigError(
+                f"interpolate: the two ends must hold as many images of one shape, found {tuple(start.shape)} "
+                f"and {tuple(end.shape)}"
+            )
+        first = self.encode_latents(start, latents, generator)
+        last = self.encode_latents(end, latents, generator)
+        return self.decode_latents(interpolate(first, last, steps, path), generator=generator)
+
+
+CAPABILITIES = (DataDependentInit, LatentVariables, ImportanceWeighted, Invertible, Encodable)
 
 
 def capabilities(model: GenerativeModel) -> list[str]:

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "genkit.cli.recipe_commands",
     "genkit.cli.model_commands",
     "genkit.cli.latent_commands",
+    "genkit.cli.encode_commands",
     "genkit.cli.convert_commands",
     "genkit.cli.hub_commands",
     "genkit.cli.bench_commands",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from genkit.capabilities import LatentVariables, require
-from genkit.cli.options import SEED_MAX, Count, Device
+from genkit.cli.options import SEED_MAX, Count, Device, OutputPath
 from genkit.errors import ConfigError, DataError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -35,13 +35,24 @@ seed_option = click.option(
 batch_option = click.option(
     "--batch-size", type=Count(1), default=16, show_default=True, help="Images per forward pass."
 )
-latents_option = click.option(
-    "--latents",
-    type=click.Choice(["sample", "mean"]),
-    default="sample",
-    show_default=True,
-    help="'sample' draws the model's random variables (latents, dequantization noise) as in training; "
-    "'mean' puts each at its mean (deterministic).",
+
+
+def latents_choice(default: str):
+    """``--latents sample|mean``: how the model's random variables are drawn, with ``default``."""
+    return click.option(
+        "--latents",
+        type=click.Choice(["sample", "mean"]),
+        default=default,
+        show_default=True,
+        help="'sample' draws the model's random variables (latents, dequantization noise) as in training; "
+        "'mean' puts each at its mean (deterministic).",
+    )
+
+
+latents_option = latents_choice("sample")
+grid_option = click.option("--out", type=OutputPath("image"), required=True, help="PNG grid to write.")
+npy_option = click.option(
+    "--npy", type=OutputPath("npy"), default=None, help="Also save the uint8 images (N, H, W, C)."
 )
 
 
@@ -136,6 +147,17 @@ def generator_for(device: str, seed: int) -> torch.Generator:
 def grid_scale(images: torch.Tensor) -> int:
     """Enlarge small images so a grid of them is legible."""
     return max(1, 64 // int(images.shape[1]))
+
+
+def write_images(images: torch.Tensor, out: str, npy: str | None, nrow: int | None = None) -> None:
+    """What the commands that make images write: ``--out``, one PNG grid (``nrow`` images a row), and ``--npy``, the
+    ``uint8`` array ``(N, H, W, C)``."""
+    from genkit.images import save_grid
+
+    images = images.cpu()
+    save_grid(images, out, nrow=nrow, scale=grid_scale(images))
+    if npy:
+        np.save(npy, images.numpy())
 
 
 images_option = click.option(

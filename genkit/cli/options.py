@@ -15,7 +15,7 @@ class OutputPath(click.Path):
     the option, rather than after minutes of work.
 
     ``kind`` is ``"folder"``, ``"file"``, ``"json"`` (``-`` means standard output), ``"image"`` (an extension
-    Pillow writes), ``"plot"`` (an extension matplotlib writes) or ``"npy"``.
+    Pillow writes), ``"plot"`` (an extension matplotlib writes), ``"npy"`` or ``"safetensors"``.
     """
 
     def __init__(self, kind: str):
@@ -36,8 +36,8 @@ class OutputPath(click.Path):
 
     def _format_problem(self, path: Path) -> str | None:
         suffix = path.suffix.lower()
-        if self.kind == "npy" and suffix != ".npy":
-            return "expected a file name ending in .npy"
+        if self.kind in ("npy", "safetensors") and suffix != f".{self.kind}":
+            return f"expected a file name ending in .{self.kind}"
         if self.kind == "image":
             from PIL import Image
 

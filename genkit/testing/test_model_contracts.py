@@ -12,9 +12,10 @@ import math
 import pytest
 import torch
 
-from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible, LatentVariables
+from genkit.capabilities import DataDependentInit, Encodable, ImportanceWeighted, Invertible, LatentVariables
 from genkit.errors import GenkitError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective
+from genkit.latents import KINDS, Latents
 from genkit.testing import agree, example_settings, plugin_params
 
 
@@ -185,6 +186,46 @@ def test_model_that_is_invertible_decodes_its_encoding_back_to_the_image(spec):
         z = model.encode(images, latents="mean")
         assert torch.equal(model.decode(z), images)
         assert float(model.inverse_error(images)) < 1e-6
+
+
+@pytest.mark.parametrize("spec", plugin_params("model"))
+def test_model_that_is_encodable_encodes_every_tensor_of_its_layout_and_decodes_them(spec, contract_model_cache):
+    model = _model(spec, contract_model_cache)
+    if not isinstance(model, Encodable):
+        pytest.skip(f"{spec.name} has no latents to encode and decode")
+    model.eval()
+    layout, images = model.latent_layout, _images(model, 2, 11)
+    assert layout and len({tensor.name for tensor in layout}) == len(layout)
+    with torch.no_grad():
+        at_means = model.encode_latents(images, "mean")
+        drawn = model.encode_latents(images, "sample", generator=torch.Generator().manual_seed(0))
+        again = model.encode_latents(images, "mean")
+        decoded = [model.decode_latents(at_means, generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    for latents in (at_means, drawn):
+        assert latents.kind in KINDS and list(latents.tensors) == [tensor.name for tensor in layout]
+        for tensor in layout:
+            assert tuple(latents.tensors[tensor.name].shape) == (2, *tensor.shape), tensor.name
+    assert all(torch.equal(again.tensors[name], t) for name, t in at_means.tensors.items())
+    assert decoded[0].dtype == torch.uint8 and decoded[0].shape == images.shape
+    assert torch.equal(decoded[0], decoded[1])
+    with pytest.raises(GenkitError, match="tensor"):
+        model.decode_latents(Latents({"not-a-latent": torch.zeros(2, 1)}, at_means.kind))
+    model.train()
+
+
+@pytest.mark.parametrize("spec", plugin_params("model"))
+def test_model_that_is_invertible_and_encodable_decodes_its_latents_to_the_image(spec):
+    torch.manual_seed(0)
+    model = spec.build(example_settings(spec)).double().eval()
+    if not (isinstance(model, Invertible) and isinstance(model, Encodable)):
+        pytest.skip(f"{spec.name} is not an invertible model with latents to encode")
+    images = _images(model, 2, 12)
+    with torch.no_grad():
+        if isinstance(model, DataDependentInit):
+            model.train()
+            model.initialize(_images(model, 8, 9))
+            model.eval()
+        assert torch.equal(model.decode_latents(model.encode_latents(images, "mean")), images)
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))

@@ -55,6 +55,19 @@ def test_latents_at_their_mean_give_a_deterministic_finite_elbo(iaf_registry):
     assert torch.isfinite(first.nll).all()
 
 
+def test_decoding_the_encoded_iaf_posterior_means_is_the_reconstruction_from_them(iaf_registry):
+    """Each layer's latents are the flow's image of its base mean; given back, they make the same likelihood."""
+    recipe, model = small_model()
+    model = model.double().eval()
+    images = digits(recipe, "validation", 3)
+    latents = model.encode_latents(images, "mean")
+    with torch.no_grad():
+        given, _ = model.decoder(3, None, given=[latents.tensors[s.name] for s in model.latent_layout])
+        assert torch.equal(given, model.posterior_params(images, "mean"))
+        expected = model.to_uint8(model.likelihood.sample(given, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(model.decode_latents(latents, generator=torch.Generator().manual_seed(1)), expected)
+
+
 @pytest.mark.slow
 def test_a_short_training_run_on_cpu_lowers_the_loss(iaf_registry):
     """40 AdamW steps on the embedded digits; the negative ELBO of a fixed held-out batch (fixed noise) falls."""

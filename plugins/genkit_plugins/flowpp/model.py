@@ -25,9 +25,10 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible
+from genkit.capabilities import DataDependentInit, Encodable, ImportanceWeighted, Invertible
 from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit.latents import FLOW_Z, Latents, LatentTensor, check_latents
 from genkit_plugins.flowpp.config import FlowPPConfig
 from genkit_plugins.flowpp.datainit import data_dependent_init
 from genkit_plugins.flowpp.flow import MainFlow
@@ -57,7 +58,7 @@ class BoundTerms(NamedTuple):
         return self.log_density - self.log_q
 
 
-class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible):
+class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible, Encodable):
     """Flow++ (Ho et al. 2019) assembled from coupling and dequantizer plugins, faithful to aravindsrinivas/flowpp."""
 
     objective = Objective("variational dequantization bound", key="bound", parts=PARTS)
@@ -159,6 +160,34 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
 
     def decode(self, z: Tensor) -> Tensor:
         return self.to_uint8(self.flow.inverse(z.contiguous())[0])
+
+    @property
+    def latent_layout(self) -> list[LatentTensor]:
+        """The one tensor ``z``: the main flow factors nothing out, so it has every dimension of the image."""
+        c, h, w = self.latent_shape
+        return [LatentTensor("z", (c, h, w), resolution=h)]
+
+    @torch.no_grad()
+    def encode_latents(
+        self, images: Tensor, latents: str = "mean", generator: torch.Generator | None = None
+    ) -> Latents:
+        """``z = f(x + u)``, the dequantization noise ``u`` at its mean (``latents="mean"``) or drawn."""
+        return Latents({"z": self.encode(images, latents, generator)}, FLOW_Z)
+
+    @torch.no_grad()
+    def decode_latents(
+        self,
+        latents: Latents,
+        keep: int | None = None,
+        temperature: float | list[float] = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The images whose cells hold ``f⁻¹(z)``: exactly the encoded images, up to the inverse's rounding.
+        ``temperature`` and ``generator`` go unused: nothing is drawn."""
+        check_latents(latents, self.latent_layout, "flowpp")
+        if keep not in (None, 1):
+            raise ConfigError(f"flowpp: a flow decodes its one latent tensor z whole; keep must be 1, found {keep}")
+        return self.decode(latents.tensors["z"].to(self.anchor))
 
     @torch.no_grad()
     def inverse_error(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -14,6 +14,7 @@ parameters. The posterior and prior are latent-family plugins built per layer.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -30,6 +31,7 @@ class LayerOutput(NamedTuple):
     state: Tensor  # (B, width, R, R)
     kl: Tensor | None  # KL(q ‖ p) of the layer, nats per image (B,), when encoding
     log_ratio: Tensor | None  # log p(z) − log q(z), nats per image (B,), when asked for
+    z: Tensor | None = None  # the layer's latents (B, zdim, R, R)
 
 
 class DecoderBlock(nn.Module):
@@ -72,13 +74,17 @@ class DecoderBlock(nn.Module):
         temperature: float,
         generator: torch.Generator | None,
         want_log_ratio: bool = False,
+        given: Tensor | None = None,
     ) -> LayerOutput:
-        """``activation`` is the encoder's at this resolution (z from the posterior) or ``None`` (z from the prior)."""
+        """``activation`` is the encoder's at this resolution (z from the posterior) or ``None`` (z from the prior);
+        ``given`` is a z to take as it is instead (decoding latents a user holds)."""
         features = self.prior(state)
         n = self.prior_family.param_channels
         prior = self.prior_family(at_least_float32(features[:, :n]), temperature)
         kl = log_ratio = None
-        if activation is None:
+        if given is not None:
+            z = given
+        elif activation is None:
             z = prior.mean if latents == "mean" else prior.rsample(generator)
         else:
             posterior = self.posterior_family(at_least_float32(self.enc(torch.cat([state, activation], dim=1))))
@@ -88,7 +94,7 @@ class DecoderBlock(nn.Module):
                 log_ratio = (prior.log_prob(z) - posterior.log_prob(z)).sum(dim=(1, 2, 3))
         state = state + features[:, n:]
         state = state + self.z_proj(z)
-        return LayerOutput(self.resnet(state), kl, log_ratio)
+        return LayerOutput(self.resnet(state), kl, log_ratio, z)
 
 
 class OutNet(nn.Module):
@@ -131,9 +137,11 @@ class Decoder(nn.Module):
         posterior_layers: int | None = None,
         generator: torch.Generator | None = None,
         want_log_ratio: bool = False,
+        given: Sequence[Tensor] = (),
     ) -> tuple[Tensor, list[LayerOutput]]:
         """Run every layer; the first ``posterior_layers`` (default: all when ``activations`` is given,
-        none otherwise) take z from the posterior, the rest from the prior at ``temperatures[i]``."""
+        none otherwise) take z from the posterior, the rest from the prior at ``temperatures[i]``; or with
+        ``given`` (and no ``activations``), the first ``len(given)`` layers take those z as they are."""
         if posterior_layers is None:
             posterior_layers = len(self.dec_blocks) if activations is not None else 0
         temperatures = temperatures or [1.0] * len(self.dec_blocks)
@@ -157,6 +165,7 @@ class Decoder(nn.Module):
                 temperature=temperatures[i],
                 generator=generator,
                 want_log_ratio=want_log_ratio,
+                given=given[i] if i < len(given) else None,
             )
             states[r] = out.state
             outputs.append(out)

@@ -18,9 +18,10 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from genkit.capabilities import ImportanceWeighted, LatentVariables
+from genkit.capabilities import Encodable, ImportanceWeighted, LatentVariables
 from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit.latents import POSTERIOR_DRAW, POSTERIOR_MEAN, Latents, LatentTensor, check_latents
 from genkit_plugins.dmol import build_likelihood
 from genkit_plugins.vdvae.config import VDVAEConfig
 from genkit_plugins.vdvae.decoder import Decoder
@@ -29,7 +30,7 @@ from genkit_plugins.vdvae.encoder import Encoder
 LATENT_MODES = ("sample", "mean")
 
 
-class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted):
+class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable):
     """Very Deep VAE (Child 2021) assembled from block, resampler, latent and likelihood plugins."""
 
     objective = Objective(
@@ -192,3 +193,47 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted):
         """The reconstruction grid of the paper's Figure 4: each image, then its reconstructions keeping the first
         1, 2, 4, … latent layers and drawing the rest from the prior."""
         return {"reconstructions": self.reconstruction_grid(images, temperature=temperature, generator=generator)}
+
+    # --- latents out and back in ------------------------------------------------------------------
+
+    @property
+    def latent_layout(self) -> list[LatentTensor]:
+        """One tensor ``layer_i`` of shape ``(zdim, R, R)`` per latent layer, top (coarsest) first."""
+        digits = len(str(self.n_latent_layers - 1))
+        return [
+            LatentTensor(f"layer_{i:0{digits}d}", (self.config.zdim, r, r), layer=i, resolution=r)
+            for i, r in enumerate(self.layer_resolutions)
+        ]
+
+    @torch.no_grad()
+    def encode_latents(
+        self, images: Tensor, latents: str = "mean", generator: torch.Generator | None = None
+    ) -> Latents:
+        """Every layer's z from its posterior q(z_i | z_<i, x), top first: its mean, the layers above at theirs
+        (``latents="mean"``), or a draw given the draws above (``"sample"``)."""
+        self._check_latents(latents)
+        inputs, _ = self.preprocess(images)
+        _, layers = self.decoder(images.shape[0], self.encoder(inputs), latents=latents, generator=generator)
+        tensors = {spec.name: layer.z for spec, layer in zip(self.latent_layout, layers)}
+        return Latents(tensors, POSTERIOR_MEAN if latents == "mean" else POSTERIOR_DRAW)
+
+    @torch.no_grad()
+    def decode_latents(
+        self,
+        latents: Latents,
+        keep: int | None = None,
+        temperature: float | list[float] = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The first ``keep`` layers' z from ``latents`` (default: every layer), the rest drawn from the prior at
+        ``temperature`` given them, then the image drawn from the likelihood."""
+        layout = self.latent_layout
+        check_latents(latents, layout, "vdvae")
+        keep = len(layout) if keep is None else keep
+        if not 0 <= keep <= len(layout):
+            raise ConfigError(f"vdvae: keep must be between 0 and {len(layout)} latent layers, found {keep}")
+        given = [latents.tensors[spec.name].to(self.decoder.gain) for spec in layout[:keep]]
+        params, _ = self.decoder(
+            latents.count, None, temperatures=self._temperatures(temperature), given=given, generator=generator
+        )
+        return self.to_uint8(self.likelihood.sample(params, generator=generator))
