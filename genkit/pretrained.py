@@ -210,7 +210,42 @@ def load_model_dir(
     # cast before loading, so float64 weights reach a float64 model without a float32 round trip
     model.to(device=device or "cpu", dtype=dtype)
     load_strict(model, load_state_dict(weights), str(weights))
+    model.provenance = {key: config[key] for key in PROVENANCE_KEYS if key in config}
     return model.eval()
+
+
+def output_files(folder: str | Path) -> list[str]:
+    """The files of a model directory or of a run that ``folder`` already holds: what an output written there would
+    replace, or mix with (a folder holding both ``config.json`` and ``recipe.toml`` loads as the model, not the run).
+    A ``README.md`` alone is no model's: many folders have one."""
+    folder = Path(folder)
+    names = (CONFIG_NAME, WEIGHTS_NAME, cards.SAMPLES_NAME, cards.EVAL_NAME, *rundirs.RUN_FILES)
+    return [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
+
+
+def claim_output(folder: str | Path, option: str, overwrite: bool) -> None:
+    """Refuse, in one line naming ``option``, a ``folder`` that holds a model or a run, unless ``overwrite`` says to
+    replace it."""
+    found = output_files(folder)
+    if found and not overwrite:
+        model, run = set(found) - set(rundirs.RUN_FILES), set(found) & set(rundirs.RUN_FILES)
+        what = "a model and a run" if model and run else "a model" if model else "the files of a run"
+        raise ConfigError(
+            f"{option} {folder}: already holds {what} ({', '.join(found)}); choose another {option}, or replace "
+            f"them with --overwrite"
+        )
+
+
+def clear_outputs(folder: str | Path) -> None:
+    """Delete the files of a model directory or of a run that ``folder`` holds; any other file stays. The model card
+    stays too: the model written next writes its own."""
+    folder = Path(folder)
+    for name in output_files(folder):
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def resolve_local(path: str | Path) -> Path | None:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from genkit.capabilities import DataDependentInit, ImportanceWeighted, Invertible
 from genkit.errors import ConfigError
-from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, finite_outputs, resolve_sampler
 from genkit_plugins.flowpp.config import FlowPPConfig
 from genkit_plugins.flowpp.datainit import data_dependent_init
 from genkit_plugins.flowpp.flow import MainFlow
@@ -158,7 +158,7 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible)
         return self._terms(images, latents, generator).z
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.to_uint8(self.flow.inverse(z.contiguous())[0])
+        return self.to_uint8(finite_outputs(self.flow.inverse(z.contiguous())[0], "flowpp"))
 
     @torch.no_grad()
     def inverse_error(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
