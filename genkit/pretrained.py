@@ -237,9 +237,12 @@ def claim_output(folder: str | Path, option: str, overwrite: bool) -> None:
 
 
 def clear_outputs(folder: str | Path) -> None:
-    """Delete the files of a model directory or of a run that ``folder`` holds; any other file stays. The model card
-    stays too: the model written next writes its own."""
+    """Delete the files of a model directory or of a run that ``folder`` holds, and the model's card where genkit
+    wrote it (a card of the author's own stays); any other file stays."""
     folder = Path(folder)
+    card = folder / cards.CARD_NAME
+    if (folder / CONFIG_NAME).is_file() and card.is_file() and cards.is_generated_card(card):
+        card.unlink()
     for name in output_files(folder):
         path = folder / name
         if path.is_dir() and not path.is_symlink():

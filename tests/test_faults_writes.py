@@ -97,7 +97,7 @@ def test_run_with_overwrite_replaces_a_model_directory_with_the_run(world, tmp_p
     out = tmp_path / "out"
     shutil.copytree(world["model"], out)
     assert main(["run", str(world["recipe"]), "--out", str(out), "--overwrite"]) == 0
-    assert not (out / "config.json").exists()
+    assert not (out / "config.json").exists() and not (out / "README.md").exists()  # nor the old model's card
     assert resolve_local(out) == rundirs.latest_checkpoint(out)  # what eval, sample and push read now
 
 
