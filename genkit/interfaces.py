@@ -309,7 +309,10 @@ class GenerativeModel(nn.Module, ABC):
 def finite_outputs(values: Tensor, model: str) -> Tensor:
     """``values``, what a model draws its images from (a likelihood's parameters, a flow's inverse), if all are
     finite; else a :class:`~genkit.errors.DivergedError`. Finite weights can still overflow, and a NaN becomes a
-    black pixel: a grid that looks like a result. One read back to the host."""
+    black pixel: a grid that looks like a result. One read back to the host; none on the meta device, which has
+    only shapes."""
+    if values.device.type == "meta":
+        return values
     finite = torch.isfinite(values)
     if bool(finite.all()):
         return values

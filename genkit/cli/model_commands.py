@@ -74,7 +74,7 @@ def history(model) -> str:
             f"its weights were converted from {str(provenance['converted_from'])!r} and never trained by genkit: "
             "check that the recipe describes the model that file holds"
         )
-    return "its config.json records no training (no step), so no learning rate is to blame: the weights are as saved"
+    return "its config.json records no training (no step), so no learning rate is to blame: it overflows as saved"
 
 
 @click.command(name="eval")
