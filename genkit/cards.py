@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from genkit.errors import CheckpointError, ConfigError
+from genkit.errors import CheckpointError, ConfigError, DivergedError
 from genkit.fileio import write_text
 from genkit.interfaces import Objective
 
@@ -48,8 +48,11 @@ def write_sample_grid(model: torch.nn.Module, path: Path, *, n: int = 16, seed: 
     temperature = model.recipe.train.sample_temperature
     device = next(model.parameters(), torch.empty(0)).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        images = model.sample(n, temperature=temperature, generator=generator)  # the model's default sampler
+    try:
+        with torch.no_grad():
+            images = model.sample(n, temperature=temperature, generator=generator)  # the model's default sampler
+    except DivergedError as exc:  # outputs that are not finite: a black grid would look like the model's samples
+        raise DivergedError(f"{path}: no sample grid drawn: {exc}") from None
     height = model.image_shape[0]
     return save_grid(images, path, scale=max(1, math.ceil(64 / height)))
 

@@ -1,31 +1,158 @@
 """Writing files so that a crash never leaves a half-written one where a complete one is expected, and output
-paths that cannot be written failing at once, in one line, naming the option or key that gave them."""
+paths that cannot be written failing at once, in one line, naming the option or key that gave them.
+
+Every file genkit writes goes through :func:`atomic_write`: into a temporary file beside the target,
+then renamed into place. What the rename would destroy is never renamed over: a character device
+(``/dev/null``, a terminal) or a named pipe, also through a link (``/dev/stdout``), is written in
+place, and a block device or a socket is refused. A write the system refuses (a full disk, the file
+size limit, an I/O error) leaves as an ``OSError`` naming the file, whichever library met it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import re
+import shutil
+import stat
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from genkit.errors import ConfigError
+from genkit.errors import ConfigError, GenkitError, first_line
+
+#: what stands at a path and is written in place rather than replaced
+IN_PLACE = ("character device", "named pipe")
+#: how a Rust library (safetensors) words the system's refusal: "I/O error: File too large (os error 27)"
+RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+#: a link into a process's open files (``/dev/stdout`` leads to ``/proc/self/fd/1``)
+DESCRIPTOR_LINK = re.compile(r"^/(proc/[^/]+|dev)/fd/(\d+)$")
 
 
-def atomic_write(target: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``target``, then rename it into place (atomic in one folder)."""
+def atomic_write(target: str | Path, write: Callable[[Path], Any], *, in_place: bool = True) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``target``, then rename it into place (atomic in one folder).
+
+    The file gets the mode of any new file (``0o666`` less the umask), whatever ``write`` gave it.
+    A character device or a named pipe at ``target`` is written in place, ``write(target)``, and an
+    open file of the process (``/dev/stdout``) through its descriptor, unless ``in_place`` is false (a
+    writer that itself renames, as safetensors does): then it is refused like a block device or a
+    socket, in one line. A link to a regular file keeps pointing at its new content.
+    """
     target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    kind, descriptor = special_kind(target), _descriptor(target)
+    if (kind in IN_PLACE or descriptor is not None) and not in_place:
+        raise ConfigError(f"{target}: is not a regular file; genkit writes this file only as a regular file")
+    if descriptor is not None:
+        with writing(target):
+            _write_to_descriptor(descriptor, write, target.name)
+        return target
+    if kind in IN_PLACE:
+        with writing(target):
+            write(target)
+        return target
+    if kind is not None:
+        raise ConfigError(f"{target}: is a {kind}; genkit writes regular files, character devices and named pipes only")
+    final = Path(os.path.realpath(target)) if target.is_symlink() else target
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
-        write(tmp)
-        os.replace(tmp, target)
+        with writing(target, tmp):
+            write(tmp)
+            os.chmod(tmp, new_file_mode())
+            os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def special_kind(path: Path) -> str | None:
+    """What stands at ``path`` (following links) when it is neither absent, a regular file nor a folder."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # absent, a dangling link, or not reachable: the write itself will say
+        return None
+    for test, kind in (
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return kind
+    return None
+
+
+def _descriptor(path: Path) -> int | None:
+    """The open file of this process that ``path`` leads to (``/dev/stdout``: 1), else ``None``."""
+    path = Path(os.path.abspath(path))
+    for _ in range(40):  # the kernel's own limit on links in a row
+        match = DESCRIPTOR_LINK.match(str(path))
+        if match and match.group(1) in ("dev", "proc/self", f"proc/{os.getpid()}"):
+            return int(match.group(2))
+        if not path.is_symlink():
+            return None
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))
+    return None
+
+
+def _write_to_descriptor(descriptor: int, write: Callable[[Path], Any], name: str) -> None:
+    """Write through the open file ``descriptor`` itself, after what the process printed there: opening its name
+    again (``/proc/self/fd/1``) would start at the beginning of a redirected file, over what stands there."""
+    with tempfile.TemporaryDirectory(prefix="genkit-") as folder:
+        tmp = Path(folder) / name
+        write(tmp)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with tmp.open("rb") as source, os.fdopen(os.dup(descriptor), "wb") as sink:
+            shutil.copyfileobj(source, sink)
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the umask (``0o644`` under the usual ``022``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, tmp: str | Path | None = None) -> Iterator[None]:
+    """Around writing ``path`` (through ``tmp``, if given): the system's refusal, whichever library met it, leaves as an
+    ``OSError`` naming ``path``; anything else leaves as it came."""
+    try:
+        yield
+    except GenkitError:
+        raise
+    except Exception as exc:
+        refused = refusal(exc)
+        if refused is None or refused is exc and exc.filename not in (None, str(tmp)):
+            raise  # no refusal, or one about another file (the source of a copy)
+        raise OSError(refused.errno or errno.EIO, refused.strerror or first_line(exc), str(path)) from None
+
+
+def refusal(exc: BaseException) -> OSError | None:
+    """The system's refusal of a write behind ``exc``, or ``None`` when it is not one.
+
+    Python raises the ``OSError`` itself; torch's serializer raises a ``RuntimeError`` ("unexpected
+    pos …") while handling the ``OSError`` of the file object it writes to; safetensors raises a
+    ``SafetensorError`` whose message alone names the error ("… (os error 28)").
+    """
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    match = RUST_OS_ERROR.search(str(exc))
+    if match:
+        code = int(match.group(1))
+        return OSError(code, os.strerror(code))
+    return None
 
 
 def unwritable(path: str | Path, *, folder: bool = False) -> str | None:
@@ -33,16 +160,22 @@ def unwritable(path: str | Path, *, folder: bool = False) -> str | None:
 
     Tried, not asked: ``os.access`` says yes to root everywhere, also where no folder can be made
     (``/proc``, a name longer than the file system allows). So the folders missing above ``path``
-    are created and an empty file is written where the output will go, then all of it is removed.
+    are created and an empty file is written where the output will go, then all of it is removed. What
+    :func:`atomic_write` writes in place (a device, a pipe, ``/dev/stdout``) is only asked about.
     """
     path = Path(path).expanduser()
     created: list[Path] = []
     try:
         if path.exists() or path.is_symlink():
+            kind = special_kind(path)
             if folder and not path.is_dir():
-                return f"{path} is a file, not a folder"
+                return f"{path} is a {kind or 'file'}, not a folder"
             if not folder and path.is_dir():
                 return f"{path} is a folder, not a file"
+            if kind in IN_PLACE or not folder and _descriptor(path) is not None:  # written in place: nothing beside
+                return None if os.access(path, os.W_OK) else f"cannot write to {path} (Permission denied)"
+            if kind is not None:
+                return f"{path} is a {kind}; genkit writes regular files, character devices and named pipes only"
         target = path if folder else path.parent
         missing, above = [], target
         while not (above.exists() or above.is_symlink()) and above != above.parent:

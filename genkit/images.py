@@ -1,4 +1,5 @@
-"""Writing image grids (sample sheets, reconstructions) as PNG files."""
+"""Writing images: grids (sample sheets, reconstructions) as PNG files, arrays as ``.npy``, plots; each through
+:func:`genkit.fileio.atomic_write`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image
+
+from genkit.fileio import atomic_write
 
 
 def make_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, padding: int = 1) -> np.ndarray:
@@ -35,5 +38,23 @@ def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int | N
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
-    return path
+    image_format = Image.registered_extensions()[path.suffix.lower()]  # the temporary file's name says nothing
+    return atomic_write(path, lambda tmp: picture.save(tmp, format=image_format))
+
+
+def save_array(images: torch.Tensor | np.ndarray, path: str | Path) -> Path:
+    """Save ``images`` as the ``.npy`` file ``path``."""
+    array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would add .npy to the temporary file's name
+            np.save(fh, array)
+
+    return atomic_write(path, write)
+
+
+def save_plot(figure, path: str | Path) -> Path:
+    """Save a matplotlib ``figure`` as ``path``, in the format its extension names."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format=path.suffix[1:].lower(), dpi=120))

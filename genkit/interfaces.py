@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import attrs
 import torch
 from torch import Tensor, nn
 
-from genkit.errors import ConfigError
+from genkit.errors import ConfigError, DivergedError
 
 if TYPE_CHECKING:
     from genkit.recipe import Recipe
@@ -257,6 +257,10 @@ class GenerativeModel(nn.Module, ABC):
     #: the resolved recipe the model was built from (:func:`genkit.models.build_model` sets it): what
     #: ``save_pretrained`` records and where commands find the model's data set; ``None`` for a model built by hand
     recipe: Recipe | None = None
+    #: where the weights came from, as the model directory's ``config.json`` records it
+    #: (:func:`genkit.pretrained.load_model_dir` sets it): ``{"step": 1000}`` for a checkpoint of ``genkit run``,
+    #: ``{"converted_from": path}`` for ``genkit convert``, ``{}`` when it records neither; ``None`` when not loaded
+    provenance: dict[str, Any] | None = None
 
     @property
     def dims_per_image(self) -> int:
@@ -300,6 +304,21 @@ class GenerativeModel(nn.Module, ABC):
         (:meth:`genkit.capabilities.LatentVariables.reconstruction_grid`).
         """
         return {}
+
+
+def finite_outputs(values: Tensor, model: str) -> Tensor:
+    """``values``, what a model draws its images from (a likelihood's parameters, a flow's inverse), if all are
+    finite; else a :class:`~genkit.errors.DivergedError`. Finite weights can still overflow, and a NaN becomes a
+    black pixel: a grid that looks like a result. One read back to the host; none on the meta device, which has
+    only shapes."""
+    if values.device.type == "meta":
+        return values
+    finite = torch.isfinite(values)
+    if bool(finite.all()):
+        return values
+    raise DivergedError(
+        f"{model}: {int((~finite).sum())} of the {values.numel()} values its images are drawn from are NaN or infinite"
+    )
 
 
 def resolve_sampler(model: GenerativeModel, sampler: str | None) -> str:

@@ -32,6 +32,8 @@ from genkit.registry import get_registry
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+#: what a config.json records of where its weights came from: the step of a run's checkpoint, the file converted
+PROVENANCE_KEYS = ("step", "converted_from")
 
 
 def save_pretrained(
@@ -57,11 +59,11 @@ def save_pretrained(
         )
     directory = Path(directory)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
-    problem = non_finite(tensors)
+    problem = non_finite(tensors, dtypes_of(model))
     if problem:
         raise CheckpointError(f"{directory}: not written: {problem}; weights that are not all finite give only NaN")
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    write_weights(directory / WEIGHTS_NAME, tensors)
     config = {
         "format_version": FORMAT_VERSION,
         **recipe_to_dict(recipe),
@@ -124,15 +126,44 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def non_finite(state: dict[str, torch.Tensor]) -> str | None:
+def write_weights(path: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
+    """``tensors`` as the safetensors file ``path``, atomically and with the mode of the directory's other files
+    (safetensors alone makes a private, ``0600`` file, and would replace a device at ``path``)."""
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}), in_place=False)
+
+
+def dtypes_of(model: torch.nn.Module) -> dict[str, torch.dtype]:
+    """The dtype of each tensor of ``model``'s state dict: what a weight becomes when it is loaded into it."""
+    return {k: v.dtype for k, v in model.state_dict().items()}
+
+
+def non_finite(state: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype] | None = None) -> str | None:
     """What is wrong when a floating-point tensor of ``state`` holds NaN or an infinity (the first such), else
-    ``None``. One reduction and one read back to the host, wherever the tensors are."""
-    floating = {k: v for k, v in state.items() if v.is_floating_point() or v.is_complex()}
+    ``None``. One reduction and one read back to the host, wherever the tensors are.
+
+    With ``dtypes`` (name to dtype, :func:`dtypes_of` a model), each tensor is checked as the model will
+    use it, cast to its dtype: a float64 value beyond the float32 range is finite in the file and
+    infinite in a float32 model.
+    """
+    dtypes = dtypes or {}
+    floating = {k: as_used(v, dtypes.get(k)) for k, v in state.items() if v.is_floating_point() or v.is_complex()}
     if not floating or bool(torch.stack([torch.isfinite(v).all() for v in floating.values()]).all()):
         return None
     name, tensor = next((k, v) for k, v in floating.items() if not bool(torch.isfinite(v).all()))
     bad = int((~torch.isfinite(tensor)).sum())
+    if state[name].dtype != tensor.dtype and bool(torch.isfinite(state[name]).all()):
+        return (
+            f"tensor {name!r} holds {bad} of {tensor.numel()} values beyond the range of {tensor.dtype}, the model's "
+            f"dtype (finite as {state[name].dtype}, infinite once cast)"
+        )
     return f"tensor {name!r} holds {bad} of {tensor.numel()} values that are NaN or infinite"
+
+
+def as_used(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``tensor`` cast to ``dtype`` when both are floating point, as ``load_state_dict`` copies it into a model."""
+    if dtype is None or dtype == tensor.dtype or not (tensor.is_floating_point() and dtype.is_floating_point):
+        return tensor
+    return tensor.to(dtype)
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -155,7 +186,7 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
             raise CheckpointError(
                 f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}"
             )
-    problem = non_finite(state)
+    problem = non_finite(state, {k: v.dtype for k, v in own.items()})
     if problem:
         raise CheckpointError(
             f"{source}: {problem}; a model whose weights are not all finite cannot be evaluated, sampled or trained"
@@ -179,7 +210,45 @@ def load_model_dir(
     # cast before loading, so float64 weights reach a float64 model without a float32 round trip
     model.to(device=device or "cpu", dtype=dtype)
     load_strict(model, load_state_dict(weights), str(weights))
+    model.provenance = {key: config[key] for key in PROVENANCE_KEYS if key in config}
     return model.eval()
+
+
+def output_files(folder: str | Path) -> list[str]:
+    """The files of a model directory or of a run that ``folder`` already holds: what an output written there would
+    replace, or mix with (a folder holding both ``config.json`` and ``recipe.toml`` loads as the model, not the run).
+    A ``README.md`` alone is no model's: many folders have one."""
+    folder = Path(folder)
+    names = (CONFIG_NAME, WEIGHTS_NAME, cards.SAMPLES_NAME, cards.EVAL_NAME, *rundirs.RUN_FILES)
+    return [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
+
+
+def claim_output(folder: str | Path, option: str, overwrite: bool) -> None:
+    """Refuse, in one line naming ``option``, a ``folder`` that holds a model or a run, unless ``overwrite`` says to
+    replace it."""
+    found = output_files(folder)
+    if found and not overwrite:
+        model, run = set(found) - set(rundirs.RUN_FILES), set(found) & set(rundirs.RUN_FILES)
+        what = "a model and a run" if model and run else "a model" if model else "the files of a run"
+        raise ConfigError(
+            f"{option} {folder}: already holds {what} ({', '.join(found)}); choose another {option}, or replace "
+            f"them with --overwrite"
+        )
+
+
+def clear_outputs(folder: str | Path) -> None:
+    """Delete the files of a model directory or of a run that ``folder`` holds, and the model's card where genkit
+    wrote it (a card of the author's own stays); any other file stays."""
+    folder = Path(folder)
+    card = folder / cards.CARD_NAME
+    if (folder / CONFIG_NAME).is_file() and card.is_file() and cards.is_generated_card(card):
+        card.unlink()
+    for name in output_files(folder):
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def resolve_local(path: str | Path) -> Path | None:

@@ -5,6 +5,7 @@
     RUN/results.json                      the final evaluation and the trivial baselines
     RUN/samples/step-NNNNNNNN-*.png       samples (and a model's own pictures) at every validation
     RUN/checkpoints/step-NNNNNNNN/        complete checkpoints, each also a model directory
+    RUN/tensorboard/                      the same figures for TensorBoard, when it is installed
 
 Only paths live here; writing checkpoints is :mod:`genkit.engine.checkpoint`'s job.
 """
@@ -21,11 +22,12 @@ METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
 SAMPLES = "samples"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
 SAMPLES_PATTERN = re.compile(r"^step-(\d+)-samples\.png$")
 
 
-RUN_FILES = (RECIPE_NAME, METRICS_NAME, RESULTS_NAME, SAMPLES, CHECKPOINTS)
+RUN_FILES = (RECIPE_NAME, METRICS_NAME, RESULTS_NAME, SAMPLES, CHECKPOINTS, TENSORBOARD)
 
 
 def run_files(path: str | Path) -> list[str]:

@@ -6,7 +6,9 @@
 
 * ``cut``: the next ``cut`` answers send half their body, then close the connection;
 * ``corrupt``: every answer sends other bytes of the right length (the first byte flipped);
-* ``delay``: seconds to sleep after each ``block``-byte piece of a body (a slow transfer).
+* ``delay``: seconds to sleep after each ``block``-byte piece of a body (a slow transfer);
+* ``stall_after``: send that many bytes of a body, then nothing more, holding the connection open;
+* ``lengths``: false sends no ``Content-Length``; the body then ends where the connection closes.
 
 ``requests`` records every request as ``(method, path, Range header or None)``.
 """
@@ -31,6 +33,9 @@ class FileServer:
         self.ranges = True
         self.delay = 0.0
         self.block = 1 << 16
+        self.stall_after: int | None = None
+        self.lengths = True
+        self.stopped = threading.Event()  # ends the wait of a stalled answer
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
@@ -48,6 +53,7 @@ class FileServer:
         return self
 
     def stop(self) -> None:
+        self.stopped.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -88,20 +94,25 @@ def _handler_for(server: FileServer):
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
+            if server.lengths:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command == "HEAD":
                 return
             sent = body[: len(body) // 2] if cut else body
+            if server.stall_after is not None:
+                sent = sent[: server.stall_after]
             try:
                 for start in range(0, len(sent), server.block):
                     self.wfile.write(sent[start : start + server.block])
                     self.wfile.flush()
                     if server.delay:
                         time.sleep(server.delay)
+                if server.stall_after is not None:
+                    server.stopped.wait(60)  # silent, the connection open, until the test ends
             except (BrokenPipeError, ConnectionResetError):  # the client went away (a test killed it)
                 self.close_connection = True
-            if cut:
+            if cut or not server.lengths:
                 self.close_connection = True
 
     return Handler

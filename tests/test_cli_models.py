@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,7 +204,12 @@ def test_rate_plot_legend_shows_each_resolutions_bar_colour(tmp_path, monkeypatc
     from genkit.cli import latent_commands
 
     saved = {}
-    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, *a, **k: saved.setdefault("fig", fig))
+
+    def savefig(fig, path, *args, **kwargs):  # keeps the figure; the file only has to exist
+        saved["fig"] = fig
+        Path(path).write_bytes(b"")
+
+    monkeypatch.setattr(plt.Figure, "savefig", savefig)
     table = [{"layer": 0, "resolution": 1, "bits_per_dim": 0.1}, {"layer": 1, "resolution": 4, "bits_per_dim": 0.2}]
     latent_commands.plot_rates(table, str(tmp_path / "rates.png"))
     ax = saved["fig"].axes[0]

@@ -95,6 +95,23 @@ def test_cifar10_transfer_cut_halfway_is_resumed_and_verified(official, cache):
     assert np.array_equal(images_of(data.split("train")), as_images(train))
 
 
+def test_a_damaged_cached_download_says_it_is_genkits_own_and_which_file_to_delete(official, cache):
+    server, url, md5, train, _ = official
+    build("cifar10", url=url, md5=md5, validation_size=0)
+    archive = cache / "cifar10" / "cifar-10-python.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:1000])  # damaged on disk after it was verified
+    with pytest.raises(DataError) as info:
+        build("cifar10", url=url, md5="", validation_size=0)
+    assert str(info.value).startswith(f"{archive}: not a readable .tar.gz (")
+    assert str(info.value).endswith(
+        f"; it is genkit's own download of {url}: delete {archive} and genkit downloads it again"
+    )
+    archive.unlink()
+    assert np.array_equal(
+        images_of(build("cifar10", url=url, md5=md5, validation_size=0).split("train")), as_images(train)
+    )
+
+
 # --- offline stays offline --------------------------------------------------------------------------
 
 

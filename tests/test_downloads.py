@@ -13,7 +13,7 @@ import time
 import pytest
 from file_server import file_server  # noqa: F401
 
-from genkit.downloads import CACHE_ENV, cache_dir, fetch, part_path
+from genkit.downloads import CACHE_ENV, cache_dir, drop_hint, fetch, part_path
 from genkit.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 1000  # 256,000 bytes, every one known
@@ -161,3 +161,71 @@ def test_a_process_killed_mid_download_leaves_no_file_a_later_run_takes_for_a_go
     fetch(url, target, md5=MD5)  # the dead process's lock went with it; its bytes are resumed, then verified
     assert target.read_bytes() == PAYLOAD
     assert server.gets("/data/file.bin")[-1] == f"bytes={kept}-"
+
+
+# --- downloads end ----------------------------------------------------------------------------------------------
+
+
+def test_a_transfer_slower_than_the_minimum_rate_gives_up_in_one_line_keeping_what_arrived(served, tmp_path):
+    server, url = served
+    server.block, server.delay = 1000, 0.05  # about 20 KB a second
+    target = tmp_path / "file.bin"
+    with pytest.raises(DataError) as info:
+        fetch(url, target, md5=MD5, retries=0, timeout=0.3, min_rate=100_000)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{url}: the transfer broke off once, last after ")
+    assert "(slower than 100000 bytes a second for 0.3" in message
+    assert not target.exists() and 0 < part_path(target).stat().st_size < len(PAYLOAD)
+
+
+def test_a_server_that_falls_silent_is_given_up_after_the_timeout(served, tmp_path):
+    server, url = served
+    server.stall_after = 1000
+    started = time.monotonic()
+    with pytest.raises(DataError, match=r"broke off 2 times, last after 2000 bytes \(timed out\)"):
+        fetch(url, tmp_path / "file.bin", md5=MD5, retries=1, timeout=0.3)
+    assert time.monotonic() - started < 10
+    assert server.gets("/data/file.bin") == [None, "bytes=1000-"]  # the second try resumed, and stalled again
+
+
+def test_a_server_announcing_another_size_than_the_known_one_is_refused_before_its_body(served, tmp_path):
+    _, url = served
+    with pytest.raises(DataError, match=rf"^{url}: the server's file is {len(PAYLOAD)} bytes, expected 1000$"):
+        fetch(url, tmp_path / "file.bin", md5=MD5, size=1000)
+    assert not part_path(tmp_path / "file.bin").exists()
+
+
+def test_a_body_of_unknown_length_is_stopped_at_the_known_size_and_deleted(served, tmp_path):
+    server, url = served
+    server.lengths = False
+    target = tmp_path / "file.bin"
+    with pytest.raises(DataError, match=rf"^{url}: the server sent more than the 1000 bytes of the file; stopped"):
+        fetch(url, target, md5="", size=1000)
+    assert not target.exists() and not part_path(target).exists()
+
+
+def test_a_body_of_unknown_length_without_a_checksum_is_never_kept(served, tmp_path):
+    server, url = served
+    server.lengths = False
+    target = tmp_path / "file.bin"
+    with pytest.raises(DataError) as info:
+        fetch(url, target, md5="")
+    assert str(info.value) == (
+        f"{url}: the server sent {len(PAYLOAD)} bytes without saying how many to expect, and no checksum (md5) is set "
+        "to show the file is complete; deleted it: set its md5 to download it"
+    )
+    assert not target.exists() and not part_path(target).exists()
+
+
+def test_a_body_of_unknown_length_with_its_checksum_is_kept(served, tmp_path):
+    server, url = served
+    server.lengths = False
+    assert fetch(url, tmp_path / "file.bin", md5=MD5).read_bytes() == PAYLOAD
+
+
+def test_a_finished_download_says_it_is_genkits_own_and_how_to_drop_it(served, tmp_path):
+    _, url = served
+    target = fetch(url, tmp_path / "file.bin", md5=MD5)
+    assert drop_hint(target) == f"; it is genkit's own download of {url}: delete {target} and genkit downloads it again"
+    (tmp_path / "mine.bin").write_bytes(PAYLOAD)
+    assert drop_hint(tmp_path / "mine.bin") == ""

@@ -141,3 +141,15 @@ def test_without_a_dequantizer_the_main_flow_takes_the_first_templates_and_affin
     assert not any(key.startswith("dequantizer.") for key in sources)
     names = official_sources(affine)["flow.stages.0.steps.0.coupling.net.proj_out.weight"].names
     assert names == ("AffineAttnCoupling_4/proj_out/W",)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_, np.complex64])
+def test_a_variable_that_is_not_floating_point_is_named_and_never_cast(tmp_path, capsys, dtype):
+    data = variables()
+    data[NAME] = data[NAME].astype(dtype)
+    capsys.readouterr()
+    out = tmp_path / "model"
+    assert main(["convert", "flowpp", str(write(tmp_path, data)), "--recipe", str(TINY_RECIPE), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"variable '{NAME}' is {np.dtype(dtype)}, not floating point" in err and len(err.splitlines()) == 1
+    assert not out.exists()

@@ -4,17 +4,18 @@ The group holds no converter of its own: each model family's plugin registers it
 under it (``genkit_register_commands``, group ``"convert"``), built from the options and the
 helpers here so that every converter reads the same way::
 
-    genkit convert FAMILY CHECKPOINT --recipe RECIPE [--set KEY=VALUE …] --out DIR
+    genkit convert FAMILY CHECKPOINT --recipe RECIPE [--set KEY=VALUE …] --out DIR [--overwrite]
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
 
 from genkit.cli.groups import PluginGroup
-from genkit.cli.options import OutputPath
+from genkit.cli.options import OutputPath, overwrite_option
 
 
 class ConvertGroup(PluginGroup):
@@ -33,7 +34,21 @@ recipe_option = click.option(
     required=True,
     help="The recipe whose model the checkpoint holds.",
 )
-out_option = click.option("--out", type=OutputPath("folder"), required=True, help="Model directory to write.")
+
+
+def out_option(command):
+    """``--out DIR`` and ``--overwrite``: the model directory to write, refused before any work when it already holds
+    a model or a run unless ``--overwrite`` is given; the command receives ``out`` alone."""
+
+    @functools.wraps(command)
+    def checked(*args, out: str, overwrite: bool, **kwargs):
+        from genkit.pretrained import claim_output
+
+        claim_output(out, "--out", overwrite)
+        return command(*args, out=out, **kwargs)
+
+    out = click.option("--out", type=OutputPath("folder"), required=True, help="Model directory to write.")
+    return out(overwrite_option(checked))
 
 
 def load_recipe_for(recipe_path: str, overrides, model_name: str, what: str):
@@ -50,11 +65,12 @@ def load_recipe_for(recipe_path: str, overrides, model_name: str, what: str):
 def write_converted(recipe, state: dict, source: str | Path, out: str | Path, notes: list[str] = ()) -> None:
     """Save ``state`` (tensors under genkit's names) as the model directory ``out`` of ``recipe``, and say so."""
     from genkit.models import build_model
-    from genkit.pretrained import save_pretrained
+    from genkit.pretrained import clear_outputs, save_pretrained
 
     for note in notes:
         click.echo(f"note: {note}", err=True)
     model = build_model(recipe, device="meta")  # only its recipe is saved: the weights are the file's
+    clear_outputs(out)  # what --overwrite replaces (out_option refused it otherwise): no old eval.json or grid stays
     save_pretrained(model, out, recipe=recipe, state_dict=state, extra={"converted_from": str(source)})
     click.echo(f"wrote {out} ({sum(v.numel() for v in state.values()):,} parameters)")
 

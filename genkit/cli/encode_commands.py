@@ -8,6 +8,7 @@ import click
 import torch
 
 from genkit.capabilities import Encodable, LatentVariables, require
+from genkit.cli.model_commands import drawing
 from genkit.cli.model_options import (
     Temperature,
     batch_option,
@@ -111,9 +112,10 @@ def decode(model_path, latents_path, keep, temperature, dtype, device, batch_siz
     check_temperature(model, temperature)
     latents = load_latents(model, latents_path)
     generator = generator_for(device, seed)
-    images = torch.cat(
-        [model.decode_latents(batch, keep, temperature, generator) for batch in latents.split(batch_size)]
-    )
+    with drawing(model, model_path):
+        images = torch.cat(
+            [model.decode_latents(batch, keep, temperature, generator) for batch in latents.split(batch_size)]
+        )
     write_images(images, out, npy)
     kept = "every latent" if keep is None else f"the first {keep} latent layers"
     click.echo(f"wrote {len(images)} images decoded from {kept} of {latents_path} to {out}")
@@ -157,7 +159,10 @@ def interpolate(model_path, start_path, end_path, steps, path, latents, dtype, d
             "grid goes from image i of A to image i of B, so both need as many"
         )
     generator = generator_for(device, seed)
-    images = model.interpolate(start.to(device), end.to(device), steps, path=path, latents=latents, generator=generator)
+    with drawing(model, model_path):
+        images = model.interpolate(
+            start.to(device), end.to(device), steps, path=path, latents=latents, generator=generator
+        )
     write_images(images, out, npy, nrow=steps)
     click.echo(f"wrote {len(start)} rows × {steps} images ({path} interpolation of the latents) to {out}")
 

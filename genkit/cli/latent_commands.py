@@ -4,14 +4,13 @@ and ``rates`` (what every latent layer costs)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
 from genkit.capabilities import LatentVariables, kept_layer_counts, require
-from genkit.cli.model_commands import require_finite
+from genkit.cli.model_commands import drawing, require_finite
 from genkit.cli.model_options import (
     LayerCounts,
     Temperature,
@@ -75,7 +74,8 @@ def reconstruct(model_path, images_path, n, keep, temperature, seed, device, out
         check_layer_counts(model, keep, "--keep")
         ks = keep
     generator = generator_for(device, seed)
-    grid, columns = model.reconstruction_grid(images, ks, temperature=temperature, generator=generator)
+    with drawing(model, model_path):
+        grid, columns = model.reconstruction_grid(images, ks, temperature=temperature, generator=generator)
     save_grid(grid.cpu(), out, nrow=columns, scale=grid_scale(grid))
     click.echo(f"wrote {len(images)} rows × (original + k = {','.join(map(str, ks))}) to {out}")
 
@@ -116,7 +116,7 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
         raise ConfigError(f"{model_path}: the model reports no per-layer KL, so it has no per-layer rates")
     resolutions = model.layer_resolutions
     total = sum(per_layer)
-    require_finite(model_path, images_path or f"the {split} split", {"rate_bits_per_dim": total})
+    require_finite(model, model_path, images_path or f"the {split} split", {"rate_bits_per_dim": total})
     table = [
         {"layer": i, "resolution": r, "bits_per_dim": b, "share": b / total if total > 0 else 0.0}
         for i, (r, b) in enumerate(zip(resolutions, per_layer))
@@ -143,6 +143,8 @@ def plot_rates(table: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
+    from genkit.images import save_plot
+
     resolutions = sorted({row["resolution"] for row in table if row["resolution"] is not None})
     colours = {r: plt.cm.viridis(i / max(1, len(resolutions) - 1)) for i, r in enumerate(resolutions)}
     fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(table)), 3.5))
@@ -155,8 +157,7 @@ def plot_rates(table: list[dict], path: str) -> None:
         handles = [Patch(color=colours[r], label=f"{r}×{r}") for r in resolutions]
         ax.legend(handles=handles, title="resolution", fontsize="small", ncol=2)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_plot(fig, path)
     plt.close(fig)
 
 

@@ -6,6 +6,9 @@ MODEL is a model directory, a run directory (its latest EMA weights) or a Hub re
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
 import numpy as np
 import torch
@@ -38,15 +41,44 @@ from genkit.errors import ConfigError, DivergedError
 from genkit.interfaces import nats_to_bits, resolve_sampler
 
 
-def require_finite(model_path: str, images: str, figures: dict) -> None:
+def require_finite(model, model_path: str, images: str, figures: dict) -> None:
     """Stop with one line, reporting nothing, when the figures of a model whose weights are finite (loading checked
-    them) are not: the model has diverged, and ``bits_per_dim=nan`` would read as a result."""
+    them) are not: ``bits_per_dim=nan`` would read as a result."""
     problem = not_finite(figures)
     if problem:
         raise DivergedError(
-            f"{model_path}: its figures on {images} are not finite ({problem}) although its weights are: "
-            "the model has diverged; train it again with a smaller train.lr"
+            f"{model_path}: its figures on {images} are not finite ({problem}) although its weights are; "
+            + history(model)
         )
+
+
+@contextlib.contextmanager
+def drawing(model, model_path: str) -> Iterator[None]:
+    """Around drawing images from ``model``: outputs that are not finite (they would be drawn as black pixels) stop
+    the command in one line, before anything is written."""
+    try:
+        yield
+    except DivergedError as exc:
+        raise DivergedError(
+            f"{model_path}: no image drawn, nothing written: {exc} although its weights are finite; {history(model)}"
+        ) from None
+
+
+def history(model) -> str:
+    """What the model's directory records of its training, and so what may have made its outputs overflow."""
+    provenance = model.provenance or {}
+    step = provenance.get("step")
+    if isinstance(step, int) and not isinstance(step, bool):
+        return (
+            f"the model has diverged in training ({step} steps): train it again with a smaller train.lr, "
+            "or use an earlier checkpoint"
+        )
+    if "converted_from" in provenance:
+        return (
+            f"its weights were converted from {str(provenance['converted_from'])!r} and never trained by genkit: "
+            "check that the recipe describes the model that file holds"
+        )
+    return "its config.json records no training (no step), so no learning rate is to blame: it overflows as saved"
 
 
 @click.command(name="eval")
@@ -154,7 +186,7 @@ def eval_command(
         if not context.is_main:  # rank 0 reports for every rank
             return
     if split is not None:
-        require_finite(model_path, f"the {split} split", result)
+        require_finite(model, model_path, f"the {split} split", result)
         summary = {k: v for k, v in result.items() if not isinstance(v, list)}
         say("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()), json_path)
     else:
@@ -163,7 +195,7 @@ def eval_command(
         parts = objective.parts_text(
             {name: nats_to_bits(float(np.mean(result[f"{name}_nats_per_dim"]))) for name in objective.parts}
         )
-        require_finite(model_path, images_path, {"bits_per_dim": nats_to_bits(nll)})
+        require_finite(model, model_path, images_path, {"bits_per_dim": nats_to_bits(nll)})
         say(
             f"images={len(result['nll_nats_per_dim'])}  objective={objective.label!r}  "
             f"nll_nats_per_dim={nll:.6f}  bits_per_dim={nats_to_bits(nll):.6f}"
@@ -225,7 +257,8 @@ def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy)
         require(model, LatentVariables, "--latents mean")
         options["latents"] = latents
     generator = generator_for(device, seed)
-    images = model.sample(n, temperature=temperature, generator=generator, sampler=sampler, **options)
+    with drawing(model, model_path):
+        images = model.sample(n, temperature=temperature, generator=generator, sampler=sampler, **options)
     write_images(images, out, npy)
     click.echo(f"wrote {n} samples ({sampler} sampler) to {out}")
 

@@ -152,12 +152,12 @@ def grid_scale(images: torch.Tensor) -> int:
 def write_images(images: torch.Tensor, out: str, npy: str | None, nrow: int | None = None) -> None:
     """What the commands that make images write: ``--out``, one PNG grid (``nrow`` images a row), and ``--npy``, the
     ``uint8`` array ``(N, H, W, C)``."""
-    from genkit.images import save_grid
+    from genkit.images import save_array, save_grid
 
     images = images.cpu()
     save_grid(images, out, nrow=nrow, scale=grid_scale(images))
     if npy:
-        np.save(npy, images.numpy())
+        save_array(images, npy)
 
 
 images_option = click.option(

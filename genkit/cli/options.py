@@ -94,6 +94,12 @@ overrides_option = click.option(
     help="Override a recipe value, e.g. --set train.lr=1e-4 (repeatable; VALUE is read as TOML, else as a string).",
 )
 
+overwrite_option = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the model or run that --out already holds (its files only; other files in the folder stay).",
+)
+
 json_option = click.option(
     "--json",
     "json_path",

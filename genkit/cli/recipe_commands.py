@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genkit.cli.options import OutputPath, emit_json, json_option, overrides_option
+from genkit.cli.options import OutputPath, emit_json, json_option, overrides_option, overwrite_option
 
 
 @click.command()
@@ -24,12 +24,13 @@ from genkit.cli.options import OutputPath, emit_json, json_option, overrides_opt
     default=None,
     help="Run directory (default: <train.out_dir>/<recipe name>).",
 )
-def run(recipe: str, overrides: tuple[str, ...], resume: str | None, out: str | None) -> None:
+@overwrite_option
+def run(recipe: str, overrides: tuple[str, ...], resume: str | None, out: str | None, overwrite: bool) -> None:
     """Train the model a RECIPE describes (single process, or every rank under torchrun)."""
     from genkit.engine.trainer import train
     from genkit.recipe import load_recipe
 
-    train(load_recipe(recipe, overrides), run_dir=out, resume=resume)
+    train(load_recipe(recipe, overrides), run_dir=out, resume=resume, overwrite=overwrite)
 
 
 @click.command()

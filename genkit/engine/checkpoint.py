@@ -13,7 +13,9 @@ A checkpoint is written into a hidden temporary folder, flushed, and renamed int
 rename is atomic, so every ``step-*`` folder is complete and a crash mid-write leaves only a
 temporary folder that the next write clears. The newest ``keep_checkpoints`` are kept. Weights
 that are not all finite are never written: the checkpoint is refused and the last good one stays
-the latest. A write that fails (a full disk) leaves the latest checkpoint as it was.
+the latest. A write the system refuses (a full disk, the file size limit, an I/O error), whichever
+library met it, leaves the latest checkpoint as it was and stops the run in one line naming the file
+(:func:`write_refused`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from genkit.errors import CheckpointError, is_out_of_memory
-from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained
+from genkit.fileio import atomic_write, writing
+from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained, write_weights
 from genkit.rundirs import CHECKPOINTS, checkpoint_dirs, latest_samples
 
 TRAINED_NAME = "trained.safetensors"
@@ -62,23 +64,42 @@ def save(
         save_pretrained(
             ema_model, tmp, recipe=recipe, state_dict=ema_model.state_dict(), extra={"step": step}, samples=samples
         )
-        save_file(tensors, str(tmp / TRAINED_NAME), metadata={"format": "pt"})
-        torch.save(state, tmp / STATE_NAME)
-        _fsync_folder(tmp)
+        write_weights(tmp / TRAINED_NAME, tensors)
+        atomic_write(tmp / STATE_NAME, lambda path: _save_state(state, path))
+        with writing(tmp):
+            _fsync_folder(tmp)
         if target.exists():  # the same step written again (e.g. interrupted right after a periodic checkpoint)
             _remove(target)
         os.replace(tmp, target)
         _fsync(folder)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        latest = checkpoint_dirs(run_dir)
-        raise CheckpointError(
-            f"{target}: could not be written ({exc.strerror or exc}); "
-            + (f"the latest checkpoint is still {latest[-1]}" if latest else "no checkpoint was written")
-        ) from None
+        file = Path(exc.filename) if exc.filename else target
+        shown = target / file.relative_to(tmp) if file.is_relative_to(tmp) else file  # where it was going
+        raise write_refused(exc, run_dir, shown) from None
     for old in checkpoint_dirs(run_dir)[:-keep]:
         _remove(old)
     return target
+
+
+def write_refused(exc: OSError, run_dir: str | Path, file: str | Path | None = None) -> CheckpointError:
+    """The one line for a file of the run at ``run_dir`` (``file``, else the one ``exc`` names) that the system
+    refused to write: what it said, and the checkpoint the run can continue from."""
+    latest = checkpoint_dirs(run_dir)
+    return CheckpointError(
+        f"{file or exc.filename}: could not be written ({exc.strerror or exc}); "
+        + (
+            f"the latest checkpoint is still {latest[-1]}: continue from it with --resume {run_dir} once the disk "
+            "takes the write"
+            if latest
+            else "no checkpoint was written"
+        )
+    )
+
+
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    with open(path, "wb") as fh:  # through a Python file, so that a refused write surfaces as its OSError
+        torch.save(state, fh)
 
 
 def load(checkpoint: Path, *, trained: torch.nn.Module, ema_model: torch.nn.Module) -> dict[str, Any]:

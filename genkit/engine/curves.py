@@ -16,6 +16,7 @@ import attrs
 
 from genkit.engine.metrics import METRICS_NAME, read_records
 from genkit.errors import DataError
+from genkit.images import save_plot
 
 
 @attrs.frozen
@@ -85,6 +86,5 @@ def plot(curves: list[Curve], path: str | Path, *, title: str | None = None) -> 
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_plot(fig, path)
     plt.close(fig)

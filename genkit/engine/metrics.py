@@ -14,9 +14,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from genkit.errors import DataError
-from genkit.fileio import finite_json, write_text
+from genkit.fileio import finite_json, write_text, writing
 from genkit.interfaces import Objective
-from genkit.rundirs import METRICS_NAME
+from genkit.rundirs import METRICS_NAME, TENSORBOARD
 
 FINAL_PREFIX = "final-"  # the split of the one record of a run's final evaluation
 
@@ -72,13 +72,13 @@ class MetricsLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.writer = SummaryWriter(str(run_dir / TENSORBOARD))
         except ImportError:  # tensorboard is optional
             pass
 
     def write(self, record: dict[str, Any]) -> None:
         record = finite_json(record)  # JSON has no NaN or infinity
-        with self.path.open("a") as fh:
+        with writing(self.path), self.path.open("a") as fh:  # a full disk names the file, not only its errno
             fh.write(json.dumps(record, allow_nan=False) + "\n")
         if self.writer is not None:
             prefix = record.get("split", "train")

@@ -8,6 +8,7 @@ from genkit import rundirs
 from genkit.engine.distributed import Distributed
 from genkit.errors import CheckpointError, ConfigError
 from genkit.fileio import unwritable
+from genkit.pretrained import claim_output
 from genkit.recipe import Recipe, read_toml, recipe_to_dict
 
 
@@ -28,12 +29,17 @@ def check_cuda_graph(recipe: Recipe, context: Distributed) -> None:
         )
 
 
-def choose_run_dir(recipe: Recipe, run_dir, resume) -> tuple[Path, str]:
+def choose_run_dir(recipe: Recipe, run_dir, resume, overwrite: bool = False) -> tuple[Path, str]:
     """The run directory, and the option or setting that named it: ``--resume``, ``--out`` or ``train.out_dir``.
 
     A resumed run must be a run directory trained with the same ``[model]`` and ``[data]``; a new
-    one must not hold another run's files, and must be writable.
+    one must not hold another run's or a model's files unless ``overwrite`` (``--overwrite``, for
+    ``--out`` only) says to replace them, and must be writable.
     """
+    if overwrite and (resume is not None or run_dir is None):
+        raise ConfigError(
+            "--overwrite applies to --out: it replaces what that folder holds (a run without --out gets a new folder)"
+        )
     if resume is not None:
         resume = Path(resume)
         if run_dir is not None and Path(run_dir).resolve() != resume.resolve():
@@ -49,11 +55,12 @@ def choose_run_dir(recipe: Recipe, run_dir, resume) -> tuple[Path, str]:
     if run_dir is not None:
         run_dir, what = Path(run_dir), "--out"
         found = rundirs.run_files(run_dir)
-        if found:
+        if found and not overwrite:
             raise ConfigError(
                 f"--out {run_dir}: already holds the files of a run ({', '.join(found)}); continue that run with "
-                f"--resume {run_dir}, or choose another --out"
+                f"--resume {run_dir}, start it again with --overwrite, or choose another --out"
             )
+        claim_output(run_dir, what, overwrite)  # a model directory: eval, sample and push would read that model
     else:
         what = "train.out_dir"
         try:

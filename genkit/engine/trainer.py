@@ -44,7 +44,7 @@ from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
 from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
-from genkit.pretrained import non_finite
+from genkit.pretrained import clear_outputs, non_finite
 from genkit.recipe import Recipe, save_recipe
 
 PICTURE_ROWS = 8  # validation images a model's own pictures (reconstructions, …) are drawn from
@@ -59,12 +59,14 @@ class TrainResult:
     final: dict[str, Any] | None = None  # the final evaluation and baselines, when the run reached train.steps
 
 
-def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Path | None = None) -> TrainResult:
+def train(
+    recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Path | None = None, overwrite: bool = False
+) -> TrainResult:
     """Train ``recipe`` into ``run_dir`` (default ``<train.out_dir>/<recipe name>``), or continue the run in
-    ``resume``."""
+    ``resume``; ``overwrite`` replaces the run or model ``run_dir`` already holds."""
     context = setup()
     try:
-        return Trainer(recipe, context, run_dir=run_dir, resume=resume).run()
+        return Trainer(recipe, context, run_dir=run_dir, resume=resume, overwrite=overwrite).run()
     finally:
         # the DistributedDataParallel wrapper lives in reference cycles: freed only after its process
         # group was destroyed, it makes the process abort at exit ("terminate called without an active
@@ -74,13 +76,15 @@ def train(recipe: Recipe, *, run_dir: str | Path | None = None, resume: str | Pa
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, context: Distributed, *, run_dir=None, resume=None):
-        self.recipe, self.context = recipe, context
+    def __init__(self, recipe: Recipe, context: Distributed, *, run_dir=None, resume=None, overwrite=False):
+        self.recipe, self.context, self.overwrite = recipe, context, overwrite
         try:  # train.global_batch fixes an update's images: on this many processes, this many micro-batches
             self.config = recipe.train.for_processes(context.world_size)
         except ConfigError as exc:
             raise ConfigError(f"{recipe.origin('train')}: {exc}") from None
-        chosen, self.run_dir_option = choose_run_dir(recipe, run_dir, resume) if context.is_main else (None, None)
+        chosen, self.run_dir_option = (
+            choose_run_dir(recipe, run_dir, resume, overwrite) if context.is_main else (None, None)
+        )
         self.run_dir = Path(context.broadcast(str(chosen) if context.is_main else None))
         self.run_dir_option = context.broadcast(self.run_dir_option)  # what named it, for errors about it
         self.resuming = resume is not None
@@ -160,6 +164,8 @@ class Trainer:
                 return finished
         log = None
         if context.is_main:
+            if self.overwrite:  # only now, when the recipe has built: a mistake in it leaves the old run as it was
+                clear_outputs(self.run_dir)
             make_folder(self.run_dir, self.run_dir_option)
             log = MetricsLog(self.run_dir, resume_step=self.step if self.resuming else None)  # damage fails here
             save_recipe(self.recipe, self.run_dir)
@@ -226,6 +232,10 @@ class Trainer:
             progress.close()
             if self.step >= config.steps:
                 final = self._final_evaluation(log)
+        except OSError as exc:  # the disk refused a write of the run (its metrics, samples, results): where it stands
+            if exc.filename is None or not Path(exc.filename).is_relative_to(self.run_dir):
+                raise
+            raise checkpoint.write_refused(exc, self.run_dir) from None
         finally:
             batches.close()  # a loader worker left behind would keep the process from ever exiting
             progress.close()
@@ -324,11 +334,16 @@ class Trainer:
         scale = max(1, 96 // model.image_shape[0])  # small images are enlarged to be seen
         generator = torch.Generator(self.context.device).manual_seed(self.config.seed)
         temperature = self.config.sample_temperature
-        samples = model.sample(self.config.n_samples, temperature, generator=generator)
-        save_grid(samples, folder / f"step-{self.step:08d}-samples.png", scale=scale)
         validation = self.dataset.split("validation")
         images = collate([validation[i] for i in range(min(PICTURE_ROWS, len(validation)))]).to(self.context.device)
-        for name, (grid, columns) in model.pictures(images, generator=generator, temperature=temperature).items():
+        try:
+            samples = model.sample(self.config.n_samples, temperature, generator=generator)
+            pictures = model.pictures(images, generator=generator, temperature=temperature)
+        except DivergedError as exc:  # its validation figures say so too; the run goes on and ends in one line
+            click.echo(f"step {self.step}: no samples drawn ({exc})", err=True)
+            return
+        save_grid(samples, folder / f"step-{self.step:08d}-samples.png", scale=scale)
+        for name, (grid, columns) in pictures.items():
             save_grid(grid, folder / f"step-{self.step:08d}-{name}.png", nrow=columns, scale=scale)
 
     def _checkpoint(self, skipped_total: torch.Tensor, sums: torch.Tensor) -> None:

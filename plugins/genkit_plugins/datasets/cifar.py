@@ -26,7 +26,7 @@ import attrs
 import numpy as np
 from einops import rearrange
 
-from genkit.downloads import cache_dir, fetch, md5sum
+from genkit.downloads import cache_dir, drop_hint, fetch, md5sum
 from genkit.errors import DataError
 from genkit.schema import in_range, seed_field
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit
@@ -35,6 +35,7 @@ from genkit_plugins.datasets.sources import check_one_source, hub_folder, why_no
 TARBALL = "cifar-10-python.tar.gz"
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+OFFICIAL_SIZE = 170_498_071  # bytes, of the file with OFFICIAL_MD5: a download stops there
 FOLDER = "cifar-10-batches-py"
 CACHE_FOLDER = "cifar10"  # under the genkit cache
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -74,24 +75,25 @@ class _BatchUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
 
 
-def _read_batch(data: bytes, source: str) -> np.ndarray:
-    """One batch as ``(N, 32, 32, 3)`` ``uint8``."""
+def _read_batch(data: bytes, source: str, where: str = f"; {WHERE}") -> np.ndarray:
+    """One batch as ``(N, 32, 32, 3)`` ``uint8``; ``where`` ends every error (what to do about it)."""
     try:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
         pixels = np.asarray(batch[b"data"], dtype=np.uint8)
     except Exception as exc:  # any damage in a pickle surfaces as a different exception type
-        raise DataError(f"{source}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc}); {WHERE}") from None
+        raise DataError(f"{source}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc}){where}") from None
     if pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{source}: batch data has shape {pixels.shape}, expected (N, 3072); {WHERE}")
+        raise DataError(f"{source}: batch data has shape {pixels.shape}, expected (N, 3072){where}")
     return rearrange(pixels, "n (c h w) -> n h w c", c=3, h=32, w=32)
 
 
 def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
+    where = drop_hint(path) or f"; {WHERE}"  # genkit's own download: say so, and how to have it fetched again
     if md5:
         found = md5sum(path)
         if found != md5:
             raise DataError(
-                f"{path}: MD5 is {found}, expected {md5} (the file is incomplete or not the official release); {WHERE}"
+                f"{path}: MD5 is {found}, expected {md5} (the file is incomplete or not the official release){where}"
             )
     batches = {}
     try:
@@ -101,10 +103,10 @@ def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
                 try:
                     handle = tar.extractfile(member)
                 except KeyError:
-                    raise DataError(f"{path}: has no {member}; expected the official {TARBALL}; {WHERE}") from None
-                batches[name] = _read_batch(handle.read(), f"{path}:{member}")
+                    raise DataError(f"{path}: has no {member}; expected the official {TARBALL}{where}") from None
+                batches[name] = _read_batch(handle.read(), f"{path}:{member}", where)
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .tar.gz ({exc}); expected the official {TARBALL}; {WHERE}") from None
+        raise DataError(f"{path}: not a readable .tar.gz ({exc}); expected the official {TARBALL}{where}") from None
     return batches
 
 
@@ -153,7 +155,8 @@ def locate(settings: Cifar10Settings) -> tuple[Path, bool]:
             f"{WHERE}"
         )
     target = root if root.name.endswith(".tar.gz") else root / TARBALL
-    return fetch(settings.url, target, md5=settings.md5, hint=f"; or {WHERE} and set data.root to it"), False
+    size = OFFICIAL_SIZE if settings.md5 == OFFICIAL_MD5 else None  # the official file's length is known
+    return fetch(settings.url, target, md5=settings.md5, size=size, hint=f"; or {WHERE} and set data.root to it"), False
 
 
 class Cifar10(ArrayImageDataset):

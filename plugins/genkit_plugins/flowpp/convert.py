@@ -220,6 +220,11 @@ def convert_variables(
             if stored not in variables:
                 raise CheckpointError(f"{source}: missing variable {stored!r} (for {key}); the recipe's model needs it")
             array = np.asarray(variables[stored])
+            if array.dtype.kind != "f":  # integers, booleans, complex or text are no weights: never cast silently
+                raise CheckpointError(
+                    f"{source}: variable {stored!r} is {array.dtype}, not floating point; expected the official "
+                    "model's float32 weights"
+                )
             if tuple(array.shape) != expected:
                 raise CheckpointError(
                     f"{source}: variable {stored!r} has shape {tuple(array.shape)}, "
@@ -228,7 +233,7 @@ def convert_variables(
             arrays.append(TO_GENKIT[src.layout](array))
             used.update((name, stored))
         value = np.stack(arrays) if len(arrays) > 1 else arrays[0]
-        if value.dtype not in (np.float32, np.float64):
+        if value.dtype not in (np.float32, np.float64):  # float16: widened, every value kept
             value = value.astype(np.float32)
         state[key] = torch.from_numpy(np.ascontiguousarray(value))
     unexpected = sorted(n for n in variables if n not in used and not IGNORED.search(n))

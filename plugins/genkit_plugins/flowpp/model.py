@@ -27,7 +27,7 @@ from torch import Tensor
 
 from genkit.capabilities import DataDependentInit, Encodable, ImportanceWeighted, Invertible
 from genkit.errors import ConfigError
-from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, finite_outputs, resolve_sampler
 from genkit.latents import FLOW_Z, Latents, LatentTensor, check_latents
 from genkit_plugins.flowpp.config import FlowPPConfig
 from genkit_plugins.flowpp.datainit import data_dependent_init
@@ -159,7 +159,7 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible,
         return self._terms(images, latents, generator).z
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.to_uint8(self.flow.inverse(z.contiguous())[0])
+        return self.to_uint8(finite_outputs(self.flow.inverse(z.contiguous())[0], "flowpp"))
 
     @property
     def latent_layout(self) -> list[LatentTensor]:

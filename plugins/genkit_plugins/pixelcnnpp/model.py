@@ -24,7 +24,7 @@ from torch import Tensor
 
 from genkit.capabilities import DataDependentInit
 from genkit.errors import ConfigError, GenkitError
-from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, finite_outputs, resolve_sampler
 from genkit_plugins.dmol import build_likelihood
 from genkit_plugins.pixelcnnpp.config import PixelCNNPPConfig
 from genkit_plugins.pixelcnnpp.kinds import NETWORK, InitialisedFromData
@@ -175,4 +175,4 @@ class PixelCNNPP(GenerativeModel, DataDependentInit):
         x = torch.zeros(n, c, h, w, dtype=self._dtype(), device=device)
         with evaluating(self), fixed_weights(self.network):
             levels = draw(self.network, self.likelihood, x, noise, self.condition(labels, n))
-        return self.to_uint8(levels)
+        return self.to_uint8(finite_outputs(levels, "pixelcnnpp"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from genkit.interfaces import Likelihood
@@ -25,7 +26,10 @@ from genkit_plugins.pixelcnnpp.kinds import PixelNetwork
 
 
 def _draw(likelihood: Likelihood, params: Tensor, noise: Tensor, i: int, j: int) -> Tensor:
-    return likelihood.sample(params, noise=noise[:, :, i : i + 1, j : j + 1])
+    pixel = likelihood.sample(params, noise=noise[:, :, i : i + 1, j : j + 1])
+    # NaN where the parameters are not all finite, whatever the likelihood makes of them (a categorical draw from NaN
+    # is level 0): the model checks the drawn image once, at the end, without a host synchronisation per pixel
+    return torch.where(torch.isfinite(params).all(1, keepdim=True), pixel, torch.nan)
 
 
 def naive(network: PixelNetwork, likelihood: Likelihood, x: Tensor, noise: Tensor, condition=None) -> Tensor:

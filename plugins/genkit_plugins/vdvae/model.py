@@ -20,7 +20,7 @@ from torch import Tensor
 
 from genkit.capabilities import Encodable, ImportanceWeighted, LatentVariables
 from genkit.errors import ConfigError
-from genkit.interfaces import GenerativeModel, LossTerms, Objective, resolve_sampler
+from genkit.interfaces import GenerativeModel, LossTerms, Objective, finite_outputs, resolve_sampler
 from genkit.latents import POSTERIOR_DRAW, POSTERIOR_MEAN, Latents, LatentTensor, check_latents
 from genkit_plugins.dmol import build_likelihood
 from genkit_plugins.vdvae.config import VDVAEConfig
@@ -164,7 +164,7 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable):
     ) -> Tensor:
         """Ancestral sampling, top layer first; ``latents="mean"`` puts every z at its prior's mean."""
         resolve_sampler(self, sampler)
-        params = self.prior_params(n, temperature, latents, generator)
+        params = finite_outputs(self.prior_params(n, temperature, latents, generator), "vdvae")
         return self.to_uint8(self.likelihood.sample(params, generator=generator))
 
     @torch.no_grad()
@@ -185,7 +185,7 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable):
             posterior_layers=keep_layers,
             generator=generator,
         )
-        return self.to_uint8(self.likelihood.sample(params, generator=generator))
+        return self.to_uint8(self.likelihood.sample(finite_outputs(params, "vdvae"), generator=generator))
 
     def pictures(
         self, images: Tensor, *, generator: torch.Generator | None, temperature: float
@@ -236,4 +236,4 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable):
         params, _ = self.decoder(
             latents.count, None, temperatures=self._temperatures(temperature), given=given, generator=generator
         )
-        return self.to_uint8(self.likelihood.sample(params, generator=generator))
+        return self.to_uint8(self.likelihood.sample(finite_outputs(params, "vdvae"), generator=generator))
