@@ -250,6 +250,9 @@ class GenerativeModel(nn.Module, ABC):
 
     #: (H, W, C) of the images the model takes and makes
     image_shape: tuple[int, int, int]
+    #: the bit depth its figure is over: ``2**bits`` levels per channel, a level being a pixel's top ``bits`` bits
+    #: (the data sets' convention); it must be the depth the data set declares (:mod:`genkit.pairing`)
+    bits: int = 8
     #: what ``forward``'s ``nll`` is and which parts it sums
     objective: ClassVar[Objective]
     #: the names of the model's sampling procedures; the first is the default

@@ -15,6 +15,7 @@ from genkit.cli.model_options import (
     Temperature,
     batch_option,
     check_temperature,
+    data_split,
     device_option,
     dtype_option,
     generator_for,
@@ -80,7 +81,7 @@ def eval_command(
                 "genkit eval: --latents mean applies to --images; --split evaluates the figure as in training"
             )
         torch.manual_seed(seed)
-        dataset = model.recipe.data.build("dataset").split(split)
+        dataset = data_split(model, model_path, split)
         result = {
             "split": split,
             **evaluate_dataset(

@@ -39,11 +39,12 @@ from genkit.engine.report import print_summary
 from genkit.engine.runs import check_cuda_graph, choose_run_dir
 from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
-from genkit.errors import CheckpointError, ConfigError, DataError, DivergedError, first_line
+from genkit.errors import CheckpointError, DataError, DivergedError, first_line
 from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
 from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
+from genkit.pairing import check_evaluation_settings, check_pairing, check_reported_split
 from genkit.pretrained import non_finite
 from genkit.recipe import Recipe, save_recipe
 
@@ -84,11 +85,9 @@ class Trainer:
         self.dataset = recipe.data.build("dataset")
         torch.manual_seed(self.config.seed)  # the same initial weights on every rank
         self.model = build_model(recipe, context.device)
-        if tuple(self.dataset.image_shape) != tuple(self.model.image_shape):
-            raise ConfigError(
-                f"{recipe.origin()}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
-                f"(H, W, C) but the model is built for {tuple(self.model.image_shape)}; change [model] or [data]"
-            )
+        check_pairing(self.model, self.dataset, recipe.data.name, where=recipe.origin())
+        check_reported_split(self.dataset, recipe.data.name, recipe.eval.split, where=recipe.origin("eval"))
+        check_evaluation_settings(self.model, recipe)
         if self.config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if not self.resuming and isinstance(self.model, DataDependentInit):
