@@ -126,7 +126,7 @@ def test_run_refuses_images_of_another_number_of_channels(tmp_path, capsys):
 @pytest.mark.parametrize(
     "data, phrase",
     [
-        ('name = "odd"\nbits = 9', "the odd data set declares 9 bits per channel; genkit's pixels are uint8, of 1 to 8"),
+        ('name = "odd"\nbits = 9', "the odd data set declares 9 bits per channel; genkit's pixels are uint8, of 1"),
         ('name = "odd"\nbits = 0', "the odd data set declares 0 bits per channel"),
         ('name = "odd"\nwide = true', "the odd data set gives torch.int16 (8, 8, 1) images where it declares uint8"),
     ],

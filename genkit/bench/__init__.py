@@ -69,9 +69,7 @@ from genkit.recipe import Recipe
 GRAPH_WARMUP = 3  # eager steps before a CUDA graph is captured
 
 
-def _bench_images(
-    recipe: Recipe, batch: int, model: torch.nn.Module, use_data: bool
-) -> tuple[torch.Tensor, Any, str]:
+def _bench_images(recipe: Recipe, batch: int, model: torch.nn.Module, use_data: bool) -> tuple[torch.Tensor, Any, str]:
     """(``batch`` fixed images, the data set or ``None``, where the images came from).
 
     A data set that is on this machine must fit the model (:func:`genkit.pairing.check_pairing`): the numerical

@@ -68,7 +68,8 @@ def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None
 @json_option
 def plugins(json_path: str | None) -> None:
     """List every plugin and plugin command: kind, name, providing distribution, version and module."""
-    from genkit.errors import first_line
+    from genkit.cli.groups import plugin_commands
+    from genkit.errors import first_line, printable
     from genkit.registry import get_registry
 
     registry = get_registry()
@@ -90,15 +91,16 @@ def plugins(json_path: str | None) -> None:
             "provider": c.provider,
             "version": c.version,
             "module": c.module,
-            "description": first_line(c.command.help or ""),
+            "description": printable(first_line(c.command.help or "")),
         }
-        for c in registry.commands()
+        for c in plugin_commands(click.get_current_context())
     ]
     if json_path:
         emit_json(json_path, rows)
         if json_path == "-":
             return
     headers = ("kind", "name", "provider", "version", "module")
+    rows = [{h: printable(r[h]) for h in headers} for r in rows]  # what a plugin or its distribution says, shown
     widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
     for r in rows:
