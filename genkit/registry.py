@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from genkit.entrypoints import ENTRY_POINT_GROUP, PluginManager, failure, warn
-from genkit.errors import PluginError, first_line, printable
+from genkit.errors import PluginError, first_line, printable, shell_word
 
 #: the built-in kinds: kind -> (its registration hook, the interface its components implement, the facts they give)
 BUILTIN_KINDS = {
@@ -253,7 +253,7 @@ class Registry:
         if provider and provider != CORE_DISTRIBUTION:
             raise PluginError(
                 f"{kind} plugin {name!r} is provided by the distribution {provider!r}, which is not installed "
-                f"(or not loaded: see {LOAD_ENV}); install it with: pip install {provider}"
+                f"(or not loaded: see {LOAD_ENV}); {install_advice(provider)}"
             )
         available = self.names(kind)
         close = difflib.get_close_matches(name, available, n=1)
@@ -307,6 +307,15 @@ class Registry:
             found.append(CommandSpec(command, group, provider, version, module))
 
         return register
+
+
+def install_advice(distribution: object) -> str:
+    """How to install ``distribution`` (a name a recipe or a model directory gives): the ``pip install`` command, its
+    name quoted for the shell, or no command at all for a name that would read as an option or hides characters."""
+    word = shell_word(str(distribution))
+    if word is None:
+        return f"install the distribution that provides it ({printable(distribution)!r} is not a name to pass to pip)"
+    return f"install it with: pip install {word}"
 
 
 def printable_name(name: object) -> bool:

@@ -31,7 +31,7 @@ from genkit.cli.model_options import (
 )
 from genkit.cli.options import Count, OutputPath, emit_json, json_option, say
 from genkit.engine.evaluate import evaluate_dataset, not_finite, per_image_terms
-from genkit.errors import ConfigError, DivergedError
+from genkit.errors import ConfigError, DivergedError, printable
 from genkit.interfaces import nats_to_bits, resolve_sampler
 
 
@@ -152,7 +152,7 @@ def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy)
     save_grid(images, out, scale=grid_scale(images))
     if npy:
         np.save(npy, images.numpy())
-    click.echo(f"wrote {n} samples ({sampler} sampler) to {out}")
+    click.echo(f"wrote {n} samples ({printable(sampler)} sampler) to {out}")
 
 
 COMMANDS = [eval_command, sample]

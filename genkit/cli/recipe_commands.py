@@ -39,6 +39,7 @@ def run(recipe: str, overrides: tuple[str, ...], resume: str | None, out: str | 
 def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None:
     """Print the resolved RECIPE, the parameter count of each part of its model and the model's capabilities."""
     from genkit.capabilities import capabilities
+    from genkit.errors import printable
     from genkit.models import build_model, parameter_counts
     from genkit.recipe import dump_recipe, load_recipe, recipe_to_dict
 
@@ -60,7 +61,8 @@ def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None
     for name, count in counts.items():
         click.echo(f"# {name:<{width}}  {count:>14,}")
     click.echo(f"# objective: {about['objective']}")
-    click.echo(f"# samplers: {', '.join(about['samplers'])} (default: {about['samplers'][0]})")
+    samplers = [printable(name) for name in about["samplers"]]  # names the model's plugin chose
+    click.echo(f"# samplers: {', '.join(samplers)} (default: {samplers[0]})")
     click.echo(f"# capabilities: {', '.join(about['capabilities']) or 'none'}")
 
 

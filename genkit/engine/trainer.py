@@ -39,7 +39,7 @@ from genkit.engine.report import print_summary
 from genkit.engine.runs import check_cuda_graph, choose_run_dir
 from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
-from genkit.errors import CheckpointError, DataError, DivergedError, first_line
+from genkit.errors import CheckpointError, DataError, DivergedError, first_line, printable
 from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
 from genkit.interfaces import nats_to_bits
@@ -216,7 +216,7 @@ class Trainer:
                         if context.is_main:
                             click.echo(
                                 f"stopped by a signal at step {self.step}; checkpoint written; "
-                                f"continue with --resume {self.run_dir}",
+                                f"continue with {rundirs.resume_option(self.run_dir)}",
                                 err=True,
                             )
                         raise KeyboardInterrupt
@@ -282,7 +282,8 @@ class Trainer:
             saved = rundirs.checkpoint_dirs(self.run_dir)
             cure = "lower train.lr, train.weight_decay or train.grad_clip"
             keep = (
-                f"the latest good checkpoint is {saved[-1]}: {cure} and continue it with --resume {self.run_dir}"
+                f"the latest good checkpoint is {saved[-1]}: {cure} and continue it with "
+                f"{rundirs.resume_option(self.run_dir)}"
                 if saved
                 else f"no checkpoint was written: {cure} and start again"
             )
@@ -395,7 +396,7 @@ class Trainer:
                     max_images=self.recipe.eval.max_images,
                 )
             except (DataError, ValueError, IndexError) as exc:  # a data set whose pixels exceed its declared depth
-                click.echo(f"trivial baselines not computed: {exc}", err=True)
+                click.echo(f"trivial baselines not computed: {printable(exc)}", err=True)
             log.write({**final, "split": f"final-{split}"})
             write_json(self.run_dir / rundirs.RESULTS_NAME, final)
             print_summary(final, self.run_dir, self.model.objective)

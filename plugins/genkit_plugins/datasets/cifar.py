@@ -28,7 +28,7 @@ from einops import rearrange
 
 from genkit.downloads import cache_dir, fetch, md5sum
 from genkit.errors import DataError
-from genkit.schema import in_range, seed_field
+from genkit.schema import checksum_field, hub_repo_field, in_range, revision_field, seed_field, url_field
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit
 from genkit_plugins.datasets.sources import check_one_source, hub_folder, why_not_downloading
 
@@ -48,13 +48,17 @@ class Cifar10Settings:
     """Where the CIFAR-10 files are (or come from), and how validation is held out of the 50,000 training images."""
 
     root: str = ""  # a local copy; "" = cifar10/ in the genkit cache ($GENKIT_CACHE, else ~/.cache/genkit)
-    url: str = OFFICIAL_URL  # fetched from here into root when no copy is there
-    md5: str = OFFICIAL_MD5  # of the tarball; "" skips the check (the extracted folder is never checksummed)
+    url: str = url_field(OFFICIAL_URL)  # fetched from here into root when no copy is there
+    # of the tarball; "" skips the check (the extracted folder is never checksummed)
+    md5: str = checksum_field(OFFICIAL_MD5, algorithm="MD5", digits=32)
     download: bool = True  # false: never fetch (nor does HF_HUB_OFFLINE=1)
-    hub: str = ""  # a Hub data-set repo holding the tarball or the extracted folder, instead of root and url
-    hub_revision: str = ""  # "" = the repo's main branch
+    hub: str = hub_repo_field()  # a Hub data-set repo holding the tarball or the extracted folder, instead of root
+    hub_revision: str = revision_field()  # "" = the repo's main branch
     validation_size: int = attrs.field(default=5000, validator=in_range(0))  # 0: validation is the test set
     split_seed: int = seed_field(REFERENCE_SPLIT_SEED)
+
+    def __attrs_post_init__(self) -> None:
+        check_one_source(self)
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -130,7 +134,6 @@ def find(root: Path) -> Path | None:
 
 def locate(settings: Cifar10Settings) -> tuple[Path, bool]:
     """(the tarball or batch folder to read, whether it still needs its MD5 checked), fetching it if allowed."""
-    check_one_source(settings.root, settings.hub)
     if settings.hub:
         folder = hub_folder(
             settings.hub, settings.hub_revision, patterns=[TARBALL, f"{FOLDER}/*"], download=settings.download
