@@ -82,12 +82,28 @@ def _read_batch(data: bytes, source: str) -> np.ndarray:
     """One batch as ``(N, 32, 32, 3)`` ``uint8``."""
     try:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
-        pixels = np.asarray(batch[b"data"], dtype=np.uint8)
+        values = np.asarray(batch[b"data"])
     except Exception as exc:  # any damage in a pickle surfaces as a different exception type
         raise DataError(f"{source}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc}); {WHERE}") from None
-    if pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{source}: batch data has shape {pixels.shape}, expected (N, 3072); {WHERE}")
-    return rearrange(pixels, "n (c h w) -> n h w c", c=3, h=32, w=32)
+    if values.ndim != 2 or values.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{source}: batch data has shape {values.shape}, expected (N, 3072); {WHERE}")
+    # the release holds uint8; anything else is read only if every value is a pixel's (a cast would wrap 256 to 0)
+    if values.dtype != np.uint8:
+        numeric = values.dtype.kind in "iuf" and values.size > 0
+        pixels = numeric and bool(
+            np.isfinite(values).all()
+            and values.min() >= 0
+            and values.max() <= 255
+            and (values == np.round(values)).all()
+        )
+        if not pixels:
+            found = (
+                f"{values.dtype} values from {values.min()} to {values.max()}" if numeric else f"{values.dtype} values"
+            )
+            raise DataError(
+                f"{source}: batch data holds {found}, expected the pixels 0 … 255 of the official release; {WHERE}"
+            )
+    return rearrange(values.astype(np.uint8), "n (c h w) -> n h w c", c=3, h=32, w=32)
 
 
 def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
@@ -103,19 +119,36 @@ def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
             for name in [*TRAIN_BATCHES, TEST_BATCH]:
                 member = f"{FOLDER}/{name}"
                 try:
-                    handle = tar.extractfile(member)
+                    info = tar.getmember(member)
                 except KeyError:
                     raise DataError(f"{path}: has no {member}; expected the official {TARBALL}; {WHERE}") from None
-                batches[name] = _read_batch(handle.read(), f"{path}:{member}")
+                if not info.isfile():  # a link would be followed to another member, a device or folder has no bytes
+                    raise DataError(
+                        f"{path}: {member} is {_member_kind(info)}, not a regular file; expected the official "
+                        f"{TARBALL}; {WHERE}"
+                    )
+                batches[name] = _read_batch(tar.extractfile(info).read(), f"{path}:{member}")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .tar.gz ({exc}); expected the official {TARBALL}; {WHERE}") from None
     return batches
+
+
+def _member_kind(info: tarfile.TarInfo) -> str:
+    if info.issym() or info.islnk():
+        return f"a link to {info.linkname!r}"
+    if info.isdir():
+        return "a folder"
+    if info.isfifo():
+        return "a FIFO"
+    return "a device" if info.isdev() else "not a file"
 
 
 def _read_folder(folder: Path) -> dict[str, np.ndarray]:
     batches = {}
     for name in [*TRAIN_BATCHES, TEST_BATCH]:
         file = folder / name
+        if file.exists() and not file.is_file():
+            raise DataError(f"{file}: not a regular file; expected the extracted {FOLDER} folder of {TARBALL}; {WHERE}")
         if not file.is_file():
             raise DataError(f"{file}: not found; expected the extracted {FOLDER} folder of {TARBALL}; {WHERE}")
         batches[name] = _read_batch(file.read_bytes(), str(file))
