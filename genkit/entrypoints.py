@@ -83,7 +83,7 @@ class PluginManager(pluggy.PluginManager):
             return
         try:
             plugin = entry_point.load()
-        except Exception as exc:  # an import error, or anything its module raises while it is imported
+        except (Exception, SystemExit) as exc:  # an import error, anything its module raises, even sys.exit()
             warn(f"plugin {origin} is unavailable: it failed to import ({failure(exc)})")
             return
         try:

@@ -13,7 +13,7 @@ and reports less than the images' own entropy, below the uniform baseline of the
 * the data set's images are what it declares: ``uint8`` tensors of its shape, so that no pixel
   value lies beyond the 8 bits its depth is taken from;
 * a data set whose validation split is its test set (``validation_is_test``) is never reported as
-  a validation figure;
+  a validation figure (:func:`check_reported_split`);
 
 and (:func:`check_evaluation_settings`) that the recipe's evaluation asks only for what the model
 can do: ``eval.importance_samples`` needs a model with an importance-weighted bound.

@@ -143,7 +143,7 @@ class Registry:
         try:
             impl.function(register=register)
             return True
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             origin = self.pm.origins.get(impl.plugin_name)
             if origin is None:
                 raise

@@ -120,6 +120,8 @@ def convert(tp: Any, value: Any, *, path: str, file: str | None) -> Any:
 
 
 INT64 = (-(2**63), 2**63 - 1)
+#: a distribution's name as packaging allows it (PEP 508): what ``pip install`` is then suggested with
+DISTRIBUTION = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 #: the seeds numpy, scikit-learn and torch all accept
 SEEDS = (0, 2**32 - 1)
 
@@ -167,8 +169,8 @@ def structure_component(kind: str, value: Any, *, path: str, file: str | None) -
     if not isinstance(name, str):
         raise RecipeError(file, f"{path}.name", f"the name of a {kind} plugin (a string)", name)
     provider = value.pop("provider", None)
-    if provider is not None and not isinstance(provider, str):
-        raise RecipeError(file, f"{path}.provider", "a distribution name (a string)", provider)
+    if provider is not None and (not isinstance(provider, str) or not DISTRIBUTION.fullmatch(provider)):
+        raise RecipeError(file, f"{path}.provider", "a distribution name (letters, digits, '.', '_', '-')", provider)
     try:
         spec = get_registry().get(kind, name, provider=provider)
     except PluginError as exc:

@@ -161,3 +161,12 @@ def test_what_a_server_answers_reaches_the_terminal_as_text(tmp_path, capsys):
         server.server_close()
     line = one_line(capsys, alone=False)
     assert "answered HTTP 503 (\\x1b[2J\\x1b[31mall is well)" in line and "\x1b" not in line, line
+
+
+def test_a_recipe_naming_a_provider_that_is_no_distribution_name_is_refused(tmp_path, capsys):
+    recipe = tmp_path / "provider.toml"
+    recipe.write_text(tiny_recipe(tmp_path / "runs", data='name = "digits"\nprovider = "--pre"'))
+    assert main(["show", str(recipe)]) == 2
+    assert "data.provider: expected a distribution name (letters, digits, '.', '_', '-'), found '--pre'" in one_line(
+        capsys
+    )

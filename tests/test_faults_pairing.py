@@ -191,3 +191,16 @@ def test_images_of_the_declared_depth_and_shape_are_accepted(tmp_path):
     raw = tomllib.loads(tiny_recipe(tmp_path / "runs", data='name = "odd"\nbits = 8'))
     result = train(recipe_from_dict(raw, file="odd.toml"), run_dir=tmp_path / "run")
     assert result.step == 2 and np.isfinite(result.final["bits_per_dim"])
+
+
+def test_push_refuses_results_of_a_model_that_reports_another_figure(tiny, tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", "http://127.0.0.1:9")  # never reached: the check comes first
+    results = tmp_path / "eval.json"
+    results.write_text(json.dumps({"split": "test", "bits_per_dim": 1.5, "objective": "exact negative log-likelihood"}))
+    capsys.readouterr()
+    assert main(["push", str(tiny["model"]), "someone/model", "--eval", str(results), "--samples", "0"]) == 2
+    line = one_line(capsys)
+    assert "its figure is 'exact negative log-likelihood', and this PixelModel's is 'negative ELBO'" in line
