@@ -137,7 +137,11 @@ class Registry:
 
     def _call(self, impl, hook: str, register: Callable[..., None]) -> bool:
         """Call a plugin's ``hook`` implementation; when it raises, withdraw the plugin with a warning (an entry-point
-        plugin) or let the error through (genkit's own plugins: a defect). Whether the plugin is still there."""
+        plugin) or let the error through (genkit's own plugins: a defect). Whether the call succeeded.
+
+        A failed command hook costs the plugin its commands only: commands are collected only when the command line
+        needs them, and what a recipe can use must not depend on that.
+        """
         if self.pm.get_plugin(impl.plugin_name) is None:  # withdrawn by a failure in an earlier round
             return False
         try:
@@ -147,8 +151,11 @@ class Registry:
             origin = self.pm.origins.get(impl.plugin_name)
             if origin is None:
                 raise
-            self._withdraw(impl.plugin_name)
-            warn(f"plugin {origin} is unavailable: its {hook} hook failed ({failure(exc)})")
+            if hook == "genkit_register_commands":
+                warn(f"plugin {origin} adds no command: its {hook} hook failed ({failure(exc)})")
+            else:
+                self._withdraw(impl.plugin_name)
+                warn(f"plugin {origin} is unavailable: its {hook} hook failed ({failure(exc)})")
             return False
 
     def _withdraw(self, plugin: str) -> None:

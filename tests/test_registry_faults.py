@@ -64,6 +64,10 @@ PLUGINS = {
         @hookimpl
         def genkit_register_commands(register):
             register(run)
+
+        @hookimpl
+        def genkit_register_blocks(register):
+            register("run-block", object)
         """,
     "hello-one": """
         import click
@@ -164,12 +168,10 @@ def test_a_plugin_command_named_like_a_built_in_command_is_refused(installed, ca
     installed("takes-run")
     assert main(["--help"]) == 0
     (line,) = warnings_of(capsys)
-    assert (
-        "command 'genkit run' is registered twice: by genkit itself (a built-in command) and by genkit-takes-run"
-        in (line)
-    )
+    refused = "command 'genkit run' is registered twice: by genkit itself (a built-in command) and by genkit-takes-run"
+    assert f"adds no command: its genkit_register_commands hook failed ({refused} 1.0" in line
     rows = plugin_rows(capsys)
-    assert not any(row["provider"] == "genkit-takes-run" for row in rows.values())
+    assert [key for key, row in rows.items() if row["provider"] == "genkit-takes-run"] == [("block", "run-block")]
 
 
 def test_a_plugin_command_named_like_another_plugins_is_refused_and_the_first_one_stays(installed, capsys):
@@ -178,7 +180,7 @@ def test_a_plugin_command_named_like_another_plugins_is_refused_and_the_first_on
     captured = capsys.readouterr()
     assert captured.out == "hello one\n"
     (line,) = [line for line in error_lines(captured.err) if line.startswith("genkit: warning: ")]
-    assert "of genkit-hello-two 1.0 is unavailable" in line
+    assert "of genkit-hello-two 1.0 adds no command: its genkit_register_commands hook failed" in line
     assert "command 'genkit hello' is registered twice: by genkit-hello-one 1.0 and by genkit-hello-two 1.0" in line
 
 
