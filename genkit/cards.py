@@ -102,9 +102,9 @@ def read_evaluation(directory: Path) -> dict | None:
     return check_evaluation(evaluation, str(path), error=CheckpointError)
 
 
-def check_evaluation(evaluation: Any, source: str, error: type[Exception] = ConfigError) -> dict:
-    """``evaluation`` if it holds a ``split`` name and a ``bits_per_dim`` number; otherwise one line naming
-    ``source``."""
+def check_evaluation(evaluation: Any, source: str, error: type[Exception] = ConfigError, model=None) -> dict:
+    """``evaluation`` if it holds a ``split`` name and a ``bits_per_dim`` number, and (given the ``model`` it is to be
+    shown with) a figure of the kind that model reports; otherwise one line naming ``source``."""
     if not isinstance(evaluation, dict):
         raise error(f"{source}: expected a JSON object, found {type(evaluation).__name__}")
     for key, kind, expected in (("split", str, "a split name"), ("bits_per_dim", (int, float), "a number")):
@@ -114,6 +114,12 @@ def check_evaluation(evaluation: Any, source: str, error: type[Exception] = Conf
                 f"{source}: {key}: expected {expected}, found {value!r} "
                 "(write it with genkit eval MODEL --split test --json FILE)"
             )
+    found = evaluation.get("objective")
+    if model is not None and isinstance(found, str) and found != model.objective.label:
+        raise error(
+            f"{source}: its figure is {found!r}, and this {type(model).__name__}'s is {model.objective.label!r}: the "
+            "results are of another model (write them with genkit eval MODEL --split test --json FILE)"
+        )
     return evaluation
 
 

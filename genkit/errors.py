@@ -6,6 +6,8 @@ can print it as a single line.
 
 from __future__ import annotations
 
+import shlex
+
 
 class GenkitError(Exception):
     """Base of every error genkit raises on purpose. ``exit_code`` is what the CLI returns."""
@@ -88,6 +90,33 @@ def first_line(text: str | BaseException) -> str:
         if line.strip():
             return line.strip()
     return ""
+
+
+def printable(text: object) -> str:
+    """``text`` safe to show on a terminal, for every string genkit prints that came from outside it (a model
+    directory, a plugin, a server).
+
+    Each character that is not printable — a control character such as the ESC that starts an ANSI escape
+    sequence, a newline or carriage return that would forge a line of its own, a bidirectional override — is
+    written as its escape (``\\x1b``, ``\\n``, ``\\u202e``): shown, never obeyed.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def shell_word(text: str, *, path: bool = False) -> str | None:
+    """``text`` as one word of a command genkit suggests, quoted for the shell (:func:`shlex.quote`); ``None`` when
+    no command should be offered with it: it holds unprintable characters, or it starts with ``-`` and would be read
+    as an option (a ``path`` is given a leading ``./`` instead)."""
+    if not text.isprintable():
+        return None
+    if text.startswith("-"):
+        if not path:
+            return None
+        text = "./" + text
+    return shlex.quote(text)
 
 
 def _located(file: str | None, key: str | None, detail: str) -> str:

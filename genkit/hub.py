@@ -250,7 +250,7 @@ def push_to_hub(
     where = endpoint or constants.ENDPOINT
     with _staged(model_or_path) as (staging, model, source):
         if evaluation is not None:
-            cards.check_evaluation(evaluation, "evaluation")
+            cards.check_evaluation(evaluation, "evaluation", model=model)
             write_json(staging / EVAL_NAME, evaluation)
         if not (staging / SAMPLES_NAME).exists() and samples > 0:
             cards.write_sample_grid(model, staging / SAMPLES_NAME, n=samples)

@@ -27,7 +27,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from genkit.errors import ConfigError, DivergedError
+from genkit.errors import ConfigError, DivergedError, printable
 
 if TYPE_CHECKING:
     from genkit.recipe import Recipe
@@ -206,11 +206,12 @@ class Objective:
     the figure's random variables, when it has any ("one posterior sample per image").
     """
 
-    label: str
+    # a model plugin's own words, printed by every report: shown as text, never obeyed by the terminal
+    label: str = attrs.field(converter=printable)
     key: str = "nll"
-    parts: tuple[str, ...] = ()
+    parts: tuple[str, ...] = attrs.field(default=(), converter=lambda parts: tuple(printable(p) for p in parts))
     exact: bool = False
-    estimate: str = ""
+    estimate: str = attrs.field(default="", converter=printable)
 
     def parts_text(self, figures: Mapping[str, float], suffix: str = "", digits: int = 4) -> str:
         """``distortion 1.4082 + rate 0.4269``: the parts as ``figures`` holds them (under name + ``suffix``).
@@ -250,6 +251,9 @@ class GenerativeModel(nn.Module, ABC):
 
     #: (H, W, C) of the images the model takes and makes
     image_shape: tuple[int, int, int]
+    #: the bit depth its figure is over: ``2**bits`` levels per channel, a level being a pixel's top ``bits`` bits
+    #: (the data sets' convention); it must be the depth the data set declares (:mod:`genkit.pairing`)
+    bits: int = 8
     #: what ``forward``'s ``nll`` is and which parts it sums
     objective: ClassVar[Objective]
     #: the names of the model's sampling procedures; the first is the default

@@ -27,7 +27,7 @@ from genkit.fileio import atomic_write, sha256, write_json
 from genkit.interfaces import GenerativeModel
 from genkit.models import build_model
 from genkit.recipe import Recipe, recipe_from_dict, recipe_to_dict
-from genkit.registry import get_registry
+from genkit.registry import get_registry, install_advice
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -282,7 +282,6 @@ def _missing_plugins(config: dict) -> str:
             provider = entry.get("provider", "an unknown distribution")
             return (
                 f"the model needs the {entry['kind']} plugin {entry.get('name')!r} from the distribution "
-                f"{provider!r} {entry.get('version', '')}, which is not installed; "
-                f"install it with: pip install {provider}"
+                f"{provider!r} {entry.get('version', '')}, which is not installed; {install_advice(provider)}"
             )
     return ""

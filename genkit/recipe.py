@@ -186,11 +186,18 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+#: how deep a recipe's tables and arrays may nest (genkit's own nest four deep): deeper is no recipe, and would
+#: take Python's recursion past its limit in reading, merging or validating it
+MAX_NESTING = 32
+
+
 def read_toml(path: str | Path) -> dict:
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            table = tomllib.load(fh)
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        raise ConfigError(f"{path}: nested more than {MAX_NESTING} tables or arrays deep; not a recipe") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: recipe file not found") from None
     except IsADirectoryError:
@@ -199,6 +206,20 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file; expected a recipe .toml file") from None
+    if _nesting(table) > MAX_NESTING:
+        raise ConfigError(f"{path}: nested more than {MAX_NESTING} tables or arrays deep; not a recipe")
+    return table
+
+
+def _nesting(value: Any) -> int:
+    """How deep tables and arrays nest in ``value``, counted without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        todo += [(child, depth + 1) for child in children if isinstance(child, (dict, list))]
+    return deepest
 
 
 def merge_recipes(base: dict, child: dict) -> dict:
@@ -224,32 +245,84 @@ def merge_recipes(base: dict, child: dict) -> dict:
     return out
 
 
-def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+def read_recipe(path: str | Path) -> dict:
     """The recipe file at ``path`` as a table, with the recipes it ``extends`` merged beneath it."""
+    return read_recipe_sources(path)[0]
+
+
+def read_recipe_sources(path: str | Path) -> tuple[dict, dict[str, str]]:
+    """:func:`read_recipe`, and the file each value comes from (dotted key → file) so that an error names it.
+
+    The ``extends`` chain is followed in a loop, not by recursion: however long, it ends in the merged
+    recipe or in one line (a cycle, a missing file, a value that is not a path).
+    """
     path = Path(path)
-    raw = read_toml(path)
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    if not isinstance(parent, str) or not parent:
-        raise RecipeError(str(path), "extends", "the path of the recipe this one starts from (a string)", parent)
-    base = (path.parent / parent).resolve()
-    chain = (*_seen, path.resolve())
-    if base in chain:
-        raise RecipeError(
-            str(path), "extends", "a recipe that does not extend this one again", parent, note=" (a cycle)"
-        )
-    if not base.is_file():
-        raise RecipeError(str(path), "extends", f"an existing recipe file ({base} not found)", parent)
-    return merge_recipes(read_recipe(base, chain), raw)
+    chain: list[tuple[Path, dict]] = []  # the recipe first, the one it extends next, …
+    seen = set()
+    while True:
+        raw = read_toml(path)
+        parent = raw.pop("extends", None)
+        chain.append((path, raw))
+        seen.add(path.resolve())
+        if parent is None:
+            break
+        if not isinstance(parent, str) or not parent:
+            raise RecipeError(str(path), "extends", "the path of the recipe this one starts from (a string)", parent)
+        base = (path.parent / parent).resolve()
+        if base in seen:
+            raise RecipeError(
+                str(path), "extends", "a recipe that does not extend this one again", parent, note=" (a cycle)"
+            )
+        if not base.is_file():
+            raise RecipeError(str(path), "extends", f"an existing recipe file ({base} not found)", parent)
+        path = base
+    merged: dict = {}
+    sources: dict[str, str] = {}
+    for file, raw in reversed(chain):
+        merged = merge_recipes(merged, raw)
+        sources.update(dict.fromkeys(_leaf_keys(raw), str(file)))
+    present = set(_leaf_keys(merged))
+    return merged, {key: file for key, file in sources.items() if key in present or _holds(present, key)}
 
 
-def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str] = ()) -> Recipe:
+def _leaf_keys(table: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of every value of ``table`` that is not itself a table."""
+    keys = []
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        keys += _leaf_keys(value, dotted) if isinstance(value, dict) else [dotted]
+    return keys
+
+
+def _holds(keys: set[str], table: str) -> bool:
+    return any(key.startswith(table + ".") for key in keys)
+
+
+def source_of(key: str | None, sources: dict[str, str]) -> str | None:
+    """The file that set the value at ``key`` (a dotted path, ``[i]`` for array items), the one that set the table
+    holding it, or the only file that set anything under it; ``None`` when that is not one file."""
+    if key is None:
+        return None
+    path = re.sub(r"\[\d+\]", "", key)
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        found = sources.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    under = {file for dotted, file in sources.items() if dotted.startswith(path + ".")}
+    return under.pop() if len(under) == 1 else None
+
+
+def recipe_from_dict(
+    raw: dict, *, file: str | None = None, overrides: list[str] = (), sources: dict[str, str] | None = None
+) -> Recipe:
     """Validate the recipe ``raw`` (read from ``file``) with ``overrides`` applied.
 
     An error about a value an override set names that ``--set`` option instead of the file; an error
     about a value of the file that only the overrides made wrong (a check across keys, such as
-    blocks that no longer fit a ``--set model.image_size``) names the file and the overrides.
+    blocks that no longer fit a ``--set model.image_size``) names the file and the overrides. An error
+    about a value that a recipe ``file`` extends set (``sources``: :func:`read_recipe_sources`) names
+    that recipe.
     """
     overrides = list(overrides)
     try:
@@ -258,11 +331,15 @@ def recipe_from_dict(raw: dict, *, file: str | None = None, overrides: list[str]
         override = override_of(exc.key, overrides)
         if override is not None:
             raise exc.blamed_on(f"--set {override!r}") from None
+        blamed = exc
+        origin = source_of(exc.key, sources or {})
+        if origin is not None and origin != file:
+            blamed = exc.blamed_on(f"{origin} (extended by {file})")
         others = [overrides[:i] + overrides[i + 1 :] for i in range(len(overrides))]
         involved = [text for text, rest in zip(overrides, others) if not _fails_alike(raw, file, rest, exc)]
         if not involved:
-            raise
-        raise exc.noting(" (with " + " ".join(f"--set {text!r}" for text in involved) + ")") from None
+            raise blamed from None
+        raise blamed.noting(" (with " + " ".join(f"--set {text!r}" for text in involved) + ")") from None
     return attrs.evolve(resolve_defaults(recipe), source=file, overrides=tuple(overrides))
 
 
@@ -299,7 +376,8 @@ def override_of(key: str | None, overrides: list[str]) -> str | None:
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     """Read (with the recipes it extends), override, validate and resolve a recipe file."""
-    return recipe_from_dict(read_recipe(path), file=str(path), overrides=overrides)
+    raw, sources = read_recipe_sources(path)
+    return recipe_from_dict(raw, file=str(path), overrides=overrides, sources=sources)
 
 
 def recipe_to_dict(recipe: Recipe, *, provenance: bool = True) -> dict:

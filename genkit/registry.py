@@ -8,6 +8,12 @@ unset loads all, an empty string loads none, ``a,b`` loads only those entry-poin
 Registration runs in three rounds, so that a plugin may use a kind another plugin adds: first
 every ``genkit_register_kinds``, then the per-kind hooks and ``genkit_register_components``, then
 (only when the command line asks) ``genkit_register_commands``.
+
+A third-party plugin cannot break or silently change genkit (:mod:`genkit.entrypoints`): one whose
+hook raises — a registration refused included (a duplicate name, a command whose name a built-in
+command or another plugin holds) — is withdrawn with one warning naming its entry point and
+distribution, and everything else keeps working. A built-in plugin, or one registered directly
+(tests), fails loudly instead: that is a defect of genkit's own.
 """
 
 from __future__ import annotations
@@ -16,15 +22,14 @@ import difflib
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import attrs
-import pluggy
 
-from genkit import hookspecs
-from genkit.errors import PluginError, first_line
+from genkit.entrypoints import ENTRY_POINT_GROUP, PluginManager, failure, warn
+from genkit.errors import PluginError, first_line, printable, shell_word
 
 #: the built-in kinds: kind -> (its registration hook, the interface its components implement, the facts they give)
 BUILTIN_KINDS = {
@@ -37,7 +42,6 @@ BUILTIN_KINDS = {
 }
 #: kind -> its registration hook, for the built-in kinds
 KINDS = {kind: hook for kind, (hook, _, _) in BUILTIN_KINDS.items()}
-ENTRY_POINT_GROUP = "genkit"
 LOAD_ENV = "GENKIT_LOAD_PLUGINS"
 CORE_DISTRIBUTION = "genkit-torch"
 
@@ -103,24 +107,25 @@ def core_version() -> str:
 class Registry:
     """Every registered kind, component and command."""
 
-    def __init__(self, pm: pluggy.PluginManager):
+    def __init__(self, pm: PluginManager):
         self.pm = pm
-        self._providers = {id(plugin): (dist.project_name, dist.version) for plugin, dist in pm.list_plugin_distinfo()}
+        self._providers = {name: (origin.distribution, origin.version) for name, origin in pm.origins.items()}
         self._kinds: dict[str, KindSpec] = {
             kind: KindSpec(kind, interface, hook, CORE_DISTRIBUTION, info=info)
             for kind, (hook, interface, info) in BUILTIN_KINDS.items()
         }
         self._specs: dict[str, dict[str, PluginSpec]] = {kind: {} for kind in self._kinds}
         self._commands: list[CommandSpec] | None = None
+        self._added: dict[str, list[tuple[str, str | None]]] = {}  # plugin -> (kind, name) it added; name None: a kind
+        pm.report_unknown_hooks()
         for impl in pm.hook.genkit_register_kinds.get_hookimpls():
-            impl.function(register=self._kind_registrar(self._provider(impl)[0], self._module(impl)))
+            self._call(impl, "genkit_register_kinds", self._kind_registrar(impl))
         for kind, (hook, _, _) in BUILTIN_KINDS.items():
             for impl in getattr(pm.hook, hook).get_hookimpls():
-                provider, version = self._provider(impl)
-                registrar = self._registrar(provider, version, self._module(impl))
-                impl.function(register=lambda *args, _r=registrar, _k=kind, **kw: _r(_k, *args, **kw))
+                registrar = self._registrar(impl)
+                self._call(impl, hook, lambda *args, _r=registrar, _k=kind, **kw: _r(_k, *args, **kw))
         for impl in pm.hook.genkit_register_components.get_hookimpls():
-            impl.function(register=self._registrar(*self._provider(impl), self._module(impl)))
+            self._call(impl, "genkit_register_components", self._registrar(impl))
 
     @staticmethod
     def _module(impl) -> str:
@@ -128,14 +133,51 @@ class Registry:
         return getattr(impl.plugin, "__name__", impl.plugin_name)
 
     def _provider(self, impl) -> tuple[str, str]:
-        return self._providers.get(id(impl.plugin), (CORE_DISTRIBUTION, core_version()))
+        return self._providers.get(impl.plugin_name, (CORE_DISTRIBUTION, core_version()))
 
-    def _kind_registrar(self, provider: str, module: str):
+    def _call(self, impl, hook: str, register: Callable[..., None]) -> bool:
+        """Call a plugin's ``hook`` implementation; when it raises, withdraw the plugin with a warning (an entry-point
+        plugin) or let the error through (genkit's own plugins: a defect). Whether the call succeeded.
+
+        A failed command hook costs the plugin its commands only: commands are collected only when the command line
+        needs them, and what a recipe can use must not depend on that.
+        """
+        if self.pm.get_plugin(impl.plugin_name) is None:  # withdrawn by a failure in an earlier round
+            return False
+        try:
+            impl.function(register=register)
+            return True
+        except (Exception, SystemExit) as exc:
+            origin = self.pm.origins.get(impl.plugin_name)
+            if origin is None:
+                raise
+            if hook == "genkit_register_commands":
+                warn(f"plugin {origin} adds no command: its {hook} hook failed ({failure(exc)})")
+            else:
+                self._withdraw(impl.plugin_name)
+                warn(f"plugin {origin} is unavailable: its {hook} hook failed ({failure(exc)})")
+            return False
+
+    def _withdraw(self, plugin: str) -> None:
+        """Forget every kind and component ``plugin`` added (with the components of its kinds) and the plugin itself."""
+        for kind, name in reversed(self._added.pop(plugin, [])):
+            if name is not None:
+                self._specs.get(kind, {}).pop(name, None)
+            else:
+                self._kinds.pop(kind, None)
+                self._specs.pop(kind, None)
+        self.pm.unregister(name=plugin)
+
+    def _kind_registrar(self, impl):
+        provider, module = self._provider(impl)[0], self._module(impl)
+
         def register(
             kind: str, interface: type, description: str = "", info: tuple[str, ...] = (), contracts: str | None = None
         ) -> None:
-            if not isinstance(kind, str) or not kind:
-                raise PluginError(f"plugin module {module}: kind names must be non-empty strings, got {kind!r}")
+            if not printable_name(kind):
+                raise PluginError(
+                    f"plugin module {module}: kind names must be non-empty printable strings, got {kind!r}"
+                )
             if kind in self._kinds:
                 raise PluginError(
                     f"plugin kind {kind!r} is added twice: by {self._kinds[kind].provider} and by {provider} ({module})"
@@ -143,14 +185,17 @@ class Registry:
             if not isinstance(interface, type):
                 raise PluginError(f"plugin kind {kind!r} ({module}): interface must be a class, got {interface!r}")
             name = f"{interface.__module__}.{interface.__qualname__}"
-            description = description or first_line(interface.__doc__ or "")
+            description = printable(description or first_line(interface.__doc__ or ""))
             hook = "genkit_register_components"
             self._kinds[kind] = KindSpec(kind, name, hook, provider, description, tuple(info), contracts, interface)
             self._specs[kind] = {}
+            self._added.setdefault(impl.plugin_name, []).append((kind, None))
 
         return register
 
-    def _registrar(self, provider: str, version: str, module: str):
+    def _registrar(self, impl):
+        (provider, version), module = self._provider(impl), self._module(impl)
+
         def register(
             kind: str,
             name: str,
@@ -165,8 +210,10 @@ class Registry:
                     f"plugin module {module}: unknown plugin kind {kind!r} for {name!r}; "
                     f"kinds are: {', '.join(self._kinds)}"
                 )
-            if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin module {module}: {kind} names must be non-empty strings, got {name!r}")
+            if not printable_name(name):
+                raise PluginError(
+                    f"plugin module {module}: {kind} names must be non-empty printable strings, got {name!r}"
+                )
             existing = self._specs[kind].get(name)
             if existing is not None:
                 raise PluginError(
@@ -182,11 +229,12 @@ class Registry:
                     f"{kind} plugin {name!r} ({provider}): unknown registration keyword {unknown[0]!r}; "
                     f"a {kind} may give {', '.join(allowed) or 'none'}"
                 )
-            description = description or first_line(getattr(factory, "__doc__", None) or "")
+            description = printable(description or first_line(getattr(factory, "__doc__", None) or ""))
             self._specs[kind][name] = PluginSpec(
                 kind, name, factory, config or NoSettings, provider, version, description, example, module,
                 MappingProxyType(dict(info)),
             )  # fmt: skip
+            self._added.setdefault(impl.plugin_name, []).append((kind, name))
 
         return register
 
@@ -212,7 +260,7 @@ class Registry:
         if provider and provider != CORE_DISTRIBUTION:
             raise PluginError(
                 f"{kind} plugin {name!r} is provided by the distribution {provider!r}, which is not installed "
-                f"(or not loaded: see {LOAD_ENV}); install it with: pip install {provider}"
+                f"(or not loaded: see {LOAD_ENV}); {install_advice(provider)}"
             )
         available = self.names(kind)
         close = difflib.get_close_matches(name, available, n=1)
@@ -229,42 +277,77 @@ class Registry:
 
     # --- commands ---------------------------------------------------------------------------------
 
-    def commands(self) -> list[CommandSpec]:
-        """The commands plugins add, collected on first use (only the command line needs them)."""
+    def commands(self, taken: Mapping[str | None, Collection[str]] | None = None) -> list[CommandSpec]:
+        """The commands plugins add, collected on first use (only the command line needs them).
+
+        ``taken`` holds the names of the built-in commands of each group (``None``: the top level): a plugin command
+        of one of those names, or of a name another plugin's command already holds, is refused as a duplicate
+        component is, instead of hiding or replacing the other.
+        """
         if self._commands is None:
             found: list[CommandSpec] = []
             for impl in self.pm.hook.genkit_register_commands.get_hookimpls():
-                provider, version = self._provider(impl)
-
-                def register(command, group: str | None = None, _p=provider, _v=version, _m=self._module(impl)) -> None:
-                    if not callable(getattr(command, "main", None)) or not getattr(command, "name", None):
-                        raise PluginError(
-                            f"plugin module {_m}: register() expects a named click command, got {command!r}"
-                        )
-                    found.append(CommandSpec(command, group, _p, _v, _m))
-
-                impl.function(register=register)
+                mine = len(found)
+                if not self._call(impl, "genkit_register_commands", self._command_registrar(impl, found, taken or {})):
+                    del found[mine:]  # a withdrawn plugin's commands go with it
             self._commands = found
         return self._commands
 
+    def _command_registrar(self, impl, found: list[CommandSpec], taken: Mapping[str | None, Collection[str]]):
+        (provider, version), module = self._provider(impl), self._module(impl)
 
-def make_plugin_manager(load_entry_points: bool | None = None) -> pluggy.PluginManager:
-    """A plugin manager with the built-in plugins and, unless disabled, the selected entry points."""
-    pm = pluggy.PluginManager("genkit")
-    pm.add_hookspecs(hookspecs)
+        def register(command, group: str | None = None) -> None:
+            name = getattr(command, "name", None)
+            if not callable(getattr(command, "main", None)) or not name:
+                raise PluginError(f"plugin module {module}: register() expects a named click command, got {command!r}")
+            if not printable_name(name) or name.startswith("-"):
+                raise PluginError(f"plugin module {module}: command names must be printable words, got {name!r}")
+            shown = f"genkit {group} {name}" if group else f"genkit {name}"
+            holder = next((c for c in found if (c.group, c.command.name) == (group, name)), None)
+            if name in taken.get(group, ()) or holder is not None:
+                first = (
+                    "genkit itself (a built-in command)" if holder is None else f"{holder.provider} {holder.version}"
+                )
+                raise PluginError(
+                    f"command {shown!r} is registered twice: by {first} and by {provider} {version} ({module})"
+                )
+            found.append(CommandSpec(command, group, provider, version, module))
+
+        return register
+
+
+def install_advice(distribution: object) -> str:
+    """How to install ``distribution`` (a name a recipe or a model directory gives): the ``pip install`` command, its
+    name quoted for the shell, or no command at all for a name that would read as an option or hides characters."""
+    word = shell_word(str(distribution))
+    if word is None:
+        return f"install the distribution that provides it ({printable(distribution)!r} is not a name to pass to pip)"
+    return f"install it with: pip install {word}"
+
+
+def printable_name(name: object) -> bool:
+    """Whether ``name`` can name a kind, component or command: a non-empty string a terminal shows as it is."""
+    return isinstance(name, str) and bool(name) and name.isprintable()
+
+
+def make_plugin_manager(load_entry_points: bool | None = None) -> PluginManager:
+    """A plugin manager with the built-in plugins and, unless disabled, the selected entry points (each on its own:
+    one that fails is left out with a warning, :mod:`genkit.entrypoints`)."""
+    pm = PluginManager()
     from genkit_plugins import BUILTIN_MODULES
 
     for module_name in BUILTIN_MODULES:
         pm.register(importlib.import_module(module_name), name=module_name)
     selection = os.environ.get(LOAD_ENV)
-    if load_entry_points is False or selection == "":
-        return pm
-    if selection is None:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    else:
-        wanted = {name.strip() for name in selection.split(",") if name.strip()}
-        for name in sorted(wanted):
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+    if load_entry_points is not False and selection != "":
+        wanted = None if selection is None else {name.strip() for name in selection.split(",") if name.strip()}
+        pm.load_entry_points(wanted)
+        for name in sorted((wanted or set()) - set(pm.origins)):
+            if not any(ep.name == name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)):
+                warn(
+                    f"{LOAD_ENV} names {name!r}, which no installed distribution has as a "
+                    f"{ENTRY_POINT_GROUP!r} entry point"
+                )
     return pm
 
 

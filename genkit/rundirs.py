@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from genkit.errors import CheckpointError
+from genkit.errors import CheckpointError, shell_word
 
 RECIPE_NAME = "recipe.toml"
 METRICS_NAME = "metrics.jsonl"
@@ -33,6 +33,13 @@ RUN_FILES = (RECIPE_NAME, METRICS_NAME, RESULTS_NAME, SAMPLES, CHECKPOINTS, TENS
 def run_files(path: str | Path) -> list[str]:
     """The names of the files and folders of a run that ``path`` already holds."""
     return [name for name in RUN_FILES if (Path(path) / name).exists()]
+
+
+def resume_option(run_dir: str | Path) -> str:
+    """``--resume RUN`` as it can be typed (the run's path quoted for the shell: its name is the recipe file's, which
+    may hold anything), or words that say so where no path can be offered safely."""
+    word = shell_word(str(run_dir), path=True)
+    return f"--resume {word}" if word is not None else "--resume and the run's directory"
 
 
 def is_run_dir(path: str | Path) -> bool:

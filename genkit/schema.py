@@ -8,8 +8,11 @@ expected and what was found.
 from __future__ import annotations
 
 import math
+import re
+import string
 import types
 import typing
+import urllib.parse
 from typing import Any, Literal, Union
 
 import attrs
@@ -117,6 +120,8 @@ def convert(tp: Any, value: Any, *, path: str, file: str | None) -> Any:
 
 
 INT64 = (-(2**63), 2**63 - 1)
+#: a distribution's name as packaging allows it (PEP 508): what ``pip install`` is then suggested with
+DISTRIBUTION = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 #: the seeds numpy, scikit-learn and torch all accept
 SEEDS = (0, 2**32 - 1)
 
@@ -164,8 +169,8 @@ def structure_component(kind: str, value: Any, *, path: str, file: str | None) -
     if not isinstance(name, str):
         raise RecipeError(file, f"{path}.name", f"the name of a {kind} plugin (a string)", name)
     provider = value.pop("provider", None)
-    if provider is not None and not isinstance(provider, str):
-        raise RecipeError(file, f"{path}.provider", "a distribution name (a string)", provider)
+    if provider is not None and (not isinstance(provider, str) or not DISTRIBUTION.fullmatch(provider)):
+        raise RecipeError(file, f"{path}.provider", "a distribution name (letters, digits, '.', '_', '-')", provider)
     try:
         spec = get_registry().get(kind, name, provider=provider)
     except PluginError as exc:
@@ -207,6 +212,72 @@ def in_range(low: float | None = None, high: float | None = None, *, low_open: b
             check(ok_low and ok_high, attribute.name, expected, value)
 
     return validate
+
+
+# --- values with a format, checked when the recipe resolves (before anything is read or fetched) ---------------
+
+
+def checksum_field(default: str, *, algorithm: str, digits: int):
+    """An attrs field holding the hexadecimal ``algorithm`` checksum of a file, ``digits`` digits in either case (kept
+    in lower case, as ``hashlib`` writes it), or ``""`` for none."""
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        ok = value == "" or (len(value) == digits and all(c in string.hexdigits for c in value))
+        check(ok, attribute.name, f'an {algorithm} checksum of {digits} hexadecimal digits, or "" for none', value)
+
+    return attrs.field(default=default, converter=_lower, validator=validate)
+
+
+def url_field(default: str, *, schemes: tuple[str, ...] = ("https", "http")):
+    """An attrs field holding the URL of a file to fetch: one of ``schemes``, a host, a valid port, no spaces."""
+    wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        parts = urllib.parse.urlsplit(value) if value.isprintable() and not any(c.isspace() for c in value) else None
+        try:
+            ok = parts is not None and parts.scheme in schemes and bool(parts.hostname) and (parts.port or 1) > 0
+        except ValueError:  # a port that is not a number from 0 to 65535
+            ok = False
+        check(ok, attribute.name, f"a {wanted} URL with a host and no spaces (https://example.org/file.tar.gz)", value)
+
+    return attrs.field(default=default, validator=validate)
+
+
+def hub_repo_field():
+    """An attrs field holding a Hugging Face Hub repo id (``namespace/name``), or ``""`` for none."""
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value == "":
+            return
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(value)
+            ok = True
+        except HFValidationError:
+            ok = False
+        check(ok, attribute.name, "a Hub repo id 'namespace/name' (letters, digits, '-', '_', '.'), or \"\"", value)
+
+    return attrs.field(default="", validator=validate)
+
+
+def revision_field():
+    """An attrs field holding a git revision of a Hub repo (a branch, tag or commit), or ``""`` for its main branch."""
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        ok = value == "" or (REVISION.fullmatch(value) is not None and ".." not in value and value[0] != "-")
+        check(ok, attribute.name, 'a branch, tag or commit name (no spaces, "..", or leading "-"), or ""', value)
+
+    return attrs.field(default="", validator=validate)
+
+
+#: what git allows in a ref name: no control characters, spaces, ~ ^ : ? * [ or backslash
+REVISION = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]+")
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _join(path: str, key: str) -> str:

@@ -13,11 +13,19 @@ import pytest
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
-def cifar_archive(train: np.ndarray, test: np.ndarray) -> bytes:
-    """``cifar-10-python.tar.gz`` in the official layout: ``train`` (``(N, 3072)`` rows) over five batches, ``test``."""
+def cifar_archive(train: np.ndarray, test: np.ndarray, special: dict[str, tarfile.TarInfo] | None = None) -> bytes:
+    """``cifar-10-python.tar.gz`` in the official layout: ``train`` (``(N, 3072)`` rows) over five batches, ``test``.
+
+    ``special`` puts another kind of member (a link, a folder, a device) in place of the named batches.
+    """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, rows in [*zip(TRAIN_BATCHES, np.array_split(train, 5)), ("test_batch", test)]:
+            if name in (special or {}):
+                info = special[name]
+                info.name = f"cifar-10-batches-py/{name}"
+                tar.addfile(info)
+                continue
             payload = pickle.dumps({b"labels": [0] * len(rows), b"data": rows}, protocol=2)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(payload)

@@ -82,9 +82,12 @@ def test_a_hub_data_set_without_the_official_archive_says_what_genkit_reads(fake
         build("cifar10", hub=repo)
 
 
-def test_root_and_hub_together_are_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"data.root = .* and data.hub = 'a/b': set only one"):
-        build("cifar10", root=str(tmp_path), hub="a/b")
+def test_root_and_hub_together_are_refused_when_the_recipe_resolves(tmp_path):
+    from genkit.recipe import recipe_from_dict
+
+    raw = {"model": {"name": "vdvae"}, "data": {"name": "cifar10", "root": str(tmp_path), "hub": "a/b"}}
+    with pytest.raises(ConfigError, match=r"^r.toml: data.hub: expected either data.root or data.hub, not both"):
+        recipe_from_dict(raw, file="r.toml")
 
 
 def test_npy_arrays_from_a_hub_data_set_repo(fake_hub, hub_env):

@@ -62,26 +62,31 @@ from genkit.engine.step import EMA, build_optimizer, training_step
 from genkit.errors import ConfigError, DivergedError, GenkitError
 from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
+from genkit.pairing import check_pairing
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, resolve_local
 from genkit.recipe import Recipe
 
 GRAPH_WARMUP = 3  # eager steps before a CUDA graph is captured
 
 
-def _bench_images(
-    recipe: Recipe, batch: int, image_shape: tuple[int, int, int], use_data: bool
-) -> tuple[torch.Tensor, Any, str]:
-    """(``batch`` fixed images, the data set or ``None``, where the images came from)."""
+def _bench_images(recipe: Recipe, batch: int, model: torch.nn.Module, use_data: bool) -> tuple[torch.Tensor, Any, str]:
+    """(``batch`` fixed images, the data set or ``None``, where the images came from).
+
+    A data set that is on this machine must fit the model (:func:`genkit.pairing.check_pairing`): the numerical
+    guard's loss is a figure of the model on its images.
+    """
     if use_data:
         try:
             dataset = recipe.data.build("dataset")
+        except GenkitError:  # the data set is not on this machine: random images of the right shape
+            dataset = None
+        if dataset is not None:
+            check_pairing(model, dataset, recipe.data.name, where=recipe.origin(), split="validation")
             validation = dataset.split("validation")
-            if tuple(dataset.image_shape) == tuple(image_shape) and len(validation) >= batch:
+            if len(validation) >= batch:
                 images = torch.stack([validation[i] for i in range(batch)])
                 return images, dataset, f"{recipe.data.name} validation images"
-        except GenkitError:  # the data set is not on this machine: random images of the right shape
-            pass
-    h, w, c = image_shape
+    h, w, c = model.image_shape
     generator = torch.Generator(device="cpu").manual_seed(0)
     return torch.randint(0, 256, (batch, h, w, c), dtype=torch.uint8, generator=generator), None, "random images"
 
@@ -147,7 +152,7 @@ def run_benchmark(
         load_weights(model, weights)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    images, dataset, images_from = _bench_images(recipe, batch, model.image_shape, use_data)
+    images, dataset, images_from = _bench_images(recipe, batch, model, use_data)
     images = images.to(device)
     if weights is None and isinstance(model, DataDependentInit):  # as a fresh run starts: timed on working weights
         model.train()

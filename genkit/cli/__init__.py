@@ -14,7 +14,7 @@ import sys
 import click
 
 from genkit.cli.groups import PluginGroup
-from genkit.errors import ConfigError, GenkitError, is_out_of_memory
+from genkit.errors import ConfigError, GenkitError, is_out_of_memory, printable
 from genkit.version import __version__
 
 COMMAND_MODULES = [
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if isinstance(exc, OSError) and exc.filename is not None:
             # the file system said no (a full disk, a read-only mount, a path under a file): which path, and why
-            click.echo(f"genkit: error: {exc.filename}: {exc.strerror or _one_line(str(exc))}", err=True)
+            click.echo(f"genkit: error: {_one_line(f'{exc.filename}: {exc.strerror or exc}')}", err=True)
             return 1
         click.echo(
             f"genkit: error: {type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)", err=True
@@ -116,7 +116,9 @@ def _size(n: float) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """An error as the one line it is printed as: its whitespace (newlines too) collapsed, and whatever it quotes from
+    outside genkit (a server's answer, a model directory's strings) unable to steer the terminal."""
+    return printable(" ".join(text.split()))
 
 
 def entry_point() -> None:

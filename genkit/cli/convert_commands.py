@@ -64,11 +64,12 @@ def load_recipe_for(recipe_path: str, overrides, model_name: str, what: str):
 
 def write_converted(recipe, state: dict, source: str | Path, out: str | Path, notes: list[str] = ()) -> None:
     """Save ``state`` (tensors under genkit's names) as the model directory ``out`` of ``recipe``, and say so."""
+    from genkit.errors import printable
     from genkit.models import build_model
     from genkit.pretrained import clear_outputs, save_pretrained
 
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {printable(note)}", err=True)
     model = build_model(recipe, device="meta")  # only its recipe is saved: the weights are the file's
     clear_outputs(out)  # what --overwrite replaces (out_option refused it otherwise): no old eval.json or grid stays
     save_pretrained(model, out, recipe=recipe, state_dict=state, extra={"converted_from": str(source)})

@@ -55,7 +55,7 @@ def push(model_path, repo_id, private, token, commit_message, revision, license_
     eval.json), samples.png and eval.json, in one commit. HF_ENDPOINT selects another Hub.
     """
     from genkit.cards import check_evaluation
-    from genkit.errors import ConfigError
+    from genkit.errors import ConfigError, printable
     from genkit.hub import push_to_hub
 
     evaluation = None
@@ -78,7 +78,7 @@ def push(model_path, repo_id, private, token, commit_message, revision, license_
         samples=samples,
         evaluation=evaluation,
     )
-    click.echo(f"pushed {model_path} to {repo_id}: {commit.commit_url}")
+    click.echo(f"pushed {model_path} to {repo_id}: {printable(commit.commit_url)}")  # the Hub's own words
 
 
 COMMANDS = [push]

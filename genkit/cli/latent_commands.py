@@ -16,6 +16,7 @@ from genkit.cli.model_options import (
     Temperature,
     batch_option,
     check_layer_counts,
+    data_split,
     device_option,
     generator_for,
     grid_scale,
@@ -100,7 +101,7 @@ def rates(model_path, images_path, split, max_images, latents, batch_size, seed,
     dims = math.prod(model.image_shape)
     if split is not None:
         torch.manual_seed(seed)
-        dataset = model.recipe.data.build("dataset").split(split)
+        dataset = data_split(model, model_path, split)
         per_layer = evaluate_dataset(
             model, dataset, batch_size=batch_size, max_images=max_images, seed=seed, device=device
         ).get("layer_rate_bits_per_dim")

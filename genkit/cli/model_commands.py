@@ -18,6 +18,7 @@ from genkit.cli.model_options import (
     Temperature,
     batch_option,
     check_temperature,
+    data_split,
     device_option,
     dtype_option,
     generator_for,
@@ -37,7 +38,7 @@ from genkit.cli.options import Count, emit_json, json_option, say
 from genkit.engine.distributed import processes
 from genkit.engine.evaluate import evaluate_dataset, not_finite, per_image_terms
 from genkit.engine.fid import inception_network, model_fid
-from genkit.errors import ConfigError, DivergedError
+from genkit.errors import ConfigError, DivergedError, printable
 from genkit.interfaces import nats_to_bits, resolve_sampler
 
 
@@ -160,7 +161,7 @@ def eval_command(
             reference = first_images(model, images_path, split, fid_images)
         if split is not None:
             torch.manual_seed(seed)
-            dataset = model.recipe.data.build("dataset").split(split)
+            dataset = data_split(model, model_path, split)
             result = {
                 "split": split,
                 **evaluate_dataset(
@@ -260,7 +261,7 @@ def sample(model_path, n, temperature, sampler, latents, seed, device, out, npy)
     with drawing(model, model_path):
         images = model.sample(n, temperature=temperature, generator=generator, sampler=sampler, **options)
     write_images(images, out, npy)
-    click.echo(f"wrote {n} samples ({sampler} sampler) to {out}")
+    click.echo(f"wrote {n} samples ({printable(sampler)} sampler) to {out}")
 
 
 COMMANDS = [eval_command, sample]

@@ -62,6 +62,17 @@ def load_model(path: str, device: str, dtype: str = "float32") -> torch.nn.Modul
     return from_pretrained(path, device=device, dtype=DTYPES[dtype])
 
 
+def data_split(model: torch.nn.Module, model_path: str, split: str):
+    """The ``split`` of the data set MODEL was trained on (its recipe's ``[data]``), once its figures on it are known to
+    mean something (:func:`genkit.pairing.check_pairing`)."""
+    from genkit.pairing import check_pairing, check_reported_split
+
+    dataset, name = model.recipe.data.build("dataset"), model.recipe.data.name
+    check_pairing(model, dataset, name, where=model_path, split=split)
+    check_reported_split(dataset, name, split, where=f"--split {split}")
+    return dataset.split(split)
+
+
 def read_images(path: str, model: torch.nn.Module) -> torch.Tensor:
     """A ``.npy`` file of ``uint8`` images ``(N, H, W, C)`` matching the model's image shape."""
     try:

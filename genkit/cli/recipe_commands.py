@@ -40,6 +40,7 @@ def run(recipe: str, overrides: tuple[str, ...], resume: str | None, out: str | 
 def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None:
     """Print the resolved RECIPE, the parameter count of each part of its model and the model's capabilities."""
     from genkit.capabilities import capabilities
+    from genkit.errors import printable
     from genkit.models import build_model, parameter_counts
     from genkit.recipe import dump_recipe, load_recipe, recipe_to_dict
 
@@ -61,7 +62,8 @@ def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None
     for name, count in counts.items():
         click.echo(f"# {name:<{width}}  {count:>14,}")
     click.echo(f"# objective: {about['objective']}")
-    click.echo(f"# samplers: {', '.join(about['samplers'])} (default: {about['samplers'][0]})")
+    samplers = [printable(name) for name in about["samplers"]]  # names the model's plugin chose
+    click.echo(f"# samplers: {', '.join(samplers)} (default: {samplers[0]})")
     click.echo(f"# capabilities: {', '.join(about['capabilities']) or 'none'}")
 
 
@@ -69,7 +71,8 @@ def show(recipe: str, overrides: tuple[str, ...], json_path: str | None) -> None
 @json_option
 def plugins(json_path: str | None) -> None:
     """List every plugin and plugin command: kind, name, providing distribution, version and module."""
-    from genkit.errors import first_line
+    from genkit.cli.groups import plugin_commands
+    from genkit.errors import first_line, printable
     from genkit.registry import get_registry
 
     registry = get_registry()
@@ -91,15 +94,16 @@ def plugins(json_path: str | None) -> None:
             "provider": c.provider,
             "version": c.version,
             "module": c.module,
-            "description": first_line(c.command.help or ""),
+            "description": printable(first_line(c.command.help or "")),
         }
-        for c in registry.commands()
+        for c in plugin_commands(click.get_current_context())
     ]
     if json_path:
         emit_json(json_path, rows)
         if json_path == "-":
             return
     headers = ("kind", "name", "provider", "version", "module")
+    rows = [{h: printable(r[h]) for h in headers} for r in rows]  # what a plugin or its distribution says, shown
     widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
     for r in rows:

@@ -39,11 +39,12 @@ from genkit.engine.report import print_summary
 from genkit.engine.runs import check_cuda_graph, choose_run_dir
 from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
-from genkit.errors import CheckpointError, ConfigError, DataError, DivergedError, first_line
+from genkit.errors import CheckpointError, ConfigError, DataError, DivergedError, first_line, printable
 from genkit.fileio import make_folder, write_json
 from genkit.images import save_grid
 from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
+from genkit.pairing import check_evaluation_settings, check_pairing, check_reported_split
 from genkit.pretrained import clear_outputs, non_finite
 from genkit.recipe import Recipe, save_recipe
 
@@ -92,11 +93,9 @@ class Trainer:
         self.dataset = recipe.data.build("dataset")
         torch.manual_seed(self.config.seed)  # the same initial weights on every rank
         self.model = build_model(recipe, context.device)
-        if tuple(self.dataset.image_shape) != tuple(self.model.image_shape):
-            raise ConfigError(
-                f"{recipe.origin()}: the {recipe.data.name} images are {tuple(self.dataset.image_shape)} "
-                f"(H, W, C) but the model is built for {tuple(self.model.image_shape)}; change [model] or [data]"
-            )
+        check_pairing(self.model, self.dataset, recipe.data.name, where=recipe.origin())
+        check_reported_split(self.dataset, recipe.data.name, recipe.eval.split, where=recipe.origin("eval"))
+        check_evaluation_settings(self.model, recipe)
         if self.config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if not self.resuming and isinstance(self.model, DataDependentInit):
@@ -224,7 +223,7 @@ class Trainer:
                         if context.is_main:
                             click.echo(
                                 f"stopped by a signal at step {self.step}; checkpoint written; "
-                                f"continue with --resume {self.run_dir}",
+                                f"continue with {rundirs.resume_option(self.run_dir)}",
                                 err=True,
                             )
                         raise KeyboardInterrupt
@@ -294,7 +293,8 @@ class Trainer:
             saved = rundirs.checkpoint_dirs(self.run_dir)
             cure = "lower train.lr, train.weight_decay or train.grad_clip"
             keep = (
-                f"the latest good checkpoint is {saved[-1]}: {cure} and continue it with --resume {self.run_dir}"
+                f"the latest good checkpoint is {saved[-1]}: {cure} and continue it with "
+                f"{rundirs.resume_option(self.run_dir)}"
                 if saved
                 else f"no checkpoint was written: {cure} and start again"
             )
@@ -413,8 +413,8 @@ class Trainer:
                     self.dataset.bits,
                     max_images=self.recipe.eval.max_images,
                 )
-            except (DataError, ValueError, IndexError) as exc:  # a data set whose pixels exceed its declared depth
-                click.echo(f"trivial baselines not computed: {exc}", err=True)
+            except DataError as exc:  # an image that cannot be read now (its depth and type were checked at the start)
+                click.echo(f"trivial baselines not computed: {printable(exc)}", err=True)
             log.write({**final, "split": f"final-{split}"})
             write_json(self.run_dir / rundirs.RESULTS_NAME, final)
             print_summary(final, self.run_dir, self.model.objective)

@@ -90,6 +90,17 @@ def test_model_every_sampler_draws_the_same_images_from_the_same_generator_state
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))
+def test_model_samples_lie_on_the_levels_of_the_bit_depth_it_declares(spec, contract_model_cache):
+    """A ``bits``-bit level is a pixel's top ``bits`` bits: the depth a data set must declare to be scored by it."""
+    model = _model(spec, contract_model_cache).eval()
+    assert isinstance(model.bits, int) and 1 <= model.bits <= 8
+    with torch.no_grad():
+        images = model.sample(2, generator=torch.Generator().manual_seed(0))
+    model.train()
+    assert not (images % 2 ** (8 - model.bits)).any()
+
+
+@pytest.mark.parametrize("spec", plugin_params("model"))
 def test_model_pictures_are_uint8_grids_of_its_shape(spec, contract_model_cache):
     model = _model(spec, contract_model_cache).eval()
     with torch.no_grad():

@@ -28,7 +28,7 @@ from einops import rearrange
 
 from genkit.downloads import cache_dir, drop_hint, fetch, md5sum
 from genkit.errors import DataError
-from genkit.schema import in_range, seed_field
+from genkit.schema import checksum_field, hub_repo_field, in_range, revision_field, seed_field, url_field
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit
 from genkit_plugins.datasets.sources import check_one_source, hub_folder, why_not_downloading
 
@@ -49,13 +49,17 @@ class Cifar10Settings:
     """Where the CIFAR-10 files are (or come from), and how validation is held out of the 50,000 training images."""
 
     root: str = ""  # a local copy; "" = cifar10/ in the genkit cache ($GENKIT_CACHE, else ~/.cache/genkit)
-    url: str = OFFICIAL_URL  # fetched from here into root when no copy is there
-    md5: str = OFFICIAL_MD5  # of the tarball; "" skips the check (the extracted folder is never checksummed)
+    url: str = url_field(OFFICIAL_URL)  # fetched from here into root when no copy is there
+    # of the tarball; "" skips the check (the extracted folder is never checksummed)
+    md5: str = checksum_field(OFFICIAL_MD5, algorithm="MD5", digits=32)
     download: bool = True  # false: never fetch (nor does HF_HUB_OFFLINE=1)
-    hub: str = ""  # a Hub data-set repo holding the tarball or the extracted folder, instead of root and url
-    hub_revision: str = ""  # "" = the repo's main branch
+    hub: str = hub_repo_field()  # a Hub data-set repo holding the tarball or the extracted folder, instead of root
+    hub_revision: str = revision_field()  # "" = the repo's main branch
     validation_size: int = attrs.field(default=5000, validator=in_range(0))  # 0: validation is the test set
     split_seed: int = seed_field(REFERENCE_SPLIT_SEED)
+
+    def __attrs_post_init__(self) -> None:
+        check_one_source(self)
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -79,12 +83,28 @@ def _read_batch(data: bytes, source: str, where: str = f"; {WHERE}") -> np.ndarr
     """One batch as ``(N, 32, 32, 3)`` ``uint8``; ``where`` ends every error (what to do about it)."""
     try:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
-        pixels = np.asarray(batch[b"data"], dtype=np.uint8)
+        values = np.asarray(batch[b"data"])
     except Exception as exc:  # any damage in a pickle surfaces as a different exception type
         raise DataError(f"{source}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc}){where}") from None
-    if pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{source}: batch data has shape {pixels.shape}, expected (N, 3072){where}")
-    return rearrange(pixels, "n (c h w) -> n h w c", c=3, h=32, w=32)
+    if values.ndim != 2 or values.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{source}: batch data has shape {values.shape}, expected (N, 3072){where}")
+    # the release holds uint8; anything else is read only if every value is a pixel's (a cast would wrap 256 to 0)
+    if values.dtype != np.uint8:
+        numeric = values.dtype.kind in "iuf" and values.size > 0
+        pixels = numeric and bool(
+            np.isfinite(values).all()
+            and values.min() >= 0
+            and values.max() <= 255
+            and (values == np.round(values)).all()
+        )
+        if not pixels:
+            found = (
+                f"{values.dtype} values from {values.min()} to {values.max()}" if numeric else f"{values.dtype} values"
+            )
+            raise DataError(
+                f"{source}: batch data holds {found}, expected the pixels 0 … 255 of the official release{where}"
+            )
+    return rearrange(values.astype(np.uint8), "n (c h w) -> n h w c", c=3, h=32, w=32)
 
 
 def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
@@ -101,19 +121,36 @@ def _read_tarball(path: Path, md5: str) -> dict[str, np.ndarray]:
             for name in [*TRAIN_BATCHES, TEST_BATCH]:
                 member = f"{FOLDER}/{name}"
                 try:
-                    handle = tar.extractfile(member)
+                    info = tar.getmember(member)
                 except KeyError:
                     raise DataError(f"{path}: has no {member}; expected the official {TARBALL}{where}") from None
-                batches[name] = _read_batch(handle.read(), f"{path}:{member}", where)
+                if not info.isfile():  # a link would be followed to another member, a device or folder has no bytes
+                    raise DataError(
+                        f"{path}: {member} is {_member_kind(info)}, not a regular file; expected the official "
+                        f"{TARBALL}{where}"
+                    )
+                batches[name] = _read_batch(tar.extractfile(info).read(), f"{path}:{member}", where)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .tar.gz ({exc}); expected the official {TARBALL}{where}") from None
     return batches
+
+
+def _member_kind(info: tarfile.TarInfo) -> str:
+    if info.issym() or info.islnk():
+        return f"a link to {info.linkname!r}"
+    if info.isdir():
+        return "a folder"
+    if info.isfifo():
+        return "a FIFO"
+    return "a device" if info.isdev() else "not a file"
 
 
 def _read_folder(folder: Path) -> dict[str, np.ndarray]:
     batches = {}
     for name in [*TRAIN_BATCHES, TEST_BATCH]:
         file = folder / name
+        if file.exists() and not file.is_file():
+            raise DataError(f"{file}: not a regular file; expected the extracted {FOLDER} folder of {TARBALL}; {WHERE}")
         if not file.is_file():
             raise DataError(f"{file}: not found; expected the extracted {FOLDER} folder of {TARBALL}; {WHERE}")
         batches[name] = _read_batch(file.read_bytes(), str(file))
@@ -132,7 +169,6 @@ def find(root: Path) -> Path | None:
 
 def locate(settings: Cifar10Settings) -> tuple[Path, bool]:
     """(the tarball or batch folder to read, whether it still needs its MD5 checked), fetching it if allowed."""
-    check_one_source(settings.root, settings.hub)
     if settings.hub:
         folder = hub_folder(
             settings.hub, settings.hub_revision, patterns=[TARBALL, f"{FOLDER}/*"], download=settings.download

@@ -18,9 +18,9 @@ from torch.utils.data import Dataset
 
 from genkit.errors import ConfigError, DataError
 from genkit.interfaces import ImageDataset
-from genkit.schema import in_range, seed_field
+from genkit.schema import hub_repo_field, in_range, revision_field, seed_field
 from genkit_plugins.datasets.arrays import SPLITS, seeded_holdout
-from genkit_plugins.datasets.sources import data_folder
+from genkit_plugins.datasets.sources import check_one_source, data_folder
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "valid", "val"), "test": ("test",)}
@@ -81,13 +81,16 @@ class ImageFolderSettings:
     """A folder (or Hub data-set repo) of images: with train/ (validation/ or valid/, test/) subfolders, or flat."""
 
     root: str = ""
-    hub: str = ""  # a Hub data-set repo holding the images, instead of root
-    hub_revision: str = ""  # "" = the repo's main branch
+    hub: str = hub_repo_field()  # a Hub data-set repo holding the images, instead of root
+    hub_revision: str = revision_field()  # "" = the repo's main branch
     download: bool = True  # false: use the Hub repo only if it is already in the Hugging Face cache
     channels: Literal[1, 3] = 3
     validation_fraction: float = attrs.field(default=0.05, validator=in_range(0, 1, low_open=True, high_open=True))
     test_fraction: float = attrs.field(default=0.05, validator=in_range(0, 1, low_open=True, high_open=True))
     split_seed: int = seed_field(0)
+
+    def __attrs_post_init__(self) -> None:
+        check_one_source(self)
 
 
 def image_folder(settings: ImageFolderSettings) -> FolderDataset:

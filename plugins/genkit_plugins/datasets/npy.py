@@ -13,9 +13,9 @@ from pathlib import Path
 
 import attrs
 
-from genkit.schema import in_range, seed_field
+from genkit.schema import hub_repo_field, in_range, revision_field, seed_field
 from genkit_plugins.datasets.arrays import ArrayImageDataset, ArraySplit, load_npy, seeded_holdout
-from genkit_plugins.datasets.sources import data_folder
+from genkit_plugins.datasets.sources import check_one_source, data_folder
 
 IMAGENET_WHERE = (
     "genkit cannot fetch downsampled ImageNet (image-net.org asks for a login): sign in at image-net.org, download "
@@ -100,14 +100,17 @@ class NpySettings:
     all ``uint8`` ``(N, H, W, C)``."""
 
     root: str = ""
-    hub: str = ""  # a Hub data-set repo holding the .npy files, instead of root
-    hub_revision: str = ""  # "" = the repo's main branch
+    hub: str = hub_repo_field()  # a Hub data-set repo holding the .npy files, instead of root
+    hub_revision: str = revision_field()  # "" = the repo's main branch
     download: bool = True  # false: use the Hub repo only if it is already in the Hugging Face cache
     validation_size: int = attrs.field(
         default=1000, validator=in_range(1)
     )  # held out of train when validation.npy is absent
     split_seed: int = seed_field(0)
     bits: int = attrs.field(default=8, validator=in_range(1, 8))
+
+    def __attrs_post_init__(self) -> None:
+        check_one_source(self)
 
 
 class NpyImages(ArrayImageDataset):

@@ -5,7 +5,7 @@ The settings that say so are spelt the same in every data set that has them:
 * ``root``: a local copy; for a data set that fetches itself, ``""`` means its folder in the
   genkit cache (``$GENKIT_CACHE``, by default ``~/.cache/genkit``);
 * ``hub`` and ``hub_revision``: a Hub data-set repo holding the files in the format the data set
-  reads, fetched into the Hugging Face cache (never together with ``root``);
+  reads, fetched into the Hugging Face cache (never together with ``root``: :func:`check_one_source`);
 * ``download``: ``false`` keeps genkit off the network; so does ``HF_HUB_OFFLINE=1``.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from genkit.downloads import offline
 from genkit.errors import ConfigError
+from genkit.schema import check
 
 
 def why_not_downloading(download: bool) -> str:
@@ -26,11 +27,14 @@ def why_not_downloading(download: bool) -> str:
     return ""
 
 
-def check_one_source(root: str, hub: str) -> None:
-    if root and hub:
-        raise ConfigError(
-            f"data.root = {root!r} and data.hub = {hub!r}: set only one (a local copy, or a Hub data-set repo)"
-        )
+def check_one_source(settings) -> None:
+    """For a settings class's ``__attrs_post_init__``: ``root`` and ``hub`` are never set together."""
+    check(
+        not (settings.root and settings.hub),
+        "hub",
+        f"either data.root or data.hub, not both (data.root = {settings.root!r}: a local copy, or a Hub data-set repo)",
+        settings.hub,
+    )
 
 
 def hub_folder(repo_id: str, revision: str, *, patterns: list[str], download: bool) -> Path:
@@ -48,7 +52,6 @@ def data_folder(root: str, hub: str, hub_revision: str, *, download: bool, patte
 
     ``holding`` says what the folder must hold, for the error when neither is set.
     """
-    check_one_source(root, hub)
     if hub:
         return hub_folder(hub, hub_revision, patterns=patterns, download=download)
     if not root:

@@ -36,7 +36,7 @@ import attrs
 import numpy as np
 import torch
 
-from genkit.errors import CheckpointError
+from genkit.errors import CheckpointError, first_line
 from genkit.recipe import Recipe
 from genkit_plugins.flowpp.couplings import AffineCoupling, MixtureCDFCoupling
 from genkit_plugins.flowpp.datainit import Conv
@@ -168,13 +168,26 @@ def read_variables(path: str | Path) -> Mapping[str, np.ndarray]:
         if not path.is_file():
             raise CheckpointError(f"{path}: file not found")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return {name: data[name] for name in data.files}
+            data = np.load(path, allow_pickle=False)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             raise CheckpointError(
                 f"{path}: not a readable .npz of TensorFlow variable names to arrays ({type(exc).__name__})"
             ) from None
+        with data:
+            return {name: _read_variable(data, name, path) for name in data.files}
     return read_tensorflow_checkpoint(path)
+
+
+def _read_variable(data, name: str, path: Path) -> np.ndarray:
+    """One variable of an open ``.npz``: a damaged one (its bytes fail their checksum, its array header is broken,
+    it is cut short) fails naming it."""
+    try:
+        return data[name]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(
+            f"{path}: variable {name!r} is damaged ({type(exc).__name__}: {first_line(exc)}); the file was altered or "
+            "cut short"
+        ) from None
 
 
 def read_tensorflow_checkpoint(path: Path) -> Mapping[str, np.ndarray]:

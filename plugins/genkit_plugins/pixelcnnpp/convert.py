@@ -51,8 +51,17 @@ def _layer(path: Path, module: str, inner: str, params: dict[str, torch.Tensor])
         raise CheckpointError(f"{where}.bias is missing")
     if "weight" in params:
         weight = params["weight"]
+        if weight.dim() < 2:
+            raise CheckpointError(
+                f"{where}.weight has shape {tuple(weight.shape)}; expected the weight of a layer (2 or more axes)"
+            )
     elif "weight_g" in params and "weight_v" in params:
         g, v = params["weight_g"], params["weight_v"]
+        if v.dim() < 2 or g.numel() != v.shape[0]:
+            raise CheckpointError(
+                f"{where}.weight_g has shape {tuple(g.shape)} and {module}.{inner}.weight_v {tuple(v.shape)}; weight "
+                "norm keeps one g per index of the first axis of a weight of 2 or more axes"
+            )
         if inner != "deconv":  # normalised per output channel (axis 0), as genkit: copied unchanged
             return {"V": v, "g": g.reshape(-1), "b": params["bias"]}
         v64 = v.double()

@@ -51,6 +51,7 @@ class PixelCNNPP(GenerativeModel, DataDependentInit):
 
     objective = Objective("exact negative log-likelihood", exact=True)
     samplers = tuple(SAMPLERS)
+    bits = BITS
 
     def __init__(self, settings: PixelCNNPPConfig):
         super().__init__()

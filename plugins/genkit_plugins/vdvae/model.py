@@ -42,6 +42,7 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable):
         super().__init__()
         self.config = settings
         self.image_shape = (settings.image_size, settings.image_size, settings.image_channels)
+        self.bits = settings.bits
         self.likelihood = build_likelihood(
             settings.likelihood,
             channels=settings.image_channels,
