@@ -9,6 +9,7 @@ offline and fetches nothing from the internet.
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,13 @@ def chromium_path() -> str:
     if path is None:
         pytest.skip("Chromium is not installed (apt-get install chromium chromium-driver; .ci/run does)")
     return path
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now, for a page to be served on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class Browser:

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from browser import free_port
 from family_plugins import MaskedAR, MaskedARSettings, UniformFlow, UniformFlowSettings
 from PIL import Image
 from pretrained_fixtures import tiny_dir, tiny_model, tiny_recipe  # noqa: F401
@@ -126,9 +127,3 @@ def test_a_port_already_taken_is_one_line_before_anything_loads(tiny_dir, capsys
         line.startswith(f"genkit: error: --host 127.0.0.1 --port {port}: cannot serve there (")
         and "another --port" in line
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -16,11 +16,10 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from browser import browser
+from browser import browser, free_port
 from family_plugins import UniformFlow, UniformFlowSettings
 from PIL import Image
 from pretrained_fixtures import TINY_VDVAE, perturbed
-from test_demo import free_port
 
 from genkit.cli.demo import interpolation_picture, reconstruction_picture, sample_picture
 

@@ -55,7 +55,7 @@ def demo(model_path, host, port, share, device):
 
 def import_gradio():
     """Gradio, with its telemetry and version check off, or one line saying how to install it."""
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when Gradio is imported
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read whenever Gradio would send telemetry or look for updates
     try:
         import gradio
     except ImportError:
