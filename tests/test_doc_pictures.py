@@ -9,12 +9,24 @@ import pytest
 from locations import ROOT
 
 
+def load_tool(name: str):
+    """A module of tools/, which imports its neighbours as a script run from there would."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "tools"))
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("make_doc_pictures", ROOT / "tools" / "make_doc_pictures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_doc_pictures")
+
+
+@pytest.fixture(scope="module")
+def plot():
+    return load_tool("performance_plot")
 
 
 PAGE = """# Speed
@@ -36,31 +48,31 @@ Text before the table.
 """
 
 
-def test_a_tables_rows_are_read_by_column_with_code_marks_dropped(script):
-    tables = script.markdown_tables(PAGE)
+def test_a_tables_rows_are_read_by_column_with_code_marks_dropped(plot):
+    tables = plot.markdown_tables(PAGE)
     assert list(tables) == ["Numbers", "Other"]
     assert tables["Numbers"][0] == {"what": "train, float32", "batch": "16", "images/s": "1,066.9", "memory": "610 MiB"}
 
 
-def test_a_series_keeps_the_cells_in_its_unit_and_leaves_out_the_others(script):
-    tables = script.markdown_tables(PAGE)
-    speed = script.Series("Numbers", "images/s", "", "{what}, batch {batch}", "speed")
-    memory = script.Series("Numbers", "memory", "MiB", "{what}", "memory")
-    assert script.series_bars(speed, tables) == [("train, float32, batch 16", 1066.9)]  # not "54.4 ms"
-    assert script.series_bars(memory, tables) == [("train, float32", 610.0)]  # not "–"
+def test_a_series_keeps_the_cells_in_its_unit_and_leaves_out_the_others(plot):
+    tables = plot.markdown_tables(PAGE)
+    speed = plot.Series("Numbers", "images/s", "", "{what}, batch {batch}", "speed")
+    memory = plot.Series("Numbers", "memory", "MiB", "{what}", "memory")
+    assert plot.series_bars(speed, tables) == [("train, float32, batch 16", 1066.9)]  # not "54.4 ms"
+    assert plot.series_bars(memory, tables) == [("train, float32", 610.0)]  # not "–"
 
 
-def test_a_renamed_column_stops_the_script_naming_it(script):
-    tables = script.markdown_tables(PAGE)
+def test_a_renamed_column_stops_the_script_naming_it(plot):
+    tables = plot.markdown_tables(PAGE)
     with pytest.raises(SystemExit, match="has no column 'images per second'"):
-        script.series_bars(script.Series("Numbers", "images per second", "", "{what}", "x"), tables)
+        plot.series_bars(plot.Series("Numbers", "images per second", "", "{what}", "x"), tables)
 
 
-def test_every_series_of_the_performance_plot_finds_figures_in_the_performance_page(script):
-    tables = script.markdown_tables((ROOT / "docs" / "performance.md").read_text())
-    for _, series in script.PERFORMANCE_PANELS:
+def test_every_series_of_the_performance_plot_finds_figures_in_the_performance_page(plot):
+    tables = plot.markdown_tables((ROOT / "docs" / "performance.md").read_text())
+    for _, series in plot.PERFORMANCE_PANELS:
         for one in series:
-            assert script.series_bars(one, tables), one
+            assert plot.series_bars(one, tables), one
 
 
 def test_every_picture_has_one_place_in_its_page_and_its_file(script):

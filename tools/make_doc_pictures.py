@@ -1,6 +1,6 @@
 """Draw every picture of the documentation from real runs of the commands the documentation shows.
 
-    python tools/make_doc_pictures.py                        # everything: about 10 minutes on 2 idle CPU cores
+    python tools/make_doc_pictures.py                        # everything: three digits trainings, then seconds
     python tools/make_doc_pictures.py --only performance     # redraw the performance plot alone (seconds)
     python tools/make_doc_pictures.py --work /tmp/pics       # keep the runs there; a second call reuses them
 
@@ -10,9 +10,9 @@ It trains the three digits recipes (``genkit run recipes/digits.toml``, ``recipe
 quantised to a small palette and written to ``docs/pictures/NAME.png``; its figure in the page — the block
 between ``<!-- picture: NAME -->`` and ``<!-- /picture -->`` — is rewritten with a caption giving the commands,
 the device and the date. The performance plot is drawn from the tables of ``docs/performance.md`` themselves
-(:data:`PERFORMANCE_PANELS` says which table and column each bar series comes from): edit a figure in a table,
-run ``--only performance``, and the plot follows. Nothing is timed, so a busy machine changes how long this takes,
-not the pictures.
+(``PERFORMANCE_PANELS`` in ``tools/performance_plot.py`` says which table and column each bar series comes from):
+edit a figure in a table, run ``--only performance``, and the plot follows. Nothing is timed, so a busy machine
+changes how long this takes, not the pictures.
 """
 
 from __future__ import annotations
@@ -32,15 +32,16 @@ from pathlib import Path
 
 import attrs
 import numpy as np
+from performance_plot import performance_figure
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PICTURES = DOCS / "pictures"
 RUNS = {  # run directory (under the work folder) -> the command that trains it
-    "runs/digits": ["genkit", "run", "recipes/digits.toml"],
-    "runs/pixelcnnpp-digits": ["genkit", "run", "recipes/pixelcnnpp-digits.toml"],
-    "runs/flowpp-digits": ["genkit", "run", "recipes/flowpp-digits.toml"],
+    "runs/digits": "genkit run recipes/digits.toml",
+    "runs/pixelcnnpp-digits": "genkit run recipes/pixelcnnpp-digits.toml",
+    "runs/flowpp-digits": "genkit run recipes/flowpp-digits.toml",
 }
 TEST_IMAGES = "digits-test.npy"  # the first test digits, which `genkit reconstruct` reads
 TEMPERATURES = ("0.1", "0.4", "0.7", "1.0")
@@ -55,13 +56,9 @@ class Picture:
     alt: str
     caption: str  # what the picture shows; the commands, device and date are added after it
     runs: tuple[str, ...]  # the run directories it needs
-    commands: tuple[tuple[str, ...], ...]
+    commands: tuple[str, ...]  # the last writes the picture, unless ``compose`` builds it
     width: int  # displayed width in CSS pixels (it shrinks to the page on narrow screens)
     compose: Callable[[Path], Image.Image] | None = None  # builds the picture from the commands' output files
-
-
-def sample_command(run: str, out: str, *extra: str) -> tuple[str, ...]:
-    return ("genkit", "sample", run, "--n", "64", "--seed", "0", *extra, "--out", out)
 
 
 def temperature_row(work: Path) -> Image.Image:
@@ -91,65 +88,23 @@ def figure_image(fig) -> Image.Image:
     return Image.open(io.BytesIO(buffer.getvalue()))
 
 
-FAMILY_SAMPLES = "64 samples of the model `genkit run {recipe}` trains on the handwritten digits (8×8, enlarged)."
+def family_samples(family: str, name: str, run: str, recipe: str) -> Picture:
+    """The picture that opens a family's page: 64 samples of its digits model."""
+    return Picture(
+        f"{name}-samples",
+        f"{name}.md",
+        f"64 digits sampled from the digits {family}",
+        f"64 samples of the model `genkit run {recipe}` trains on the handwritten digits (8×8, enlarged).",
+        (run,),
+        (f"genkit sample {run} --n 64 --seed 0 --out {name}-samples.png",),
+        width=292,  # half the grid's width: whole pixels at 1× and 2× screen densities
+    )
+
 
 PICTURE_LIST = (
-    Picture(
-        "vdvae-samples",
-        "vdvae.md",
-        "64 digits sampled from the digits VDVAE",
-        FAMILY_SAMPLES.format(recipe="recipes/digits.toml"),
-        ("runs/digits",),
-        (sample_command("runs/digits", "vdvae-samples.png"),),
-        width=292,  # half the grid's width: whole pixels at 1× and 2× screen densities
-    ),
-    Picture(
-        "pixelcnnpp-samples",
-        "pixelcnnpp.md",
-        "64 digits sampled from the digits PixelCNN++",
-        FAMILY_SAMPLES.format(recipe="recipes/pixelcnnpp-digits.toml"),
-        ("runs/pixelcnnpp-digits",),
-        (sample_command("runs/pixelcnnpp-digits", "pixelcnnpp-samples.png"),),
-        width=292,  # half the grid's width: whole pixels at 1× and 2× screen densities
-    ),
-    Picture(
-        "flowpp-samples",
-        "flowpp.md",
-        "64 digits sampled from the digits Flow++",
-        FAMILY_SAMPLES.format(recipe="recipes/flowpp-digits.toml"),
-        ("runs/flowpp-digits",),
-        (sample_command("runs/flowpp-digits", "flowpp-samples.png"),),
-        width=292,  # half the grid's width: whole pixels at 1× and 2× screen densities
-    ),
-    Picture(
-        "vdvae-reconstructions",
-        "vdvae.md",
-        "test digits and their reconstructions from more and more latent layers",
-        "Each row a test digit, then its reconstructions keeping the first k = 0, 1, 3, 6, 9 and 13 of the 13 "
-        "latent layers from the posterior and drawing the rest from the prior at temperature 0.1 (the paper's "
-        "Figure 4): with few layers kept it is some other digit, the 4×4 layers decide which digit it is, and with all "
-        "13 it comes back almost exactly. "
-        f"`{TEST_IMAGES}` holds the first 8 test digits.",
-        ("runs/digits",),
-        (
-            (
-                "genkit",
-                "reconstruct",
-                "runs/digits",
-                "--images",
-                TEST_IMAGES,
-                "--n",
-                "8",
-                "--keep",
-                "0,1,3,6,9,13",
-                "--seed",
-                "0",
-                "--out",
-                "vdvae-reconstructions.png",
-            ),
-        ),
-        width=256,  # half the grid's pixels
-    ),
+    family_samples("VDVAE", "vdvae", "runs/digits", "recipes/digits.toml"),
+    family_samples("PixelCNN++", "pixelcnnpp", "runs/pixelcnnpp-digits", "recipes/pixelcnnpp-digits.toml"),
+    family_samples("Flow++", "flowpp", "runs/flowpp-digits", "recipes/flowpp-digits.toml"),
     Picture(
         "vdvae-temperatures",
         "vdvae.md",
@@ -157,12 +112,24 @@ PICTURE_LIST = (
         "The same 16 draws of the digits VDVAE at four temperatures: at low temperature the draws collapse towards "
         "a few average shapes; at 1.0 they are as varied as the model is.",
         ("runs/digits",),
-        tuple(
-            ("genkit", "sample", "runs/digits", "--n", "16", "--seed", "0", "--temperature", t, "--out", f"t{t}.png")
-            for t in TEMPERATURES
-        ),
+        tuple(f"genkit sample runs/digits --n 16 --seed 0 --temperature {t} --out t{t}.png" for t in TEMPERATURES),
         width=640,
         compose=temperature_row,
+    ),
+    Picture(
+        "vdvae-reconstructions",
+        "vdvae.md",
+        "test digits and their reconstructions from more and more latent layers",
+        "Each row a test digit, then its reconstructions keeping the first k = 0, 1, 3, 6, 9 and 13 of the 13 "
+        "latent layers from the posterior and drawing the rest from the prior at temperature 0.1 (the paper's "
+        "Figure 4): with few layers kept it is some other digit, the 4×4 layers decide which digit it is, and with "
+        f"all 13 it comes back almost exactly. `{TEST_IMAGES}` holds the first 8 test digits.",
+        ("runs/digits",),
+        (
+            f"genkit reconstruct runs/digits --images {TEST_IMAGES} --n 8 --keep 0,1,3,6,9,13 --seed 0 "
+            "--out vdvae-reconstructions.png",
+        ),
+        width=256,  # half the grid's width
     ),
     Picture(
         "vdvae-rates",
@@ -171,7 +138,7 @@ PICTURE_LIST = (
         "What each latent layer of the digits VDVAE costs on the test digits (the paper's Figure 5), top layer "
         "first, coloured by resolution.",
         ("runs/digits",),
-        (("genkit", "rates", "runs/digits", "--split", "test", "--plot", "vdvae-rates.png"),),
+        ("genkit rates runs/digits --split test --plot vdvae-rates.png",),
         width=560,
     ),
     Picture(
@@ -183,148 +150,16 @@ PICTURE_LIST = (
         "dimension and sit on another scale than the two 8-bit models'.",
         tuple(RUNS),
         (
-            (
-                "genkit",
-                "curve",
-                *RUNS,
-                "--label",
-                "VDVAE",
-                "--label",
-                "PixelCNN++",
-                "--label",
-                "Flow++ (5-bit)",
-                "--plot",
-                "training-curves.png",
-            ),
+            f"genkit curve {' '.join(RUNS)} --label VDVAE --label PixelCNN++ --label 'Flow++ (5-bit)' "
+            "--plot training-curves.png",
         ),
         width=620,
     ),
 )
 
 
-# --- the performance plot, from the page's own tables ----------------------------------------------------------
-
-
-@attrs.frozen
-class Series:
-    """One bar series: a column of the table under ``heading`` in docs/performance.md.
-
-    ``unit`` is the unit its cells carry after the number ("" for a bare number); a cell in another unit (or no
-    number at all) is left out. ``label`` formats each bar's name from the row's cells by column name.
-    """
-
-    heading: str
-    column: str
-    unit: str
-    label: str
-    legend: str
-
-
-# Each panel: a title and the series it shows. To plot a new table, add a Series naming its heading and column.
-PERFORMANCE_PANELS = (
-    (
-        "GFLOP per image, forward + backward",
-        (Series("Model cost per recipe", "GFLOP per image, forward + backward", "", "{recipe}", "counted"),),
-    ),
-    (
-        "training images/s on one H100, recipes/cifar10.toml",
-        (Series("The reference on an H100", "images/s", "", "{what}, batch {batch}", "reference (openai/vdvae)"),),
-    ),
-    (
-        "MiB per image in training, recipes/cifar10.toml",
-        (
-            Series(
-                "The reference on an H100",
-                "peak memory per image",
-                "MiB",
-                "{what}, batch {batch}",
-                "reference, peak on an H100",
-            ),
-            Series(
-                "Memory that grows with the batch",
-                "saved for backward per image",
-                "MiB",
-                "genkit, {dtype}",
-                "genkit, saved for backward (counted on a CPU)",
-            ),
-        ),
-    ),
-)
-
-NUMBER = re.compile(r"^\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(.*?)\s*$")
-
-
-def markdown_tables(text: str) -> dict[str, list[dict[str, str]]]:
-    """The first table under each heading of a markdown page: ``{heading: [row as {column: cell}]}``."""
-    tables: dict[str, list[dict[str, str]]] = {}
-    heading, lines = None, text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-        elif line.startswith("|") and heading is not None and heading not in tables and i + 1 < len(lines):
-            columns = cells(line)
-            body = []
-            i += 2  # the header and the |---| line
-            while i < len(lines) and lines[i].startswith("|"):
-                body.append(dict(zip(columns, cells(lines[i]))))
-                i += 1
-            tables[heading] = body
-            continue
-        i += 1
-    return tables
-
-
-def cells(line: str) -> list[str]:
-    return [cell.strip().replace("`", "") for cell in line.strip().strip("|").split("|")]
-
-
-def series_bars(series: Series, tables: dict[str, list[dict[str, str]]]) -> list[tuple[str, float]]:
-    """``(label, value)`` for every row of the series' table whose cell holds a number in the series' unit."""
-    if series.heading not in tables:
-        raise SystemExit(f"docs/performance.md: no table under a heading {series.heading!r} (PERFORMANCE_PANELS)")
-    bars = []
-    for row in tables[series.heading]:
-        if series.column not in row:
-            raise SystemExit(
-                f"docs/performance.md: the table under {series.heading!r} has no column {series.column!r}; "
-                f"it has {', '.join(repr(c) for c in row)}"
-            )
-        match = NUMBER.match(row[series.column])
-        if match and match.group(2).split(" (")[0] == series.unit:
-            bars.append((series.label.format_map(row), float(match.group(1).replace(",", ""))))
-    return bars
-
-
 def performance_plot(_work: Path) -> Image.Image:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tables = markdown_tables((DOCS / "performance.md").read_text())
-    panels = [(title, [(s, series_bars(s, tables)) for s in series]) for title, series in PERFORMANCE_PANELS]
-    heights = [sum(len(bars) for _, bars in panel) + 1 for _, panel in panels]
-    fig, axes = plt.subplots(
-        len(panels), 1, figsize=(8, 0.32 * sum(heights) + 1.1 * len(panels)), height_ratios=heights, dpi=100
-    )
-    for ax, (title, panel) in zip(axes, panels):
-        labels, position = [], 0
-        for index, (series, bars) in enumerate(panel):
-            for label, value in bars:
-                ax.barh(position, value, color=f"C{index}", label=series.legend if label == bars[0][0] else None)
-                ax.text(value, position, f" {value:,g}", va="center", fontsize=8)
-                labels.append(label)
-                position += 1
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(title, fontsize=10, loc="left")
-        ax.margins(x=0.18)
-        ax.tick_params(axis="x", labelsize=8)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False)
-    fig.tight_layout()
-    return figure_image(fig)
+    return figure_image(performance_figure((DOCS / "performance.md").read_text()))
 
 
 PERFORMANCE = Picture(
@@ -345,21 +180,19 @@ ALL = {picture.name: picture for picture in (*PICTURE_LIST, PERFORMANCE)}
 # --- running the commands, writing the pictures and their figures ------------------------------------------------
 
 
-def run(command: tuple[str, ...] | list[str], work: Path, log: Path) -> None:
+def run(command: str, work: Path, log: Path) -> None:
     """Run a documented ``genkit`` command in the work folder, with this checkout's genkit first on the path."""
-    argv = [sys.executable, "-m", "genkit", *command[1:]]
+    argv = [sys.executable, "-m", "genkit", *shlex.split(command)[1:]]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins"), *filter(None, [env.get("PYTHONPATH")])])
-    print("$", shlex.join(command), flush=True)
+    print("$", command, flush=True)
     with log.open("a") as out:
-        out.write(f"$ {shlex.join(command)}\n")
+        out.write(f"$ {command}\n")
         out.flush()
         done = subprocess.run(argv, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         tail = log.read_text().splitlines()[-15:]
-        raise SystemExit(
-            f"{shlex.join(command)} failed (exit {done.returncode}); the end of {log}:\n" + "\n".join(tail)
-        )
+        raise SystemExit(f"{command} failed (exit {done.returncode}); the end of {log}:\n" + "\n".join(tail))
 
 
 def write_test_images(work: Path) -> None:
@@ -391,7 +224,7 @@ def device() -> str:
 
 
 def figure_block(picture: Picture, where: str, day: str) -> str:
-    commands = "; ".join(f"`{shlex.join(c)}`" for c in (*(RUNS[r] for r in picture.runs), *picture.commands))
+    commands = "; ".join(f"`{c}`" for c in (*(RUNS[r] for r in picture.runs), *picture.commands))
     if commands:
         made = f"Drawn by {commands} on {where}, {day}."
     else:
@@ -448,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         if picture.compose is not None:
             image = picture.compose(work)
         else:
-            image = Image.open(work / picture.commands[-1][-1])
+            image = Image.open(work / shlex.split(picture.commands[-1])[-1])
         small_png(image, PICTURES / f"{picture.name}.png")
         update_page(picture, where, day)
     sizes = {p.name: (PICTURES / f"{p.name}.png").stat().st_size for p in chosen}
