@@ -135,6 +135,13 @@ def shown_as_error(gr, draw):
     return guarded
 
 
+def picture_box(gr, label: str, element_id: str):
+    """Where a tab shows its picture: PNG (lossless, so pixels stay exact), to download or enlarge, never to share."""
+    return gr.Image(
+        label=label, format="png", interactive=False, elem_id=element_id, height=480, buttons=["download", "fullscreen"]
+    )
+
+
 def seed_box(gr):
     return gr.Number(value=0, precision=0, minimum=0, maximum=SEED_MAX, label="seed")
 
@@ -161,7 +168,7 @@ def sample_tab(gr, model, device: str) -> None:
                 temperature.change(lambda t: [t] * len(per_layer), temperature, per_layer)
             button = gr.Button("Sample", variant="primary")
         with gr.Column(scale=2):
-            out = gr.Image(label="samples", format="png", interactive=False, elem_id="samples")
+            out = picture_box(gr, "samples", "samples")
 
     def draw(n, seed, sampler, temperature, *layers):
         # one value for every layer is the plain temperature, as `genkit sample --temperature t` takes it
@@ -184,12 +191,7 @@ def reconstruct_tab(gr, model, device: str) -> None:
             seed = seed_box(gr)
             button = gr.Button("Reconstruct", variant="primary")
         with gr.Column(scale=2):
-            out = gr.Image(
-                label="the image as the model sees it, then its reconstructions",
-                format="png",
-                interactive=False,
-                elem_id="reconstructions",
-            )
+            out = picture_box(gr, "the image as the model sees it, then its reconstructions", "reconstructions")
 
     def draw(image, keep, temperature, draws, seed):
         return reconstruction_picture(model, image, int(keep), float(temperature), int(draws), int(seed), device)
@@ -207,9 +209,7 @@ def interpolate_tab(gr, model, device: str) -> None:
             seed = seed_box(gr)
             button = gr.Button("Interpolate", variant="primary")
         with gr.Column(scale=2):
-            out = gr.Image(
-                label="from the first image to the second", format="png", interactive=False, elem_id="interpolation"
-            )
+            out = picture_box(gr, "from the first image to the second", "interpolation")
 
     def draw(first, second, steps, seed):
         return interpolation_picture(model, first, second, int(steps), int(seed), device)
