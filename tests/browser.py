@@ -31,8 +31,16 @@ def chromium_path() -> str:
     """Debian's Chromium, or a skip naming how to install it."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium chromium-driver; .ci/run does)")
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")
     return path
+
+
+def require_browser() -> None:
+    """Skip now, before any costly set-up, where Chromium or Playwright is missing."""
+    chromium_path()
+    pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install playwright; .ci/run does)"
+    )
 
 
 def free_port() -> int:
@@ -65,14 +73,13 @@ class Browser:
 @contextmanager
 def browser(width: int = 1280, height: int = 900) -> Iterator[Browser]:
     """A headless Chromium window ``width`` × ``height`` CSS pixels with a fresh profile, closed afterwards."""
-    executable = chromium_path()
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright is not installed (pip install playwright; .ci/run does)"
-    )
+    require_browser()
+    from playwright import sync_api
+
     with tempfile.TemporaryDirectory(prefix="genkit-chromium-") as profile, sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile,
-            executable_path=executable,
+            executable_path=chromium_path(),
             headless=True,
             args=CHROMIUM_FLAGS,
             viewport={"width": width, "height": height},

@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from browser import browser, free_port
+from browser import browser, free_port, require_browser
 from family_plugins import UniformFlow, UniformFlowSettings
 from PIL import Image
 from pretrained_fixtures import TINY_VDVAE, perturbed
@@ -44,6 +44,7 @@ def vdvae_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(vdvae_dir):
     """``genkit demo DIR --port P`` running in its own process: the page's URL."""
+    require_browser()
     port = free_port()
     # the same number of threads as this process, so that its draws are bit for bit the ones computed here
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}

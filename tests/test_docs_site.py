@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urldefrag, urlsplit
 
 import pytest
-from browser import browser
+from browser import browser, require_browser
 from locations import ROOT
 
 WINDOWS = {"desktop": (1280, 900), "phone": (390, 844)}
@@ -54,6 +54,7 @@ class QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The documentation built with ``mkdocs build --strict`` and served on 127.0.0.1: ``(base URL, folder)``."""
+    require_browser()
     pytest.importorskip("material", reason="mkdocs-material is not installed (pip install -e '.[docs]')")
     folder = tmp_path_factory.mktemp("site")
     done = subprocess.run(
