@@ -28,16 +28,22 @@ def make_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, paddin
     return np.pad(grid, ((0, padding), (0, padding), (0, 0)))
 
 
-def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
-    """Save ``uint8`` images ``(N, H, W, C)`` as one PNG grid; ``scale`` enlarges small images (nearest neighbour)."""
+def grid_image(images: torch.Tensor | np.ndarray, nrow: int | None = None, scale: int = 1) -> Image.Image:
+    """``uint8`` images ``(N, H, W, C)`` as one picture (grey or RGB); ``scale`` enlarges them (nearest neighbour)."""
     grid = make_grid(images, nrow)
     if grid.shape[-1] == 1:
         grid = grid[..., 0]
     picture = Image.fromarray(grid)
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return picture
+
+
+def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
+    """Save ``uint8`` images ``(N, H, W, C)`` as one PNG grid (:func:`grid_image`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    picture = grid_image(images, nrow, scale)
     image_format = Image.registered_extensions()[path.suffix.lower()]  # the temporary file's name says nothing
     return atomic_write(path, lambda tmp: picture.save(tmp, format=image_format))
 

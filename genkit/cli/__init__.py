@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "genkit.cli.hub_commands",
     "genkit.cli.bench_commands",
     "genkit.cli.curve_commands",
+    "genkit.cli.demo_commands",
 ]
 
 
