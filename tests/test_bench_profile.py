@@ -25,7 +25,8 @@ def test_the_profile_ranks_operations_by_their_own_time_and_their_shares_add_up(
     assert [row["ms_per_step"] for row in top] == sorted((row["ms_per_step"] for row in top), reverse=True)
     assert 0 < sum(row["share"] for row in top) <= 1 + 1e-9
     assert sum(row["ms_per_step"] for row in top) <= result["ms_per_step"] + 1e-9
-    assert top[0]["name"] in {"aten::addmm", "aten::mm"}  # the matrix products dominate
+    # the matrix products are among the most expensive (which one leads is timing, and so up to a busy machine)
+    assert {"aten::addmm", "aten::mm"} & {row["name"] for row in top}
     assert all(row["calls_per_step"] > 0 for row in top)
     table = profile_table(result)
     assert table.splitlines()[0].startswith("the 5 most expensive operations over 3 steps, by own CPU time")
