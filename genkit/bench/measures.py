@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from genkit.bench.saved import saved_bytes
 from genkit.engine.data import to_device, train_loader
 from genkit.models import build_model
 from genkit.recipe import Recipe
@@ -47,26 +48,6 @@ def flops_per_image(recipe: Recipe) -> float:
     with FlopCounterMode(display=False) as counter:
         model(images).loss.backward()
     return float(counter.get_total_flops())
-
-
-def saved_bytes(model: torch.nn.Module, images: torch.Tensor, autocast) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass of one loss (weights left out).
-
-    Each storage counts once however many views of it are saved; parameters do not count.
-    """
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
-        loss = model(images).loss
-    del loss  # frees the graph: nothing is kept beyond the count
-    return sum(kept.values())
 
 
 def saved_activation_mib_per_image(model: torch.nn.Module, images: torch.Tensor, autocast_factory) -> float:
