@@ -16,6 +16,8 @@ most that is alive during the backward pass, when a recomputed unit's own tensor
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -123,26 +125,32 @@ class SavedTrace:
         """Bytes kept for the backward pass when the units ``recomputed`` (indices) keep only their inputs."""
         return self._bytes(self._kept_since(set(recomputed)))
 
-    def peak(self, recomputed: Iterable[int] = ()) -> int:
-        """The most bytes alive during the backward pass, gradients of weights and activations left out.
+    def peak_terms(self, recomputed: Iterable[int] = ()) -> list[int]:
+        """The candidates for the most bytes alive during the backward pass (weight and activation gradients aside).
 
-        At the start of backward that is everything kept; when the backward reaches a recomputed
-        call, what the forward pass had kept up to the call's end is still there (what came after
-        it has been used and freed) and the call's own saved tensors are made again.
+        First everything kept, alive when the backward starts; then, for each recomputed call in
+        forward order, what the forward had kept up to the call's end (what came after it has been
+        used and freed when the backward reaches it) and the call's own saved tensors, made again.
         """
         recomputed = set(recomputed)
         since = self._kept_since(recomputed)
-        peak = self._bytes(since)
+        order = sorted(since, key=since.get)
+        times = [since[key] for key in order]
+        running = list(itertools.accumulate((self.sizes[key] for key in order), initial=0))
+        terms = [running[-1]]
         for call in self.calls:
             if call.unit in recomputed:
-                before = self._bytes(key for key, when in since.items() if when <= call.end)
-                peak = max(peak, before + self._bytes(call.own - call.inputs))
-        return peak
+                before = running[bisect.bisect_right(times, call.end)]
+                terms.append(before + self._bytes(call.own - call.inputs))
+        return terms
 
-    def largest_input(self, recomputed: Iterable[int] = ()) -> int:
-        """Bytes of the largest input of a recomputed call: what the gradient flowing through it is sized like."""
-        recomputed = set(recomputed)
-        return max((self._bytes(c.inputs) for c in self.calls if c.unit in recomputed), default=0)
+    def peak(self, recomputed: Iterable[int] = ()) -> int:
+        """The most bytes alive during the backward pass (:meth:`peak_terms`)."""
+        return max(self.peak_terms(recomputed))
+
+    def largest(self, recomputed: Iterable[int] = ()) -> int:
+        """Bytes of the largest single storage kept: what the gradient flowing through the network is sized like."""
+        return max((self.sizes[key] for key in self._kept_since(set(recomputed))), default=0)
 
 
 def saved_bytes(model: torch.nn.Module, images: torch.Tensor, autocast) -> int:

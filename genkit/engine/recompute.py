@@ -23,6 +23,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from torch.utils.checkpoint import checkpoint
 
 from genkit.capabilities import Recomputable, RecomputableUnit, require
+from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel
 from genkit.recompute import RecomputePolicy, parse_policy
 
@@ -79,8 +80,16 @@ def selected_units(model: GenerativeModel, policy: RecomputePolicy | str, what: 
     policy = parse_policy(policy) if isinstance(policy, str) else policy
     if policy.off:
         return []
-    require(model, Recomputable, what)
-    return [unit for unit in model.recomputable_units() if policy.selects(unit.resolution)]
+    require(model, Recomputable, f"{what} = {policy.text!r}")
+    units = model.recomputable_units()
+    chosen = [unit for unit in units if policy.selects(unit.resolution)]
+    if not chosen:
+        resolutions = ", ".join(str(r) for r in sorted({unit.resolution for unit in units}, reverse=True))
+        raise ConfigError(
+            f"{what} = {policy.text!r} selects none of the {len(units)} units of a {type(model).__name__}"
+            + (f" (their resolutions: {resolutions})" if units else "")
+        )
+    return chosen
 
 
 def apply_recompute(model: GenerativeModel, policy: RecomputePolicy | str, what: str) -> list[RecomputableUnit]:
@@ -101,10 +110,13 @@ def remove_recompute(model: torch.nn.Module) -> None:
 
 @contextmanager
 def recomputing(model: GenerativeModel, policy: RecomputePolicy | str, what: str) -> Iterator[list[RecomputableUnit]]:
-    """:func:`apply_recompute` for the duration of the context (a benchmark or a count comparing policies)."""
+    """Only the units ``policy`` selects recompute for the duration of the context (a benchmark comparing
+    policies); then the model recomputes what it did before."""
+    before = {module: module.forward for module in model.modules() if isinstance(module.__dict__.get("forward"), Recomputed)}
     remove_recompute(model)
-    units = apply_recompute(model, policy, what)
     try:
-        yield units
+        yield apply_recompute(model, policy, what)
     finally:
         remove_recompute(model)
+        for module, forward in before.items():
+            module.forward = forward
