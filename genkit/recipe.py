@@ -88,7 +88,7 @@ class TrainConfig:
         check(
             policy.off or not self.cuda_graph,
             "activation_checkpointing",
-            '"off" with train.cuda_graph = true (a captured step cannot recompute with the generator states restored)',
+            '"off" when train.cuda_graph = true (a captured step cannot recompute with the generator states restored)',
             self.activation_checkpointing,
         )
 

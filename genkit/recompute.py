@@ -49,3 +49,11 @@ def parse_policy(text: str) -> RecomputePolicy:
     if match is None:
         raise ValueError(f"expected {SYNTAX}, found {text!r}")
     return RecomputePolicy(f"resolution>={match.group(1)}", int(match.group(1)))
+
+
+def distinct_policies(resolutions: list[int]) -> list[RecomputePolicy]:
+    """Every policy that recomputes a different set of units working at ``resolutions``, least recomputation first:
+    ``off``, ``resolution>=R`` from the highest ``R`` down, ``all``."""
+    found = sorted(set(resolutions), reverse=True)
+    chosen = [parse_policy(OFF)] + [parse_policy(f"resolution>={r}") for r in found[:-1]]
+    return chosen + ([RecomputePolicy(ALL, found[-1])] if found else [])

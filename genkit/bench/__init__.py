@@ -149,8 +149,8 @@ def run_benchmark(
         )
     if policies and config.cuda_graph:
         raise ConfigError(
-            f"--activation-checkpointing {','.join(policies)}: a step captured in a CUDA graph (train.cuda_graph = true "
-            f"in {recipe.origin('train')}) cannot recompute; compare the policies with --no-cuda-graph"
+            f"--activation-checkpointing {','.join(policies)}: a step captured in a CUDA graph (train.cuda_graph = "
+            f"true in {recipe.origin('train')}) cannot recompute; compare the policies with --no-cuda-graph"
         )
     started = time.perf_counter()
     torch.manual_seed(config.seed)

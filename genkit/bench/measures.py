@@ -99,7 +99,9 @@ def compare_policies(
         with recomputing(model, policy, what):
             saved = saved_activation_mib_per_image(model, pair, autocast_factory)
         seconds = statistics.median(times[policy])
-        rows.append({"policy": policy, "ms_per_step": 1000 * seconds, "ratio": seconds / base, "saved_mib_per_image": saved})
+        rows.append(
+            {"policy": policy, "ms_per_step": 1000 * seconds, "ratio": seconds / base, "saved_mib_per_image": saved}
+        )
     return rows
 
 

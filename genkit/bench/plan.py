@@ -35,7 +35,7 @@ from genkit.capabilities import Recomputable
 from genkit.errors import ConfigError
 from genkit.models import build_model
 from genkit.recipe import Recipe
-from genkit.recompute import ALL, OFF
+from genkit.recompute import distinct_policies
 
 DTYPES = ("float32", "bfloat16")
 RESERVE_FRACTION = 0.10  # of the GPU's memory: the caching allocator's fragmentation and cached blocks
@@ -87,14 +87,6 @@ class MemoryCount:
         return sum(self.state.values())
 
 
-def policies(resolutions: list[int]) -> list[tuple[str, int | None]]:
-    """Every policy recomputing a different set of units: ``off``, ``resolution>=R`` from the highest R, ``all``."""
-    found = sorted(set(resolutions), reverse=True)
-    chosen: list[tuple[str, int | None]] = [(OFF, None)]
-    chosen += [(f"resolution>={r}", r) for r in found[:-1]]
-    return chosen + ([(ALL, found[-1])] if found else [])
-
-
 def _autocast(dtype: str):
     if dtype == "bfloat16":  # the CPU autocast rules: fake CPU tensors are what can be counted without a GPU
         return torch.autocast("cpu", dtype=torch.bfloat16)
@@ -104,7 +96,8 @@ def _autocast(dtype: str):
 def _trace(model, units, shape: tuple[int, int, int], batch: int, dtype: str) -> SavedTrace:
     images = torch.zeros(batch, *shape, dtype=torch.uint8)
     with SavedTrace(model, units) as trace, _autocast(dtype):
-        model(images).loss
+        loss = model(images).loss
+    del loss  # the pass was what was wanted: its graph goes
     return trace
 
 
@@ -129,12 +122,12 @@ def count_memory(recipe: Recipe) -> MemoryCount:
         for dtype in DTYPES:
             traces = [_trace(model, units, (h, w, c), batch, dtype) for batch in (1, 2)]
             rows = []
-            for name, lowest in policies([u.resolution for u in units]):
-                chosen = [i for i, u in enumerate(units) if lowest is not None and u.resolution >= lowest]
+            for policy in distinct_policies([u.resolution for u in units]):
+                chosen = [i for i, u in enumerate(units) if policy.selects(u.resolution)]
                 one, two = traces
                 rows.append(
                     PolicyCount(
-                        name,
+                        policy.text,
                         len(chosen),
                         Line.through(one.kept(chosen), two.kept(chosen)),
                         tuple(Line.through(a, b) for a, b in zip(one.peak_terms(chosen), two.peak_terms(chosen))),

@@ -1,4 +1,5 @@
-"""What autograd keeps for the backward pass, counted storage by storage: ``genkit bench``'s and ``genkit plan``'s count.
+"""What autograd keeps for the backward pass, counted storage by storage: the count ``genkit bench`` and ``genkit plan``
+share.
 
 A forward pass run inside a :class:`SavedTrace` records, through saved-tensor hooks, every tensor
 autograd saves for backward: each storage once, however many views of it are saved, the model's
@@ -80,6 +81,7 @@ class SavedTrace:
         return tensor
 
     def _enter_unit(self, index: int, args, kwargs) -> None:
+        self._clock += 1  # a call starts strictly after the previous one ended: its inputs are not kept before that
         call = UnitCall(index, self._clock)
         leaves, _ = tree_flatten((args, kwargs))
         for leaf in leaves:
@@ -92,6 +94,7 @@ class SavedTrace:
 
     def _leave_unit(self, *_) -> None:
         self._open.pop().end = self._clock
+        self._clock += 1
 
     def __enter__(self) -> SavedTrace:
         for index, unit in enumerate(self._units):

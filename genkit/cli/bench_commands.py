@@ -117,7 +117,9 @@ def bench(
     compared = None
     if policies is not None:
         if no_train:
-            raise ConfigError(f"--activation-checkpointing {policies}: times training steps, and --no-train leaves them out")
+            raise ConfigError(
+                f"--activation-checkpointing {policies}: times training steps, and --no-train leaves them out"
+            )
         try:
             compared = [parse_policy(text).text for text in policies.split(",")]
         except ValueError as exc:
@@ -157,7 +159,6 @@ def bench(
     say(sampler_table(results), json_path)
     if json_path:
         emit_json(json_path, results)
-
 
 
 @click.command()

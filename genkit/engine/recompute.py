@@ -112,7 +112,9 @@ def remove_recompute(model: torch.nn.Module) -> None:
 def recomputing(model: GenerativeModel, policy: RecomputePolicy | str, what: str) -> Iterator[list[RecomputableUnit]]:
     """Only the units ``policy`` selects recompute for the duration of the context (a benchmark comparing
     policies); then the model recomputes what it did before."""
-    before = {module: module.forward for module in model.modules() if isinstance(module.__dict__.get("forward"), Recomputed)}
+    before = {
+        module: module.forward for module in model.modules() if isinstance(module.__dict__.get("forward"), Recomputed)
+    }
     remove_recompute(model)
     try:
         yield apply_recompute(model, policy, what)

@@ -96,7 +96,11 @@ class Trainer:
             self._initialize()
         self.ema = EMA(self.model, self.config.ema_rate)  # a copy of the (initialised) weights
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config)
-        apply_recompute(self.model, self.config.activation_checkpointing, f"{recipe.origin('train')}: train.activation_checkpointing")
+        apply_recompute(
+            self.model,
+            self.config.activation_checkpointing,
+            f"{recipe.origin('train')}: train.activation_checkpointing",
+        )
         self.step, self.skipped_updates = 0, 0
         self.interval: torch.Tensor | None = None  # restored sums of an interrupted logging interval
         torch.manual_seed(self.config.seed * 1_000_003 + 1 + context.rank)  # latents differ between ranks

@@ -22,7 +22,6 @@ import torch
 from torch import Tensor, nn
 
 from genkit.capabilities import RecomputableUnit
-
 from genkit.components import ComponentRef
 from genkit.errors import ConfigError
 

@@ -167,7 +167,10 @@ class TwoStreamUNet(PixelNetwork):
         them."""
         full = height + (-height % self.row_multiple)
         units = []
-        passes = (("up_layers", self.up_layers, range(LEVELS)), ("down_layers", self.down_layers, reversed(range(LEVELS))))
+        passes = (
+            ("up_layers", self.up_layers, range(LEVELS)),
+            ("down_layers", self.down_layers, reversed(range(LEVELS))),
+        )
         for name, layers, halvings in passes:
             for level, (pair, halved) in enumerate(zip(layers, halvings)):
                 for i, (u_block, ul_block) in enumerate(pair.pairs()):
