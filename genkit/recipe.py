@@ -81,12 +81,12 @@ class TrainConfig:
     def __attrs_post_init__(self) -> None:
         check(self.lr_floor <= self.lr, "lr_floor", f"a floor no higher than lr = {self.lr:g}", self.lr_floor)
         try:
-            policy = parse_policy(self.activation_checkpointing)
+            recomputes = not parse_policy(self.activation_checkpointing).off
         except ValueError:
             check(False, "activation_checkpointing", SYNTAX, self.activation_checkpointing)
         # the recomputation restores the generators' states, which a captured CUDA graph cannot replay
         check(
-            policy.off or not self.cuda_graph,
+            not (recomputes and self.cuda_graph),
             "activation_checkpointing",
             '"off" when train.cuda_graph = true (a captured step cannot recompute with the generator states restored)',
             self.activation_checkpointing,

@@ -37,8 +37,9 @@ class Recomputed:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not torch.is_grad_enabled():  # nothing is saved without gradients, so nothing to recompute
             return self.forward(*args, **kwargs)
-        # every tensor, however nested (a pair, a keyword), becomes one argument of checkpoint, which keeps it as a
-        # saved tensor: seen by saved-tensor hooks (genkit plan counts through them), checked for in-place changes
+        # every tensor, however nested (a pair, a keyword), becomes one argument of checkpoint, which then keeps it as a
+        # saved tensor (seen by saved-tensor hooks, which genkit bench counts with; checked for in-place changes) and
+        # finds the devices whose generators it must restore from it
         leaves, structure = tree_flatten((args, kwargs))
 
         def forward(*values: Any) -> Any:
