@@ -1,7 +1,8 @@
 """What a model can do beyond training, evaluation and sampling, declared by deriving from a capability class.
 
 A :class:`genkit.interfaces.GenerativeModel` that also derives from :class:`LatentVariables`,
-:class:`ImportanceWeighted`, :class:`Invertible`, :class:`DataDependentInit` or :class:`Encodable`
+:class:`ImportanceWeighted`, :class:`Invertible`, :class:`DataDependentInit`, :class:`Encodable` or
+:class:`Recomputable`
 has that capability; the engine and the CLI ask ``isinstance(model, Capability)``, never whether a
 method is there, and a command that needs a capability the model lacks stops with one line
 (:func:`require`).
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel
@@ -193,7 +194,37 @@ class Encodable(ABC):
         return self.decode_latents(interpolate(first, last, steps, path), generator=generator)
 
 
-CAPABILITIES = (DataDependentInit, LatentVariables, ImportanceWeighted, Invertible, Encodable)
+class RecomputableUnit(NamedTuple):
+    """One part of a model's forward pass that activation checkpointing may recompute during backward.
+
+    ``name`` is the module's name in the model (``decoder.dec_blocks.12``), ``resolution`` the height
+    of the feature maps it works at, ``module`` the submodule whose ``forward`` is the unit.
+    """
+
+    name: str
+    resolution: int
+    module: nn.Module
+
+
+class Recomputable(ABC):
+    """A model whose forward pass runs through units that can be recomputed in the backward pass.
+
+    With ``train.activation_checkpointing`` the engine keeps only the inputs of the units the policy
+    selects and runs each again during backward (:mod:`genkit.engine.recompute`), so what a unit
+    saves for backward lives only while its own backward runs. A unit's ``forward`` must be a
+    function of its arguments, the weights and the random numbers it draws — from the global
+    generators or from a ``torch.Generator`` passed as an argument — and change no state: the
+    recomputation then gives exactly the values of the first pass.
+    """
+
+    phrase: ClassVar[str] = "units declared for activation checkpointing"
+
+    @abstractmethod
+    def recomputable_units(self) -> list[RecomputableUnit]:
+        """Every unit, in the order the forward pass runs them; no unit inside another."""
+
+
+CAPABILITIES = (DataDependentInit, LatentVariables, ImportanceWeighted, Invertible, Encodable, Recomputable)
 
 
 def capabilities(model: GenerativeModel) -> list[str]:

@@ -28,6 +28,7 @@ import tomli_w
 from genkit.components import ComponentRef, component, resolve_defaults
 from genkit.errors import ConfigError, RecipeError
 from genkit.fileio import write_text
+from genkit.recompute import SYNTAX, parse_policy
 from genkit.schema import check, in_range, seed_field, structure, unstructure
 
 
@@ -41,6 +42,10 @@ class TrainConfig:
     ``lr_decay_after`` first (:func:`genkit.engine.step.lr_factor`). ``grad_clip = 0`` switches
     clipping off; ``skip_threshold = 0`` switches off skipping updates for a large gradient norm
     (updates with a non-finite loss or gradient are always skipped).
+
+    ``batch_size`` is the micro-batch of one process; ``accumulate`` micro-batches make one update, so an
+    update sees ``batch_size · accumulate · processes`` images. ``activation_checkpointing`` names the
+    units recomputed in the backward pass (:mod:`genkit.recompute`).
     """
 
     steps: int = attrs.field(default=1000, validator=in_range(0))
@@ -69,6 +74,7 @@ class TrainConfig:
     compile: bool = False
     channels_last: bool = False
     cuda_graph: bool = False  # capture the whole step in one CUDA graph (one process on one CUDA device)
+    activation_checkpointing: str = "off"
     num_workers: int = attrs.field(default=2, validator=in_range(0))
     log_every: int = attrs.field(default=50, validator=in_range(1))
     eval_every: int = attrs.field(default=1000, validator=in_range(1))
@@ -80,6 +86,17 @@ class TrainConfig:
 
     def __attrs_post_init__(self) -> None:
         check(self.lr_floor <= self.lr, "lr_floor", f"a floor no higher than lr = {self.lr:g}", self.lr_floor)
+        try:
+            recomputes = not parse_policy(self.activation_checkpointing).off
+        except ValueError:
+            check(False, "activation_checkpointing", SYNTAX, self.activation_checkpointing)
+        # the recomputation restores the generators' states, which a captured CUDA graph cannot replay
+        check(
+            not (recomputes and self.cuda_graph),
+            "activation_checkpointing",
+            '"off" when train.cuda_graph = true (a captured step cannot recompute with the generator states restored)',
+            self.activation_checkpointing,
+        )
         if self.global_batch is not None:
             check(
                 self.global_batch % self.batch_size == 0,

@@ -194,3 +194,32 @@ def test_saved_activations_count_what_autograd_keeps_per_image_and_leave_weights
     model, x = Tiny(), torch.randn(3, 4)
     assert saved_bytes(model, x, contextlib.nullcontext()) == 3 * (4 + 8) * 4
     assert saved_activation_mib_per_image(model, x, contextlib.nullcontext) * 2**20 == (4 + 8) * 4
+
+
+def test_bench_times_each_activation_checkpointing_policy_against_none_and_counts_what_it_keeps(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    recipe = ROOT / "recipes" / "digits.toml"
+    args = ["bench", str(recipe), "--batch-size", "2", "--steps", "2", "--warmup", "1", "--no-flops", "--no-data"]
+    args += ["--set", 'model.enc_blocks="8x1,8d2,4x1,4d4,1x1"', "--set", 'model.dec_blocks="1x1,4m1,8m4"']
+    args += ["--samples", "2", "--sample-repeats", "1", "--activation-checkpointing", "all,resolution>=8", "--json"]
+    assert main([*args, str(out)]) == 0
+    assert "activation checkpointing, steps of 2 images timed in turn" in capsys.readouterr().out
+    rows = {row["policy"]: row for row in json.loads(out.read_text())[0]["policies"]}
+    assert list(rows) == ["off", "all", "resolution>=8"] and rows["off"]["ratio"] == 1.0
+    for row in rows.values():
+        assert row["ratio"] == pytest.approx(row["ms_per_step"] / rows["off"]["ms_per_step"])
+    # what recomputation keeps (every unit's inputs) is the smaller, the more units are recomputed
+    assert rows["all"]["saved_mib_per_image"] < rows["resolution>=8"]["saved_mib_per_image"]
+    assert rows["resolution>=8"]["saved_mib_per_image"] < rows["off"]["saved_mib_per_image"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--activation-checkpointing", "blocks"], '--activation-checkpointing blocks: expected "off", "all" or'),
+        (["--activation-checkpointing", "all", "--no-train"], "times training steps, and --no-train leaves them out"),
+    ],
+)
+def test_bench_refuses_policies_it_cannot_time_in_one_line(extra, message, capsys):
+    assert main(["bench", str(ROOT / "recipes" / "digits.toml"), *extra]) == 2
+    assert message in capsys.readouterr().err

@@ -44,7 +44,7 @@ def test_genkit_show_reports_the_cifar10_recipes_parameter_count_samplers_and_ca
     assert shown["model"] == {
         "objective": "exact negative log-likelihood",
         "samplers": ["cached", "row-truncated", "naive"],
-        "capabilities": ["DataDependentInit"],
+        "capabilities": ["DataDependentInit", "Recomputable"],
     }
     train = shown["recipe"]["train"]
     official = dict(lr=0.001, lr_decay=0.999995, warmup_iters=0, betas=[0.95, 0.9995], grad_clip=0.0, batch_size=16)
@@ -72,10 +72,10 @@ def test_the_digits_recipe_builds_a_small_categorical_pixelcnnpp_on_the_embedded
     assert sum(p.numel() for p in model.parameters()) == 979_456
 
 
-def test_the_model_declares_an_exact_likelihood_and_data_dependent_initialisation():
+def test_the_model_declares_an_exact_likelihood_data_dependent_initialisation_and_recomputable_units():
     model = build_model(recipe("rgb"))
     assert isinstance(model, GenerativeModel) and isinstance(model, DataDependentInit)
-    assert capabilities(model) == ["DataDependentInit"]
+    assert capabilities(model) == ["DataDependentInit", "Recomputable"]
     assert model.objective.exact and model.objective.key == "nll" and model.objective.parts == ()
 
 

@@ -15,6 +15,9 @@ repetitions after warm-up:
 * model FLOPs per image for forward + backward, counted by ``torch.utils.flop_counter`` on the
   meta device (nothing is allocated), and the fraction of the device's peak that the measured
   training speed achieves (MFU), where the device's peak is known;
+* with ``policies``, the training step under each activation-checkpointing policy against the
+  step without, timed in turn in the same run, as a ratio, with the memory saved for backward per
+  image under each;
 * the numerical guard: the loss of one fixed batch (latents at their means, so nothing random)
   through the measured path — its dtype, compilation and memory layout — against the same
   weights (as they are after the timed steps) in plain float32, as a relative difference;
@@ -44,6 +47,7 @@ from typing import Any
 import torch
 
 from genkit.bench.measures import (
+    compare_policies,
     data_images_per_s,
     device_peak,
     flops_per_image,
@@ -54,10 +58,11 @@ from genkit.bench.measures import (
     synchronize,
 )
 from genkit.bench.profile import profile_steps, profile_table
-from genkit.bench.tables import format_table, sampler_table
+from genkit.bench.tables import format_table, policy_table, sampler_table
 from genkit.capabilities import DataDependentInit
 from genkit.engine.distributed import Distributed
 from genkit.engine.graphs import GraphedCall
+from genkit.engine.recompute import apply_recompute
 from genkit.engine.step import EMA, build_optimizer, training_step
 from genkit.errors import ConfigError, DivergedError, GenkitError
 from genkit.interfaces import nats_to_bits
@@ -135,15 +140,22 @@ def run_benchmark(
     use_data: bool = True,
     train: bool = True,
     profile: int = 0,
+    policies: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Measure ``recipe`` (its ``train.dtype``, ``compile``, ``channels_last``, ``cuda_graph``) and return the
-    figures; with ``train=False`` only its samplers and evaluation. Each sampler draws ``samples`` images a call."""
+    """Measure ``recipe`` (its ``train.dtype``, ``compile``, ``channels_last``, ``cuda_graph``,
+    ``activation_checkpointing``) and return the figures; with ``train=False`` only its samplers and evaluation.
+    Each sampler draws ``samples`` images a call; ``policies`` are compared with no recomputation."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = recipe.train
     if config.cuda_graph and device.type != "cuda":
         raise ConfigError(
             f"{recipe.origin('train')}: train.cuda_graph = true needs a CUDA device, "
             f"and this benchmark runs on {device}"
+        )
+    if policies and config.cuda_graph:
+        raise ConfigError(
+            f"--activation-checkpointing {','.join(policies)}: a step captured in a CUDA graph (train.cuda_graph = "
+            f"true in {recipe.origin('train')}) cannot recompute; compare the policies with --no-cuda-graph"
         )
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -160,6 +172,8 @@ def run_benchmark(
             model.initialize(images)
     optimizer, scheduler = build_optimizer(model, config)
     ema = EMA(model, config.ema_rate)
+    what = f"{recipe.origin('train')}: train.activation_checkpointing"
+    apply_recompute(model, config.activation_checkpointing, what)
     forward = torch.compile(model) if config.compile else model
     step = training_step(forward, model, optimizer, ema, config, Distributed(device=device), GRAPH_WARMUP)
     autocast = (step.step if config.cuda_graph else step).autocast
@@ -174,6 +188,7 @@ def run_benchmark(
         "compile": config.compile,
         "channels_last": config.channels_last,
         "cuda_graph": config.cuda_graph,
+        "activation_checkpointing": config.activation_checkpointing,
         "batch": batch,
         "parameters": sum(p.numel() for p in model.parameters()),
         "objective": model.objective.label,
@@ -206,6 +221,18 @@ def run_benchmark(
         )
         if profile:
             result["profile"] = profile_steps(train_step, device, profile)
+        if policies:
+            result["policies"] = compare_policies(
+                train_step,
+                model,
+                images,
+                policies,
+                device,
+                warmup=max(1, warmup // 2),
+                repeats=steps,
+                autocast_factory=autocast,
+                what="--activation-checkpointing",
+            )
 
     sampler = ema.model.eval()
     result["sampling"] = time_samplers(
@@ -253,6 +280,7 @@ __all__ = [
     "flops_per_image",
     "format_table",
     "peak_for_name",
+    "policy_table",
     "profile_table",
     "sampler_table",
     "run_benchmark",

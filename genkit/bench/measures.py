@@ -1,4 +1,5 @@
-"""What ``genkit bench`` measures, each on its own: timings, FLOPs, memory saved for backward, the data path."""
+"""What ``genkit bench`` measures, each on its own: timings, FLOPs, memory saved for backward, the cost of
+recomputation, the data path."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from genkit.bench.saved import saved_bytes
 from genkit.engine.data import to_device, train_loader
+from genkit.engine.recompute import recomputing
 from genkit.models import build_model
 from genkit.recipe import Recipe
+from genkit.recompute import OFF
 
 # Dense peak throughput (FLOP/s) of tensor-core matrix work, by device-name fragment and dtype.
 # float32 counts TF32 tensor cores, which PyTorch uses for convolutions by default.
@@ -49,26 +53,6 @@ def flops_per_image(recipe: Recipe) -> float:
     return float(counter.get_total_flops())
 
 
-def saved_bytes(model: torch.nn.Module, images: torch.Tensor, autocast) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass of one loss (weights left out).
-
-    Each storage counts once however many views of it are saved; parameters do not count.
-    """
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
-        loss = model(images).loss
-    del loss  # frees the graph: nothing is kept beyond the count
-    return sum(kept.values())
-
-
 def saved_activation_mib_per_image(model: torch.nn.Module, images: torch.Tensor, autocast_factory) -> float:
     """MiB per image that autograd saves for backward in eager mode: the slope between batches of 1 and 2.
 
@@ -78,6 +62,47 @@ def saved_activation_mib_per_image(model: torch.nn.Module, images: torch.Tensor,
     one = saved_bytes(model, images[:1].clone(), autocast_factory())  # clones: a view would keep the whole batch
     two = saved_bytes(model, images[:2].clone(), autocast_factory())
     return (two - one) / 2**20
+
+
+def compare_policies(
+    step: Callable[[], Any],
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    policies: list[str],
+    device: torch.device,
+    *,
+    warmup: int,
+    repeats: int,
+    autocast_factory,
+    what: str,
+) -> list[dict[str, Any]]:
+    """The training step under each activation-checkpointing policy against the step without, in one run.
+
+    Rounds of one step of every policy in turn (``off`` first), ``warmup`` untimed then ``repeats``
+    timed, so that a change of the machine's speed during the run touches every policy alike. Per
+    policy: the median ms per step, its ratio to the median without recomputation, and the MiB per
+    image saved for backward (:func:`saved_activation_mib_per_image`).
+    """
+    order = [OFF, *(policy for policy in policies if policy != OFF)]
+    times: dict[str, list[float]] = {policy: [] for policy in order}
+    for round_ in range(warmup + repeats):
+        for policy in order:
+            with recomputing(model, policy, what):
+                seconds = median_seconds(step, device, 0, 1)
+            if round_ >= warmup:
+                times[policy].append(seconds)
+    pair = images.expand(2, *images.shape[1:]) if len(images) < 2 else images
+    base = statistics.median(times[OFF])
+    rows = []
+    for policy in order:
+        model.train()
+        with recomputing(model, policy, what):
+            saved = saved_activation_mib_per_image(model, pair, autocast_factory)
+        seconds = statistics.median(times[policy])
+        rows.append(
+            {"policy": policy, "ms_per_step": 1000 * seconds, "ratio": seconds / base, "saved_mib_per_image": saved}
+        )
+    return rows
 
 
 def synchronize(device: torch.device) -> None:

@@ -19,6 +19,7 @@ def format_table(result: dict[str, Any]) -> str:
             "dtype / compile / channels-last / CUDA graph",
             f"{result['dtype']} / {result['compile']} / {result['channels_last']} / {result['cuda_graph']}",
         ),
+        ("activation checkpointing", result["activation_checkpointing"]),
         ("parameters", f"{result['parameters']:,}"),
         (
             "batch / images",
@@ -78,3 +79,17 @@ def sampler_table(results: list[dict[str, Any]]) -> str:
         return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join([fmt(header), *(fmt(line) for line in lines)])
+
+
+def policy_table(result: dict[str, Any]) -> str:
+    """Each activation-checkpointing policy's step against the step without: ms, ratio, MiB saved per image."""
+    rows = result["policies"]
+    width = max(len("policy"), *(len(row["policy"]) for row in rows))
+    lines = [
+        f"activation checkpointing, steps of {result['batch']} images timed in turn ({result['timed_steps']} each)",
+        f"{'policy':<{width}}  {'ms/step':>9}  {'ratio':>6}  {'saved MiB/image':>15}",
+    ]
+    for row in rows:
+        timing = f"{row['ms_per_step']:>9.1f}  {row['ratio']:>6.2f}"
+        lines.append(f"{row['policy']:<{width}}  {timing}  {row['saved_mib_per_image']:>15.1f}")
+    return "\n".join(lines)

@@ -102,7 +102,8 @@ def out_of_memory(exc: BaseException) -> str | None:
         asked = f"; one allocation asked for {match.group(1)}"
     return (
         f"out of memory ({where}){asked}: lower the batch size (train.batch_size, eval.batch_size or --batch-size, "
-        "--n for samples) or the size of the model (its width, blocks or image size)"
+        "--n for samples) or the size of the model (its width, blocks or image size); for training, "
+        "genkit plan RECIPE --gpu-memory SIZE says what fits, with activation checkpointing"
     )
 
 

@@ -1,4 +1,4 @@
-"""``genkit bench``: measure a recipe's speed and memory on this device."""
+"""``genkit bench``: measure a recipe's speed and memory on this device; ``genkit plan``: count its memory for a GPU."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import click
 
-from genkit.cli.options import Count, Device, emit_json, json_option, overrides_option, say
+from genkit.cli.options import ByteSize, Count, Device, emit_json, json_option, overrides_option, say
 
 
 @click.command()
@@ -51,6 +51,15 @@ from genkit.cli.options import Count, Device, emit_json, json_option, overrides_
     help="Override train.cuda_graph (capture the whole step; CUDA only).",
 )
 @click.option(
+    "--activation-checkpointing",
+    "policies",
+    default=None,
+    metavar="POLICY[,POLICY…]",
+    help="Also time the training step under each activation-checkpointing policy (off, all, resolution>=R) "
+    "against the step without, in turn in the same run, and report the ratio and the MiB saved for backward "
+    "per image.",
+)
+@click.option(
     "--weights",
     default=None,
     help="Measure trained weights: a model directory or a run directory (its latest checkpoint); one RECIPE only.",
@@ -86,6 +95,7 @@ def bench(
     device,
     no_flops,
     profile,
+    policies,
     json_path,
 ) -> None:
     """Measure RECIPEs' models on this device: training speed and memory, every sampler's latency, evaluation
@@ -97,12 +107,23 @@ def bench(
     """
     import torch
 
-    from genkit.bench import format_table, profile_table, run_benchmark, sampler_table
+    from genkit.bench import format_table, policy_table, profile_table, run_benchmark, sampler_table
     from genkit.errors import ConfigError
     from genkit.recipe import load_recipe
+    from genkit.recompute import parse_policy
 
     if profile and no_train:
         raise ConfigError(f"--profile {profile}: profiles training steps, and --no-train leaves them out")
+    compared = None
+    if policies is not None:
+        if no_train:
+            raise ConfigError(
+                f"--activation-checkpointing {policies}: times training steps, and --no-train leaves them out"
+            )
+        try:
+            compared = [parse_policy(text).text for text in policies.split(",")]
+        except ValueError as exc:
+            raise ConfigError(f"--activation-checkpointing {policies}: {exc}") from None
     if weights is not None and len(recipes) > 1:
         raise ConfigError(f"--weights {weights}: measures one recipe's model, and {len(recipes)} recipes are given")
     extra = list(overrides)
@@ -127,14 +148,59 @@ def bench(
             use_data=not no_data,
             train=not no_train,
             profile=profile,
+            policies=compared,
         )
         results.append(result)
         say(format_table(result) + "\n", json_path)
         if profile:
             say(profile_table(result["profile"]) + "\n", json_path)
+        if compared:
+            say(policy_table(result) + "\n", json_path)
     say(sampler_table(results), json_path)
     if json_path:
         emit_json(json_path, results)
 
 
-COMMANDS = [bench]
+@click.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option(
+    "--gpu-memory",
+    "memory",
+    type=ByteSize(),
+    required=True,
+    help="Memory of each GPU, e.g. 80GiB, 24GB (GB = 10⁹ bytes, GiB = 2³⁰).",
+)
+@click.option("--gpus", type=Count(1), default=1, show_default=True, help="GPUs (processes under torchrun).")
+@click.option(
+    "--global-batch",
+    type=Count(1),
+    default=None,
+    help="Images per update (default: the recipe's train.global_batch, else train.batch_size × train.accumulate × "
+    "--gpus).",
+)
+@overrides_option
+@json_option
+def plan(recipe, memory, gpus, global_batch, overrides, json_path) -> None:
+    """Count RECIPE's training memory and plan it onto GPUs: the bytes of the weights, gradients, AdamW moments and
+    EMA copy; the bytes saved for backward per image under each activation-checkpointing policy, in float32 and
+    bf16; and, for each, the largest micro-batch that fits, the accumulation that makes up the global batch, and
+    the predicted peak. Counted on fake tensors: nothing is allocated, and it takes seconds.
+
+        genkit plan recipes/ffhq256.toml --gpu-memory 80GiB --gpus 8
+    """
+    from genkit.bench.plan import count_memory, format_plan, run_command, to_json
+    from genkit.bench.plan import plan as plan_fits
+    from genkit.recipe import load_recipe
+
+    resolved = load_recipe(recipe, list(overrides))
+    train = resolved.train
+    batch = global_batch or train.global_batch or train.batch_size * train.accumulate * gpus
+    count = count_memory(resolved)
+    fits = plan_fits(count, memory=memory, gpus=gpus, global_batch=batch)
+    command = lambda chosen: run_command(recipe, overrides, chosen, gpus, train, batch)  # noqa: E731
+    say(format_plan(count, fits, memory=memory, gpus=gpus, global_batch=batch, command=command), json_path)
+    if json_path:
+        emit_json(json_path, to_json(count, fits, memory, gpus, batch))
+
+
+COMMANDS = [bench, plan]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -74,6 +75,27 @@ class Device(click.ParamType):
         elif device.type not in ("cpu", "cuda", "mps"):
             self.fail(f"{value!r}: genkit runs on cpu, cuda or mps", param, ctx)
         return value
+
+
+class ByteSize(click.ParamType):
+    """An amount of memory: ``80GiB``, ``24GB``, ``81920MiB``, ``16 GiB`` (GB = 10⁹ bytes, GiB = 2³⁰), or bytes."""
+
+    name = "size"
+    UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        number, unit = re.fullmatch(r"\s*([0-9]*\.?[0-9]*)\s*([A-Za-z]*)\s*", str(value)).groups()
+        scale = self.UNITS.get(unit.upper())
+        try:
+            size = float(number) * scale if scale is not None else None
+        except ValueError:
+            size = None
+        if size is None or not 0 < size < 2**63:
+            self.fail(f"{value!r}: expected an amount of memory such as 80GiB, 24GB or 81920MiB", param, ctx)
+        return int(size)
 
 
 class Count(click.IntRange):

@@ -35,6 +35,7 @@ from genkit.engine.data import Batches, collate, random_images, to_device, train
 from genkit.engine.distributed import Distributed, setup, teardown
 from genkit.engine.evaluate import evaluate_dataset, not_finite
 from genkit.engine.metrics import MetricsLog, Progress
+from genkit.engine.recompute import apply_recompute
 from genkit.engine.report import print_summary
 from genkit.engine.runs import check_cuda_graph, choose_run_dir
 from genkit.engine.signals import StopRequest
@@ -102,6 +103,11 @@ class Trainer:
             self._initialize()
         self.ema = EMA(self.model, self.config.ema_rate)  # a copy of the (initialised) weights
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config)
+        apply_recompute(
+            self.model,
+            self.config.activation_checkpointing,
+            f"{recipe.origin('train')}: train.activation_checkpointing",
+        )
         self.step, self.skipped_updates = 0, 0
         self.interval: torch.Tensor | None = None  # restored sums of an interrupted logging interval
         torch.manual_seed(self.config.seed * 1_000_003 + 1 + context.rank)  # latents differ between ranks

@@ -39,3 +39,25 @@ def agree(estimates: torch.Tensor, reference: torch.Tensor) -> bool:
     them)."""
     error = (estimates.var(0) / len(estimates) + reference.var(0) / len(reference)).sqrt()
     return bool(((estimates.mean(0) - reference.mean(0)).abs() <= 5 * error + 1e-9).all())
+
+
+def gradients_under(
+    model: torch.nn.Module, images: torch.Tensor, policy: str, *, seed: int = 0, generator: bool = False
+) -> tuple[float, dict[str, torch.Tensor], tuple]:
+    """One forward and backward pass of ``model`` on ``images`` with activation-checkpointing ``policy``.
+
+    Random numbers come from the global generator seeded with ``seed`` and, with ``generator``, from a
+    ``torch.Generator`` seeded alike and passed to the model. Returns the loss, every parameter's gradient, and the
+    next number each generator would draw (where the pass left them).
+    """
+    from genkit.engine.recompute import recomputing
+
+    torch.manual_seed(seed)
+    passed = torch.Generator().manual_seed(seed) if generator else None
+    model.zero_grad(set_to_none=True)
+    with recomputing(model, policy, "the policy under test"):
+        loss = model(images, generator=passed).loss
+        loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    after = (torch.rand(()).item(), None if passed is None else torch.rand((), generator=passed).item())
+    return loss.item(), grads, after

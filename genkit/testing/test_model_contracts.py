@@ -12,11 +12,18 @@ import math
 import pytest
 import torch
 
-from genkit.capabilities import DataDependentInit, Encodable, ImportanceWeighted, Invertible, LatentVariables
+from genkit.capabilities import (
+    DataDependentInit,
+    Encodable,
+    ImportanceWeighted,
+    Invertible,
+    LatentVariables,
+    Recomputable,
+)
 from genkit.errors import GenkitError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective
 from genkit.latents import KINDS, Latents
-from genkit.testing import agree, example_settings, plugin_params
+from genkit.testing import agree, example_settings, gradients_under, plugin_params
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +244,34 @@ def test_model_that_is_invertible_and_encodable_decodes_its_latents_to_the_image
             model.initialize(_images(model, 8, 9))
             model.eval()
         assert torch.equal(model.decode_latents(model.encode_latents(images, "mean")), images)
+
+
+@pytest.mark.parametrize("spec", plugin_params("model"))
+def test_model_with_recomputable_units_names_its_own_submodules_none_inside_another(spec, contract_model_cache):
+    model = _model(spec, contract_model_cache)
+    if not isinstance(model, Recomputable):
+        pytest.skip(f"{spec.name} declares no recomputable units")
+    units = model.recomputable_units()
+    modules = dict(model.named_modules())
+    assert units and all(modules.get(unit.name) is unit.module for unit in units)
+    assert all(isinstance(unit.resolution, int) and unit.resolution >= 1 for unit in units)
+    names = [unit.name for unit in units]
+    assert not [(a, b) for a in names for b in names if b.startswith(a + ".")]
+
+
+@pytest.mark.parametrize("spec", plugin_params("model"))
+def test_model_with_recomputable_units_gets_the_plain_gradients_with_every_unit_recomputed(spec):
+    """In float64, random numbers drawn from both the global generator and a passed one, in train mode."""
+    torch.manual_seed(0)
+    model = spec.build(example_settings(spec)).double().train()
+    if not isinstance(model, Recomputable):
+        pytest.skip(f"{spec.name} declares no recomputable units")
+    images = _images(model, 1, 11)
+    plain_loss, plain, plain_after = gradients_under(model, images, "off", seed=3, generator=True)
+    loss, grads, after = gradients_under(model, images, "all", seed=3, generator=True)
+    assert loss == plain_loss and after == plain_after and grads.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(grads[name], plain[name], rtol=1e-12, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("spec", plugin_params("model"))

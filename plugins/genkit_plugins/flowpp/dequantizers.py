@@ -22,6 +22,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from genkit.capabilities import RecomputableUnit
 from genkit.components import ComponentRef, component
 from genkit.errors import ConfigError
 from genkit.schema import in_range
@@ -143,6 +144,10 @@ class VariationalDequantizer(Dequantizer):
 
     def base_log_prob(self, eps: Tensor) -> Tensor:
         return standard_normal_log_prob(eps)
+
+    def recomputable_units(self) -> list[RecomputableUnit]:
+        """Every flow step."""
+        return [RecomputableUnit(f"steps.{i}", step.resolution, step) for i, step in enumerate(self.steps)]
 
     def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         context = self.context(x)

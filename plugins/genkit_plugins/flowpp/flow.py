@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
+from genkit.capabilities import RecomputableUnit
 from genkit.components import ComponentRef
 from genkit.registry import get_registry
 from genkit_plugins.flowpp.kinds import (
@@ -104,6 +105,7 @@ class FlowStep(nn.Module):
     ):
         super().__init__()
         c, h, w = shape
+        self.resolution = h  # the height of the halves it transforms
         self.norm = build(norm, FLOW_LAYER, channels=c, height=h, width=w)
         self.pointwise = build(pointwise, FLOW_LAYER, channels=c, height=h, width=w)
         self.coupling = build(
@@ -202,3 +204,12 @@ class MainFlow(nn.Module):
     def steps(self) -> list[FlowStep]:
         """Every step in the order data flows through them."""
         return [step for stage in self.stages if isinstance(stage, SplitStage) for step in stage.steps]
+
+    def recomputable_units(self) -> list[RecomputableUnit]:
+        """Every step, in the order data flows through them, named within the flow."""
+        return [
+            RecomputableUnit(f"stages.{i}.steps.{j}", step.resolution, step)
+            for i, stage in enumerate(self.stages)
+            if isinstance(stage, SplitStage)
+            for j, step in enumerate(stage.steps)
+        ]

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from genkit.capabilities import RecomputableUnit
 from genkit.components import ComponentRef
 from genkit.errors import ConfigError
 
@@ -86,6 +87,11 @@ class Dequantizer(nn.Module, ABC):
     @abstractmethod
     def log_prob(self, x: Tensor, u: Tensor) -> Tensor:
         """log q(u | x) at any ``u ∈ (0, 1)^D``, nats per image ``(B,)``."""
+
+    def recomputable_units(self) -> list[RecomputableUnit]:
+        """The parts activation checkpointing may recompute, in forward order, named within the dequantizer
+        (:class:`genkit.capabilities.Recomputable`); none by default, when there is nothing worth recomputing."""
+        return []
 
 
 class FlowLayer(nn.Module, ABC):

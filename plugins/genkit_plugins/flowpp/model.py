@@ -25,7 +25,14 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from genkit.capabilities import DataDependentInit, Encodable, ImportanceWeighted, Invertible
+from genkit.capabilities import (
+    DataDependentInit,
+    Encodable,
+    ImportanceWeighted,
+    Invertible,
+    Recomputable,
+    RecomputableUnit,
+)
 from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective, finite_outputs, resolve_sampler
 from genkit.latents import FLOW_Z, Latents, LatentTensor, check_latents
@@ -58,7 +65,7 @@ class BoundTerms(NamedTuple):
         return self.log_density - self.log_q
 
 
-class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible, Encodable):
+class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible, Encodable, Recomputable):
     """Flow++ (Ho et al. 2019) assembled from coupling and dequantizer plugins, faithful to aravindsrinivas/flowpp."""
 
     objective = Objective("variational dequantization bound", key="bound", parts=PARTS)
@@ -96,6 +103,14 @@ class FlowPP(GenerativeModel, DataDependentInit, ImportanceWeighted, Invertible,
         self.objective = Objective(self.dequantizer.bound, key="bound", parts=PARTS)
         # follows .to(): the dtype and device images are brought to (not saved)
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
+
+    def recomputable_units(self) -> list[RecomputableUnit]:
+        """The dequantizer's units (a variational one's flow steps), then every step of the main flow."""
+        return [
+            RecomputableUnit(f"{part}.{unit.name}", unit.resolution, unit.module)
+            for part, flow in (("dequantizer", self.dequantizer), ("flow", self.flow))
+            for unit in flow.recomputable_units()
+        ]
 
     # --- conversions -----------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
+from genkit.capabilities import RecomputableUnit
+
 LAYER = "pixelcnn-layer"
 BLOCK = "pixelcnn-block"
 NETWORK = "pixelcnn-network"
@@ -144,6 +146,12 @@ class PixelNetwork(nn.Module, ABC):
     @abstractmethod
     def incremental(self, x: Tensor, condition: Tensor | None = None) -> IncrementalNetwork:
         """An incremental evaluation for images shaped like ``x`` (whose values it starts from)."""
+
+    def recomputable_units(self, height: int) -> list[RecomputableUnit]:
+        """The parts activation checkpointing may recompute for images ``height`` pixels high, in forward order,
+        named within the network (:class:`genkit.capabilities.Recomputable`). A network that declares none can
+        only train with ``train.activation_checkpointing = "off"``."""
+        return []
 
 
 class IncrementalNetwork(ABC):

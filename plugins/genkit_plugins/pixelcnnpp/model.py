@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from genkit.capabilities import DataDependentInit
+from genkit.capabilities import DataDependentInit, Recomputable, RecomputableUnit
 from genkit.errors import ConfigError, GenkitError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective, finite_outputs, resolve_sampler
 from genkit_plugins.dmol import build_likelihood
@@ -46,7 +46,7 @@ def evaluating(module: torch.nn.Module):
         module.train(was_training)
 
 
-class PixelCNNPP(GenerativeModel, DataDependentInit):
+class PixelCNNPP(GenerativeModel, DataDependentInit, Recomputable):
     """PixelCNN++ (Salimans et al. 2017): a causal two-stream network and the DMOL likelihood."""
 
     objective = Objective("exact negative log-likelihood", exact=True)
@@ -79,6 +79,13 @@ class PixelCNNPP(GenerativeModel, DataDependentInit):
 
     def _dtype(self) -> torch.dtype:
         return next(self.network.parameters()).dtype
+
+    def recomputable_units(self) -> list[RecomputableUnit]:
+        """The network's units (for the two-stream U-Net: every gated block)."""
+        return [
+            RecomputableUnit(f"network.{unit.name}", unit.resolution, unit.module)
+            for unit in self.network.recomputable_units(self.image_shape[0])
+        ]
 
     def preprocess(self, images: Tensor) -> Tensor:
         """``uint8`` ``(B, H, W, C)`` -> ``(B, C, H, W)`` on the level grid in [-1, 1]: the input and the target."""

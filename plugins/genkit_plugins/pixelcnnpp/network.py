@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genkit.capabilities import RecomputableUnit
 from genkit.components import ComponentRef, component
 from genkit_plugins.pixelcnnpp.kinds import BLOCK, LAYER, IncrementalNetwork, PixelNetwork
 from genkit_plugins.precision import without_autocast
@@ -160,6 +161,22 @@ class TwoStreamUNet(PixelNetwork):
                 u = self.upsize_u_stream[level](u)
                 ul = self.upsize_ul_stream[level](ul)
         return self.output(ul)[:, :, :h, :w]
+
+    def recomputable_units(self, height: int) -> list[RecomputableUnit]:
+        """Every gated block of both passes, each stream's block of a pair before the other's, as ``forward`` runs
+        them."""
+        full = height + (-height % self.row_multiple)
+        units = []
+        passes = (
+            ("up_layers", self.up_layers, range(LEVELS)),
+            ("down_layers", self.down_layers, reversed(range(LEVELS))),
+        )
+        for name, layers, halvings in passes:
+            for level, (pair, halved) in enumerate(zip(layers, halvings)):
+                for i, (u_block, ul_block) in enumerate(pair.pairs()):
+                    for stream, block in (("u_stream", u_block), ("ul_stream", ul_block)):
+                        units.append(RecomputableUnit(f"{name}.{level}.{stream}.{i}", full >> halved, block))
+        return units
 
     def incremental(self, x: Tensor, condition: Tensor | None = None) -> IncrementalNetwork:
         from genkit_plugins.pixelcnnpp.cache import UNetCache

@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from genkit.capabilities import Encodable, ImportanceWeighted, LatentVariables
+from genkit.capabilities import Encodable, ImportanceWeighted, LatentVariables, Recomputable, RecomputableUnit
 from genkit.errors import ConfigError
 from genkit.interfaces import GenerativeModel, LossTerms, Objective, finite_outputs, resolve_sampler
 from genkit.latents import POSTERIOR_DRAW, POSTERIOR_MEAN, Latents, LatentTensor, check_latents
@@ -30,7 +30,7 @@ from genkit_plugins.vdvae.encoder import Encoder
 LATENT_MODES = ("sample", "mean")
 
 
-class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable):
+class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable, Recomputable):
     """Very Deep VAE (Child 2021) assembled from block, resampler, latent and likelihood plugins."""
 
     objective = Objective(
@@ -62,6 +62,19 @@ class VDVAE(GenerativeModel, LatentVariables, ImportanceWeighted, Encodable):
     def layer_resolutions(self) -> list[int]:
         """The resolution of every latent layer, top (coarsest) first."""
         return [block.resolution for block in self.decoder.dec_blocks]
+
+    def recomputable_units(self) -> list[RecomputableUnit]:
+        """Every encoder stage (its blocks at one resolution, up to the pooling), then every decoder block (a latent
+        layer: its prior, posterior, z and residual)."""
+        encoder = [
+            RecomputableUnit(f"encoder.stages.{i}", stage.resolution, stage)
+            for i, stage in enumerate(self.encoder.stages)
+        ]
+        decoder = [
+            RecomputableUnit(f"decoder.dec_blocks.{i}", block.resolution, block)
+            for i, block in enumerate(self.decoder.dec_blocks)
+        ]
+        return encoder + decoder
 
     def _dtype(self) -> torch.dtype:
         return self.decoder.gain.dtype
