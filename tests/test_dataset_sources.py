@@ -232,7 +232,8 @@ def test_the_default_hold_out_is_still_the_reference_5000(official, cache):
 
 
 def test_cifar10_recipes_fetch_from_the_official_address_into_the_cache_with_nothing_else_given():
-    from genkit.recipe import load_recipe, read_recipe
+    from genkit.recipe import load_recipe
+    from genkit.recipefiles import read_recipe
 
     assert (
         read_recipe(ROOT / "recipes" / "cifar10-iaf.toml")["data"]

@@ -16,7 +16,8 @@ from fault_helpers import one_line, pixels_registry, tiny_recipe  # noqa: F401
 from locations import ROOT
 
 from genkit.cli import main
-from genkit.recipe import MAX_NESTING, load_recipe
+from genkit.recipe import load_recipe
+from genkit.recipefiles import MAX_NESTING
 
 # --- recipes ----------------------------------------------------------------------------------------------------
 

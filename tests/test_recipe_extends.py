@@ -6,7 +6,8 @@ import pytest
 from locations import ROOT
 
 from genkit.errors import RecipeError
-from genkit.recipe import load_recipe, merge_recipes, recipe_to_dict
+from genkit.recipe import load_recipe, recipe_to_dict
+from genkit.recipefiles import merge_recipes
 
 
 def write(path, text):

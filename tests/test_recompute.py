@@ -171,7 +171,8 @@ def test_two_gloo_ranks_recomputing_every_unit_end_on_the_weights_of_two_ranks_r
     import torch.multiprocessing as mp
     from test_engine_distributed import free_port
 
-    from genkit.recipe import apply_overrides, read_recipe
+    from genkit.recipe import apply_overrides
+    from genkit.recipefiles import read_recipe
 
     settings = [*THREE_LAYERS, "train.steps=2", "train.batch_size=2", "train.eval_every=100", "train.n_samples=4"]
     settings += ["eval.max_images=8", "eval.validation_max_images=8", "eval.batch_size=4"]  # a batch for each rank

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from genkit import rundirs
 from genkit.errors import CheckpointError, is_out_of_memory
 from genkit.fileio import atomic_write, writing
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained, write_weights
@@ -159,3 +160,22 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def require_finite_weights(models: dict[str, torch.nn.Module], step: int, run_dir: Path) -> None:
+    """Stop a run in one line once an update has made any weight of ``models`` (by role: trained, EMA) NaN or
+    infinite, naming the latest good checkpoint: nothing after it is saved."""
+    for which, model in models.items():
+        problem = non_finite(model.state_dict())
+        if problem is None:
+            continue
+        saved = checkpoint_dirs(run_dir)
+        cure = "lower train.lr, train.weight_decay or train.grad_clip"
+        keep = (
+            f"the latest good checkpoint is {saved[-1]}: {cure} and continue it with {resume_option(run_dir)}"
+            if saved
+            else f"no checkpoint was written: {cure} and start again"
+        )
+        raise CheckpointError(
+            f"step {step}: the {which} weights are no longer finite ({problem}), so nothing more is saved; " + keep
+        )

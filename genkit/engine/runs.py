@@ -9,7 +9,8 @@ from genkit.engine.distributed import Distributed
 from genkit.errors import CheckpointError, ConfigError
 from genkit.fileio import unwritable
 from genkit.pretrained import claim_output
-from genkit.recipe import Recipe, read_toml, recipe_to_dict
+from genkit.recipe import Recipe, recipe_to_dict
+from genkit.recipefiles import read_toml
 
 
 def check_cuda_graph(recipe: Recipe, context: Distributed) -> None:

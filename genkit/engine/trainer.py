@@ -31,10 +31,11 @@ from genkit import rundirs
 from genkit.capabilities import DataDependentInit, Invertible
 from genkit.engine import checkpoint
 from genkit.engine.baselines import trivial_baselines
-from genkit.engine.data import Batches, collate, random_images, to_device, train_loader
+from genkit.engine.data import Batches, random_images, to_device, train_loader
 from genkit.engine.distributed import Distributed, setup, teardown
 from genkit.engine.evaluate import evaluate_dataset, not_finite
 from genkit.engine.metrics import MetricsLog, Progress
+from genkit.engine.pictures import save_pictures
 from genkit.engine.recompute import apply_recompute
 from genkit.engine.report import print_summary
 from genkit.engine.runs import check_cuda_graph, choose_run_dir
@@ -42,14 +43,11 @@ from genkit.engine.signals import StopRequest
 from genkit.engine.step import EMA, adapt_loaded_optimizer, build_optimizer, training_step
 from genkit.errors import CheckpointError, ConfigError, DataError, DivergedError, first_line, printable
 from genkit.fileio import make_folder, write_json
-from genkit.images import save_grid
 from genkit.interfaces import nats_to_bits
 from genkit.models import build_model
 from genkit.pairing import check_evaluation_settings, check_pairing, check_reported_split
-from genkit.pretrained import clear_outputs, non_finite
+from genkit.pretrained import clear_outputs
 from genkit.recipe import Recipe, save_recipe
-
-PICTURE_ROWS = 8  # validation images a model's own pictures (reconstructions, …) are drawn from
 
 
 @attrs.define
@@ -292,22 +290,7 @@ class Trainer:
 
     def _require_finite_weights(self) -> None:
         """Stop the run, in one line, once an update has made any weight NaN or infinite: nothing after is saved."""
-        for which, model in (("trained", self.model), ("EMA", self.ema.model)):
-            problem = non_finite(model.state_dict())
-            if problem is None:
-                continue
-            saved = rundirs.checkpoint_dirs(self.run_dir)
-            cure = "lower train.lr, train.weight_decay or train.grad_clip"
-            keep = (
-                f"the latest good checkpoint is {saved[-1]}: {cure} and continue it with "
-                f"{rundirs.resume_option(self.run_dir)}"
-                if saved
-                else f"no checkpoint was written: {cure} and start again"
-            )
-            raise CheckpointError(
-                f"step {self.step}: the {which} weights are no longer finite ({problem}), so nothing more is saved; "
-                + keep
-            )
+        checkpoint.require_finite_weights({"trained": self.model, "EMA": self.ema.model}, self.step, self.run_dir)
 
     def _evaluation_rng(self):
         """Evaluation draws its own random numbers and leaves the training stream exactly where it was."""
@@ -329,28 +312,16 @@ class Trainer:
                 context=self.context,
             )
             if self.context.is_main:
-                self._save_pictures()
+                save_pictures(
+                    self.ema.model,
+                    self.dataset.split("validation"),
+                    self.run_dir / rundirs.SAMPLES,
+                    step=self.step,
+                    config=self.config,
+                    device=self.context.device,
+                )
         if log is not None:
             log.write({"step": self.step, "split": "validation", **result})
-
-    @torch.no_grad()
-    def _save_pictures(self) -> None:
-        """The EMA model's samples and its own pictures (reconstructions, …), as PNGs under RUN/samples."""
-        model, folder = self.ema.model, self.run_dir / rundirs.SAMPLES
-        scale = max(1, 96 // model.image_shape[0])  # small images are enlarged to be seen
-        generator = torch.Generator(self.context.device).manual_seed(self.config.seed)
-        temperature = self.config.sample_temperature
-        validation = self.dataset.split("validation")
-        images = collate([validation[i] for i in range(min(PICTURE_ROWS, len(validation)))]).to(self.context.device)
-        try:
-            samples = model.sample(self.config.n_samples, temperature, generator=generator)
-            pictures = model.pictures(images, generator=generator, temperature=temperature)
-        except DivergedError as exc:  # its validation figures say so too; the run goes on and ends in one line
-            click.echo(f"step {self.step}: no samples drawn ({exc})", err=True)
-            return
-        save_grid(samples, folder / f"step-{self.step:08d}-samples.png", scale=scale)
-        for name, (grid, columns) in pictures.items():
-            save_grid(grid, folder / f"step-{self.step:08d}-{name}.png", nrow=columns, scale=scale)
 
     def _checkpoint(self, skipped_total: torch.Tensor, sums: torch.Tensor) -> None:
         self._require_finite_weights()

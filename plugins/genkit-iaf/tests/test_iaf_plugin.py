@@ -69,7 +69,8 @@ def test_genkit_show_of_the_iaf_recipe_without_the_plugin_fails_in_one_line_with
 
 @needs_recipes
 def test_a_recipe_with_a_bad_iaf_setting_names_the_key(iaf_registry):
-    from genkit.recipe import read_recipe, recipe_from_dict
+    from genkit.recipe import recipe_from_dict
+    from genkit.recipefiles import read_recipe
 
     raw = read_recipe(RECIPES / "digits-iaf.toml")
     raw["model"]["posterior"]["steps"] = 0
