@@ -27,11 +27,10 @@ from typing import Any
 
 import torch
 
-from genkit import rundirs
 from genkit.errors import CheckpointError, is_out_of_memory
 from genkit.fileio import atomic_write, writing
 from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, non_finite, save_pretrained, write_weights
-from genkit.rundirs import CHECKPOINTS, checkpoint_dirs, latest_samples
+from genkit.rundirs import CHECKPOINTS, checkpoint_dirs, latest_samples, resume_option
 
 TRAINED_NAME = "trained.safetensors"
 STATE_NAME = "state.pt"
