@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -83,6 +84,22 @@ def saved_activation_mib_per_image(model: torch.nn.Module, images: torch.Tensor,
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def elapsed_seconds(fn: Callable[[], Any], device: torch.device, calls: int) -> float:
+    """Seconds that ``calls`` calls of ``fn`` take together, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
