@@ -34,7 +34,7 @@ def row(setting: str, ms: float, guard: float, failed: str | None = None) -> dic
 
 
 def test_a_cpu_offers_dtype_and_channels_last_and_the_cuda_graph_only_on_cuda():
-    assert candidate_settings("cpu", {"compile": False}) == [
+    assert candidate_settings("cpu") == [
         Setting("float32", False),
         Setting("float32", True),
         Setting("bfloat16", False),
@@ -45,7 +45,7 @@ def test_a_cpu_offers_dtype_and_channels_last_and_the_cuda_graph_only_on_cuda():
 
 
 def test_a_setting_given_on_the_command_line_is_held():
-    assert candidate_settings("cpu", {"dtype": "bfloat16", "channels_last": None, "compile": False}) == [
+    assert candidate_settings("cpu", {"dtype": "bfloat16", "channels_last": None, "compile": None}) == [
         Setting("bfloat16", False),
         Setting("bfloat16", True),
     ]
@@ -99,7 +99,6 @@ def test_tune_times_every_setting_in_alternating_rounds_and_picks_the_fastest_co
         recipe,
         batch=2,
         device=torch.device("cpu"),
-        held={"compile": False},
         steps=4,
         rounds=2,
         warmup=1,

@@ -2,7 +2,8 @@
 
 The settings tried are every combination of ``train.dtype`` (float32, bfloat16),
 ``train.channels_last``, ``train.compile`` and ``train.cuda_graph`` that the device offers: the CUDA
-graph only on CUDA, and compilation on CUDA only unless asked for (compiling takes minutes on a CPU).
+graph and compilation only on CUDA (compiling takes minutes per setting on a CPU, where ``--compile``
+holds it on instead).
 A setting given on the command line (``--dtype``, ``--channels-last``, ``--compile``, ``--cuda-graph``
 and their ``--no-`` forms) is held at that value instead of tried both ways.
 
@@ -12,8 +13,8 @@ candidate taking its share of steps once per round, in an order that reverses fr
 clock, the temperature) weighs on every candidate alike. Each candidate's time per step is the
 median over its rounds. Then each candidate's numerical guard (the same measurement ``genkit bench``
 reports) is taken, and the fastest candidate within :data:`GUARD_LIMIT` of float32 is the answer,
-as the ``--set`` options that select it. A candidate that runs out of memory is reported as such
-and left out.
+as the ``--set`` options that select it. A candidate that runs out of memory, or whose timed steps
+leave weights on which even float32 gives no finite loss, is reported as such and left out.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 from genkit.bench.measures import device_name, elapsed_seconds
 from genkit.bench.steps import GRAPH_WARMUP, GUARD_LIMIT, BenchStep, numerical_guard, prepare_step
-from genkit.errors import ConfigError, is_out_of_memory
+from genkit.errors import ConfigError, DivergedError, is_out_of_memory
 from genkit.recipe import Recipe
 
 #: the settings the tuner tries, in the order the table shows them
@@ -73,7 +74,7 @@ def candidate_settings(device_type: str, held: dict[str, Any] | None = None) -> 
     choices = {
         "dtype": ["float32", "bfloat16"],
         "channels_last": [False, True],
-        "compile": [False, True] if cuda else [False],
+        "compile": [False, True] if cuda else [False],  # minutes per setting on a CPU: only when held on
         "cuda_graph": [False, True] if cuda else [False],
     }
     choices.update({axis: [value] for axis, value in held.items() if value is not None})
@@ -129,8 +130,13 @@ def tune(
     for setting, bench, problem, seconds in zip(settings, benches, failed, times):
         row: dict[str, Any] = {**attrs.asdict(setting), "setting": setting.label, "failed": problem}
         if bench is not None:
-            ms = 1000 * statistics.median(seconds)
-            row.update(ms_per_step=ms, images_per_s=1000 * batch / ms, **numerical_guard(bench))
+            try:
+                guard = numerical_guard(bench)
+            except DivergedError:  # its timed steps left the weights where float32 gives no finite loss
+                row["failed"] = "diverged"
+            else:
+                ms = 1000 * statistics.median(seconds)
+                row.update(ms_per_step=ms, images_per_s=1000 * batch / ms, **guard)
         rows.append(row)
     baseline = next((row for row in rows if row["setting"] == "float32" and row["failed"] is None), None)
     for row in rows:

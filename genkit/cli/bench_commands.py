@@ -73,7 +73,7 @@ from genkit.cli.options import Count, Device, emit_json, json_option, overrides_
     help="Find the fastest correct training settings: time every dtype, channels-last, compile and CUDA graph "
     "setting this device offers, alternating, and print the --set options of the fastest whose numerical guard "
     "holds. --dtype, --channels-last, --compile and --cuda-graph (and their --no- forms) hold a setting instead; "
-    "compilation is tried on CUDA only unless --compile is given. --steps is the timed steps per setting.",
+    "on a CPU compilation stays off unless --compile holds it on. --steps is the timed steps per setting.",
 )
 @click.option(
     "--rounds",
@@ -175,8 +175,6 @@ def _tune(recipes, overrides, held, batch_size, steps, rounds, warmup, device, w
     from genkit.recipe import load_recipe
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type != "cuda" and held["compile"] is None:
-        held["compile"] = False  # compiling every candidate takes minutes on a CPU: --compile asks for it
     results = []
     for recipe in recipes:
         resolved = load_recipe(recipe, overrides)
