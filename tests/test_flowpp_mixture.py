@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from genkit_plugins.flowpp.couplings import MixtureCDFCoupling
-from genkit_plugins.flowpp.mixture import LogisticMixture
+from genkit_plugins.flowpp.mixture import NEWTON_PASSES, LogisticMixture
 
 # The official test's mixture (flows/logistic.py): one very narrow component among two wide ones.
 LOGITS, MEANS, LOGSCALES = [0.1, 0.2, 4.0], [-1.0, 0.0, 1.0], [-5.0, 0.0, 0.2]
@@ -71,17 +71,133 @@ def test_logit_cdf_stays_finite_and_accurate_in_float32_tails():
     np.testing.assert_allclose(reference.numpy(), logit.numpy(), rtol=1e-5)
 
 
-def test_bisection_inverts_the_official_test_mixture_over_minus_30_to_30():
-    """The official test asks for 1e-5 in float64; the logit-scale bisection gives ~1e-13."""
+def test_inverse_inverts_the_official_test_mixture_over_minus_30_to_30():
+    """The official test asks for 1e-5 in float64; the Newton search gives ~1e-13."""
     xs = torch.linspace(-30, 30, 100, dtype=torch.float64)
     mixture = official_mixture(len(xs))
     assert (mixture.inverse_logit_cdf(mixture.logit_cdf(xs)) - xs).abs().max() < 1e-10
 
 
-def test_bisection_in_float32_recovers_points_to_float32_resolution():
+def test_inverse_in_float32_recovers_points_to_float32_resolution():
     xs = torch.linspace(-10, 10, 101)
     mixture = official_mixture(len(xs), torch.float32)
     assert (mixture.inverse_logit_cdf(mixture.logit_cdf(xs)) - xs).abs().max() < 1e-4
+
+
+# Extremes of what a network can put out, 150 elements each: (components, spread of the logits, of the means,
+# log-scale range, spread of u); the last two put one component at the floor scale e^−7 among wide ones with the
+# root on its narrow step, the case that needs the most passes.
+EXTREMES = [
+    (1, 0.0, 10.0, (-7.0, 7.0), 300.0, False),
+    (3, 1.0, 1.0, (-7.0, 1.0), 3.0, False),
+    (32, 3.0, 3.0, (-7.0, 2.0), 5.0, False),
+    (32, 10.0, 30.0, (-7.0, 5.0), 50.0, False),
+    (2, 10.0, 50.0, (-7.0, -5.0), 300.0, False),
+    (8, 20.0, 10.0, (-7.0, 7.0), 1000.0, False),
+    (16, 5.0, 20.0, (-7.0, 3.0), 20.0, True),
+    (32, 5.0, 50.0, (-7.0, 5.0), 20.0, True),
+]
+
+
+def extreme_mixtures(seed: int = 0, n: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(logits, means, log-scales, u), float64, the rows of every EXTREMES case padded to 32 components."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, logit_sd, mean_sd, (ls_low, ls_high), u_sd, narrow in EXTREMES:
+        logits = rng.normal(size=(n, k)) * logit_sd
+        means = rng.normal(size=(n, k)) * mean_sd
+        logscales = rng.uniform(ls_low, ls_high, size=(n, k))
+        if narrow:  # u is logit F at a point on the narrow component's step
+            logscales[:, 0] = -7.0
+            x = means[:, 0] + rng.normal(size=n) * 3 * np.exp(-7.0)
+            u = np.array([scipy_logit_cdf(x[i : i + 1], logits[i], means[i], logscales[i])[0] for i in range(n)])
+        else:
+            u = rng.normal(size=n) * u_sd
+        pad = 32 - k  # components of weight zero (logit −inf) leave the mixture as it is
+        rows.append(
+            (
+                np.pad(logits, ((0, 0), (0, pad)), constant_values=-np.inf),
+                np.pad(means, ((0, 0), (0, pad)), mode="edge"),
+                np.pad(logscales, ((0, 0), (0, pad)), mode="edge"),
+                u,
+            )
+        )
+    return tuple(np.concatenate(parts) for parts in zip(*rows))
+
+
+def scipy_logit_cdf(x: np.ndarray, logits, means, logscales) -> np.ndarray:
+    log_w = np.asarray(logits) - scipy.special.logsumexp(logits)
+    z = (np.asarray(x)[:, None] - means) * np.exp(-np.maximum(logscales, -7.0))
+    log_cdf = scipy.special.logsumexp(log_w + scipy.special.log_expit(z), axis=1)
+    return log_cdf - scipy.special.logsumexp(log_w + scipy.special.log_expit(-z), axis=1)
+
+
+def bisection_roots(logits, means, logscales, u) -> np.ndarray:
+    """The float64 root of logit F(x) = u by NumPy bisection, halved until the bracket is two adjacent floats."""
+    log_w = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
+    scales = np.exp(np.maximum(logscales, -7.0))
+    roots = means + scales * u[:, None]
+    low, high = roots.min(1) - 1e-9 * (1 + np.abs(roots).max(1)), roots.max(1) + 1e-9 * (1 + np.abs(roots).max(1))
+    middle = (low + high) / 2
+    while ((middle != low) & (middle != high)).any():
+        z = (middle[:, None] - means) / scales
+        logit = scipy.special.logsumexp(log_w + scipy.special.log_expit(z), axis=1) - scipy.special.logsumexp(
+            log_w + scipy.special.log_expit(-z), axis=1
+        )
+        above = logit > u
+        high, low = np.where(above, middle, high), np.where(above, low, middle)
+        middle = (low + high) / 2
+    return middle
+
+
+@pytest.fixture(scope="module")
+def extremes():
+    logits, means, logscales, u = extreme_mixtures()
+    return logits, means, logscales, u, bisection_roots(logits, means, logscales, u)
+
+
+def within_tolerance(x: np.ndarray, root: np.ndarray, logits, means, logscales, u, tolerance: float) -> np.ndarray:
+    """``|x − root| ≤ tolerance·max(1, |root|)``, or where logit F is too flat for x to be pinned down that well,
+    ``|logit F(x) − u| ≤ tolerance·(1 + |u|)``."""
+    close = np.abs(x - root) <= tolerance * np.maximum(1.0, np.abs(root))
+    residual = np.array([scipy_logit_cdf(x[i : i + 1], logits[i], means[i], logscales[i])[0] for i in range(len(x))])
+    return close | (np.abs(residual - u) <= tolerance * (1 + np.abs(u)))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_inverse_meets_the_official_tolerance_against_bisection_on_extreme_mixtures(extremes, dtype, tolerance):
+    """1e-12 is where the official bisection stops (flows/logistic.py); float32 gets about 16 units in the last
+    place, what a float32 bisection gets."""
+    logits, means, logscales, u, roots = extremes
+    as_torch = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
+    mixture = LogisticMixture.from_network(as_torch(logits), as_torch(means), as_torch(logscales))
+    x = mixture.inverse_logit_cdf(as_torch(u)).double().numpy()
+    misses = ~within_tolerance(x, roots, logits, means, logscales, u, tolerance)
+    assert misses.sum() == 0, (
+        f"outside {tolerance:g}: u = {u[misses][:5]}, x = {x[misses][:5]}, root {roots[misses][:5]}"
+    )
+
+
+def test_inverse_holds_in_tails_beyond_the_official_bracket():
+    """The official bracket μ ± 200·Σ s misses the root once |u| > 200; the components' own roots bracket it."""
+    u = torch.tensor([-5000.0, -250.0, 250.0, 5000.0], dtype=torch.float64)
+    mixture = LogisticMixture.from_network(torch.zeros(4, 1), torch.full((4, 1), 3.0), torch.full((4, 1), -2.0))
+    mixture = LogisticMixture(*(t.double() for t in mixture))
+    np.testing.assert_allclose(mixture.inverse_logit_cdf(u).numpy(), (3.0 + np.exp(-2.0) * u).numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inverse_evaluates_the_mixture_a_fixed_number_of_times(monkeypatch, dtype):
+    """The search's cost in CDF-and-density evaluations, counted: the same for every input, however easy."""
+    calls = []
+    evaluate = LogisticMixture._logit_and_log_slope
+    monkeypatch.setattr(
+        LogisticMixture, "_logit_and_log_slope", lambda self, z: calls.append(z.shape) or evaluate(self, z)
+    )
+    for u in (torch.zeros(5, dtype=dtype), torch.linspace(-900, 900, 5, dtype=dtype)):
+        calls.clear()
+        official_mixture(5, dtype).inverse_logit_cdf(u)
+        assert len(calls) == NEWTON_PASSES[dtype] and set(calls) == {(5, 3)}
 
 
 class FixedOutput(nn.Module):

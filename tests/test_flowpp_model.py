@@ -212,7 +212,7 @@ def test_bad_stage_strings_and_head_counts_fail_naming_the_setting():
         FlowPPConfig(filters=30)
 
 
-def test_under_bf16_autocast_the_flow_its_log_dets_and_the_bisection_stay_float32(monkeypatch):
+def test_under_bf16_autocast_the_flow_its_log_dets_and_the_inverse_search_stay_float32(monkeypatch):
     """The networks run in bf16; the state they transform, every log-determinant and the inverse search do not."""
     model = tiny().float()
     seen = []
@@ -223,9 +223,9 @@ def test_under_bf16_autocast_the_flow_its_log_dets_and_the_bisection_stay_float3
             )
     inverse = LogisticMixture.inverse_logit_cdf
 
-    def recording_inverse(mixture, u, iterations=None):
+    def recording_inverse(mixture, u, passes=None):
         seen.extend([u.dtype, mixture.means.dtype, mixture.logscales.dtype])
-        return inverse(mixture, u, iterations)
+        return inverse(mixture, u, passes)
 
     monkeypatch.setattr(LogisticMixture, "inverse_logit_cdf", recording_inverse)
     with torch.no_grad():

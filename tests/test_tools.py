@@ -1,7 +1,9 @@
-"""tools/: the converter the GPU sessions use writes a tarball the cifar10 data set reads image for image."""
+"""tools/: the converter the GPU sessions use writes a tarball the cifar10 data set reads image for image; the
+busy-CPU measurement alternates its conditions and cleans up after itself."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -60,3 +62,44 @@ def test_the_converter_refuses_arrays_of_another_shape(tmp_path):
         and done.stderr.strip()
         == "npy_to_cifar10: error: train: expected uint8 (N, 32, 32, 3), found uint8 (5, 28, 28, 1)"
     )
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_busy_cpu_step_alternates_idle_and_loaded_and_prints_the_ratio(monkeypatch, capsys):
+    tool = load_tool("busy_cpu_step")
+    seen = []
+
+    def measure(recipe, steps, warmup, busy, env, extra):  # a loaded step takes 1.5 times an idle one
+        seen.append((busy, env["OMP_NUM_THREADS"], extra))
+        return (150.0 if busy else 100.0) + len(seen), "cpu (test)"
+
+    monkeypatch.setattr(tool, "measure", measure)
+    tool.main(["recipes/digits.toml", "--rounds", "3", "--env", "OMP_NUM_THREADS=2", "--", "--batch-size", "8"])
+    assert [busy for busy, _, _ in seen] == [0, 1, 1, 0, 0, 1]
+    assert {(threads, tuple(extra)) for _, threads, extra in seen} == {("2", ("--batch-size", "8"))}
+    # idle 101, 104, 105 and loaded 152, 153, 156: medians 104 and 153
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "median idle 104.0 ms, loaded (1 busy) 153.0 ms: loaded/idle 1.47"
+    )
+
+
+def test_busy_cpu_step_starts_and_stops_its_busy_processes(monkeypatch):
+    tool = load_tool("busy_cpu_step")
+    spinners = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        spinners.append(real_popen(*args, **kwargs))
+        return spinners[-1]
+
+    monkeypatch.setattr(tool.subprocess, "Popen", popen)
+    monkeypatch.setattr(tool, "BUSY_SETTLE_S", 0.0)
+    monkeypatch.setattr(tool, "bench_step_ms", lambda *args: (all(s.poll() is None for s in spinners), "cpu"))
+    assert tool.measure("recipe.toml", 1, 1, 2, {}, []) == (True, "cpu")
+    assert len(spinners) == 2 and all(s.poll() is not None for s in spinners)

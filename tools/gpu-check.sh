@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Everything genkit needs measured on a GPU, in one call of at most 8 minutes:
+# Everything genkit needs measured on a GPU, in one call of at most 9 minutes:
 #
+#   tune    genkit bench --tune on recipes/cifar10.toml at batch 32 on natural images read through the
+#           real CIFAR-10 reader: float32 and bf16, with and without channels-last and the CUDA graph
+#           (not compiled: that takes minutes per setting), timed in alternating rounds, each with its
+#           numerical guard; the fastest correct one (guard ≤ 0.5 %) is the setting of every later
+#           phase                                                                         (≤ 150 s)
 #   tests   the GPU-only tests: graphed against eager step and sampling, bf16 on CUDA, resume across
 #           graph settings                                                               (≤ 60 s)
-#   bench   genkit bench on recipes/cifar10.toml at batch 32 on natural images read through the real
-#           CIFAR-10 reader: float32 eager, bf16 eager, bf16 with the CUDA graph; 64-sample latency,
-#           peak memory, time to the first step and the numerical guard; a profile of one step of
-#           the fastest setting                                                           (≤ 170 s)
-#   train   the CIFAR-10 recipe with the fastest correct setting (guard < 0.5 %) for TRAIN_SECONDS
-#           (default 180), training bits/dim logged every 100 steps; the time box sends SIGTERM,
-#           which makes genkit checkpoint and stop; then a short test evaluation          (≤ 230 s)
+#   bench   genkit bench with the tuned setting: 64-sample latency, peak memory, time to the first
+#           step and the guard; a profile of one step                                     (≤ 70 s)
+#   train   the CIFAR-10 recipe with the tuned setting for TRAIN_SECONDS (default 180), training
+#           bits/dim logged every 100 steps; the time box sends SIGTERM, which makes genkit
+#           checkpoint and stop; then a short test evaluation                             (≤ 230 s)
 #
 # Each phase is cut short by this script (timeout) so a slow one cannot eat the next one's share.
 #
@@ -18,7 +21,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       -d .whl tomli-w                                                           # missing on the GPU image
 # then run `bash tools/gpu-check.sh` through the device tool with carry [".gpu", ".whl"].
-# It writes at most eight files to $OUT: check.log, bench.jsonl, profile.txt, train-metrics.jsonl,
+# It writes at most eight files to $OUT: check.log, tune.json, bench.json, profile.txt, train-metrics.jsonl,
 # train-results.json, train-curve.png, train-samples.png.
 #
 # GPU_CHECK_DRY_RUN=1 runs the same phases on a CPU with a small model and tiny budgets, to check
@@ -37,13 +40,12 @@ exec > >(tee -a "$OUT/check.log") 2>&1
 # the CIFAR-10 recipe on the natural images (10,000 train, 2,000 test) through its real-format reader
 CIFAR=(recipes/cifar10.toml --set "data.root=\"$DATA\"" --set 'data.md5=""' --set data.validation_size=500)
 BENCH=(--batch-size 32 --steps 20 --warmup 8)
-GRAPH=--cuda-graph
-TESTS_S=60 BENCH_S=50 PROFILE_S=20 EVAL_S=40 DEVICE=cuda
+TUNE_S=150 TESTS_S=60 BENCH_S=50 PROFILE_S=20 EVAL_S=40 DEVICE=cuda
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then  # a CPU: a 2-layer model, a few steps, no graph
   CIFAR+=(--set model.width=16 --set 'model.enc_blocks="32x1,32d2,16x1,16d16,1x1"'
     --set 'model.dec_blocks="1x1,16m1,16x1,32m16,32x1"')
   BENCH=(--batch-size 4 --steps 2 --warmup 1 --samples 4 --no-flops)
-  GRAPH=--no-cuda-graph TRAIN_SECONDS=${TRAIN_SECONDS_DRY:-20} DEVICE=cpu
+  TRAIN_SECONDS=${TRAIN_SECONDS_DRY:-20} DEVICE=cpu
 fi
 
 phase() { echo; echo "##### $1 $(date -u +%FT%TZ)"; }
@@ -61,37 +63,24 @@ mkdir -p "$DATA"
 [ -f "$DATA/cifar-10-python.tar.gz" ] ||
   $PY tools/npy_to_cifar10.py .gpu/cifar10-jpeg-train-10k.npy .gpu/cifar10-jpeg-test-2k.npy "$DATA/cifar-10-python.tar.gz"
 
+phase tune
+timeout "$TUNE_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" --tune --rounds 5 --no-compile \
+  --json "$OUT/tune.json" || echo "##### tune: failed or cut short ($?)"
+# the fastest setting whose numerical guard holds, as recipe overrides (float32 eager if the tuner found none)
+FASTEST=$($PY -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))[0]['set']))" "$OUT/tune.json" \
+  2>/dev/null)
+FASTEST=${FASTEST:-train.dtype=\"float32\" train.cuda_graph=false}
+echo "fastest correct setting: $FASTEST"
+SETS=()
+for s in $FASTEST; do SETS+=(--set "$s"); done
+
 phase tests
 timeout "$TESTS_S" $PY -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_cuda_samplers.py \
   tests/test_engine_step.py tests/test_pretrained_dirs.py || echo "##### tests: failed or cut short ($?)"
 
 phase bench
-: >"$OUT/bench.jsonl"
-bench_one() {  # bench_one NAME ARGS...: one measurement, one JSON line
-  local name=$1; shift
-  echo "=== $name: $*"
-  if timeout "$BENCH_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" "$@" --json "/tmp/bench-$name.json"; then
-    $PY -c "import json,sys; (r,)=json.load(open(sys.argv[1])); r['name']=sys.argv[2]; print(json.dumps(r))" \
-      "/tmp/bench-$name.json" "$name" >>"$OUT/bench.jsonl"
-  else
-    echo "{\"name\": \"$name\", \"failed\": true}" >>"$OUT/bench.jsonl"
-  fi
-}
-bench_one float32 --dtype float32 --no-cuda-graph
-bench_one bfloat16 --dtype bfloat16 --no-cuda-graph --no-flops
-bench_one bfloat16-graph --dtype bfloat16 "$GRAPH" --no-flops
-# the fastest setting whose numerical guard holds, as recipe overrides
-FASTEST=$($PY - "$OUT/bench.jsonl" <<'EOF'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-ok = [r for r in rows if not r.get("failed") and r.get("loss_relative_difference", 1) < 0.005]
-best = max(ok, key=lambda r: r["train_images_per_s"]) if ok else {"dtype": "float32", "cuda_graph": False}
-print(f'train.dtype="{best["dtype"]}" train.cuda_graph={str(best["cuda_graph"]).lower()}')
-EOF
-)
-echo "fastest correct setting: $FASTEST"
-SETS=()
-for s in $FASTEST; do SETS+=(--set "$s"); done
+timeout "$BENCH_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" "${SETS[@]}" --json "$OUT/bench.json" ||
+  echo "##### bench: failed or cut short ($?)"
 phase profile
 timeout "$PROFILE_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" "${SETS[@]}" --no-flops --profile 3 \
   --json /tmp/bench-profile.json >"$OUT/profile.txt" 2>&1 || echo "##### profile: failed or cut short ($?)"

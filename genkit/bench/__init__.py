@@ -12,12 +12,12 @@ repetitions after warm-up:
 * the latency of sampling 64 images at temperature 1 with every sampler the model offers
   (replayed from a CUDA graph of its own when the training step is graphed), and evaluation
   images/s (no gradients);
-* model FLOPs per image for forward + backward, counted by ``torch.utils.flop_counter`` on the
-  meta device (nothing is allocated), and the fraction of the device's peak that the measured
-  training speed achieves (MFU), where the device's peak is known;
 * with ``policies``, the training step under each activation-checkpointing policy against the
   step without, timed in turn in the same run, as a ratio, with the memory saved for backward per
   image under each;
+* model FLOPs per image for forward + backward, counted by ``torch.utils.flop_counter`` on the
+  meta device (nothing is allocated), and the fraction of the device's peak that the measured
+  training speed achieves (MFU), where the device's peak is known;
 * the numerical guard: the loss of one fixed batch (latents at their means, so nothing random)
   through the measured path — its dtype, compilation and memory layout — against the same
   weights (as they are after the timed steps) in plain float32, as a relative difference;
@@ -39,8 +39,6 @@ all three so that a figure in the docs can name where it came from.
 from __future__ import annotations
 
 import datetime
-import math
-import platform
 import time
 from typing import Any
 
@@ -49,6 +47,7 @@ import torch
 from genkit.bench.measures import (
     compare_policies,
     data_images_per_s,
+    device_name,
     device_peak,
     flops_per_image,
     median_seconds,
@@ -58,56 +57,11 @@ from genkit.bench.measures import (
     synchronize,
 )
 from genkit.bench.profile import profile_steps, profile_table
+from genkit.bench.steps import GRAPH_WARMUP, GUARD_LIMIT, numerical_guard, prepare_step
 from genkit.bench.tables import format_table, policy_table, sampler_table
-from genkit.capabilities import DataDependentInit
-from genkit.engine.distributed import Distributed
 from genkit.engine.graphs import GraphedCall
-from genkit.engine.recompute import apply_recompute
-from genkit.engine.step import EMA, build_optimizer, training_step
-from genkit.errors import ConfigError, DivergedError, GenkitError
-from genkit.interfaces import nats_to_bits
-from genkit.models import build_model
-from genkit.pairing import check_pairing
-from genkit.pretrained import WEIGHTS_NAME, load_state_dict, load_strict, resolve_local
+from genkit.errors import ConfigError
 from genkit.recipe import Recipe
-
-GRAPH_WARMUP = 3  # eager steps before a CUDA graph is captured
-
-
-def _bench_images(recipe: Recipe, batch: int, model: torch.nn.Module, use_data: bool) -> tuple[torch.Tensor, Any, str]:
-    """(``batch`` fixed images, the data set or ``None``, where the images came from).
-
-    A data set that is on this machine must fit the model (:func:`genkit.pairing.check_pairing`): the numerical
-    guard's loss is a figure of the model on its images.
-    """
-    if use_data:
-        try:
-            dataset = recipe.data.build("dataset")
-        except GenkitError:  # the data set is not on this machine: random images of the right shape
-            dataset = None
-        if dataset is not None:
-            check_pairing(model, dataset, recipe.data.name, where=recipe.origin(), split="validation")
-            validation = dataset.split("validation")
-            if len(validation) >= batch:
-                images = torch.stack([validation[i] for i in range(batch)])
-                return images, dataset, f"{recipe.data.name} validation images"
-    h, w, c = model.image_shape
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    return torch.randint(0, 256, (batch, h, w, c), dtype=torch.uint8, generator=generator), None, "random images"
-
-
-def load_weights(model: torch.nn.Module, weights: str) -> None:
-    """Trained weights from a model directory or a run directory (its latest checkpoint) into ``model``."""
-    directory = resolve_local(weights)
-    if directory is None:
-        raise ConfigError(f"--weights {weights}: no such model or run directory")
-    load_strict(model, load_state_dict(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 @torch.no_grad()
@@ -147,36 +101,13 @@ def run_benchmark(
     Each sampler draws ``samples`` images a call; ``policies`` are compared with no recomputation."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = recipe.train
-    if config.cuda_graph and device.type != "cuda":
-        raise ConfigError(
-            f"{recipe.origin('train')}: train.cuda_graph = true needs a CUDA device, "
-            f"and this benchmark runs on {device}"
-        )
     if policies and config.cuda_graph:
         raise ConfigError(
             f"--activation-checkpointing {','.join(policies)}: a step captured in a CUDA graph (train.cuda_graph = "
             f"true in {recipe.origin('train')}) cannot recompute; compare the policies with --no-cuda-graph"
         )
-    started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    model = build_model(recipe, device)
-    if weights is not None:
-        load_weights(model, weights)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    images, dataset, images_from = _bench_images(recipe, batch, model, use_data)
-    images = images.to(device)
-    if weights is None and isinstance(model, DataDependentInit):  # as a fresh run starts: timed on working weights
-        model.train()
-        with torch.no_grad():
-            model.initialize(images)
-    optimizer, scheduler = build_optimizer(model, config)
-    ema = EMA(model, config.ema_rate)
-    what = f"{recipe.origin('train')}: train.activation_checkpointing"
-    apply_recompute(model, config.activation_checkpointing, what)
-    forward = torch.compile(model) if config.compile else model
-    step = training_step(forward, model, optimizer, ema, config, Distributed(device=device), GRAPH_WARMUP)
-    autocast = (step.step if config.cuda_graph else step).autocast
+    bench = prepare_step(recipe, device, batch=batch, weights=weights, use_data=use_data)
+    model, images = bench.model, bench.images
     if config.cuda_graph:
         warmup = max(warmup, GRAPH_WARMUP + 1)  # eager warm-up steps and the capture stay out of the timed steps
     result: dict[str, Any] = {
@@ -192,23 +123,18 @@ def run_benchmark(
         "batch": batch,
         "parameters": sum(p.numel() for p in model.parameters()),
         "objective": model.objective.label,
-        "images": images_from,
+        "images": bench.images_from,
         "weights": weights,
         "trained": train,
     }
 
     if train:
-
-        def train_step() -> None:
-            step(images)
-            scheduler.step()
-
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        train_step()
+        bench()
         synchronize(device)
-        first_step_s = time.perf_counter() - started
-        step_s = median_seconds(train_step, device, max(0, warmup - 1), steps)
+        first_step_s = time.perf_counter() - bench.started
+        step_s = median_seconds(bench, device, max(0, warmup - 1), steps)
         peak_bytes = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         result.update(
             train_images_per_s=batch / step_s,
@@ -220,52 +146,35 @@ def run_benchmark(
             warmup_steps=warmup,
         )
         if profile:
-            result["profile"] = profile_steps(train_step, device, profile)
+            result["profile"] = profile_steps(bench, device, profile)
         if policies:
             result["policies"] = compare_policies(
-                train_step,
+                bench,
                 model,
                 images,
                 policies,
                 device,
                 warmup=max(1, warmup // 2),
                 repeats=steps,
-                autocast_factory=autocast,
+                autocast_factory=bench.autocast,
                 what="--activation-checkpointing",
             )
 
-    sampler = ema.model.eval()
+    sampler = bench.ema.model.eval()
     result["sampling"] = time_samplers(
         sampler, device, batch=samples, repeats=sample_repeats, graphed=config.cuda_graph
     )
-    with torch.no_grad(), autocast():
+    with torch.no_grad(), bench.autocast():
         eval_s = median_seconds(lambda: sampler(images), device, 2, max(3, steps // 2))
     result["eval_images_per_s"] = batch / eval_s
 
     if train:
         model.train()
         pair = images.expand(2, *images.shape[1:]) if len(images) < 2 else images
-        result["saved_activations_mib_per_image"] = saved_activation_mib_per_image(model, pair, autocast)
-        # the numerical guard, after the timed steps (so compiling it costs the timings nothing)
-        with torch.no_grad():
-            model.eval()
-            float32_loss = model(images, latents="mean").loss.float().item()
-            with autocast():
-                fast_loss = forward(images, latents="mean").loss.float().item()
-        if not math.isfinite(float32_loss):  # no guard can be measured against it, and nan% would read as one
-            raise DivergedError(
-                f"the loss of the guard batch in plain float32 is {float32_loss} although the weights are finite: "
-                "the model has diverged (as --weights gave it, or as the timed steps left it)"
-            )
-        result.update(
-            loss_float32_bpd=nats_to_bits(float32_loss),
-            loss_measured_path_bpd=nats_to_bits(fast_loss),
-            # a measured path that gives NaN where float32 does not is as far off as can be
-            loss_relative_difference=abs(fast_loss - float32_loss) / abs(float32_loss)
-            if math.isfinite(fast_loss)
-            else math.inf,
-            data_images_per_s=data_images_per_s(dataset, recipe, batch, device) if dataset is not None else None,
-        )
+        result["saved_activations_mib_per_image"] = saved_activation_mib_per_image(model, pair, bench.autocast)
+        result.update(numerical_guard(bench))  # after the timed steps, so compiling it costs the timings nothing
+        dataset = bench.dataset
+        result["data_images_per_s"] = None if dataset is None else data_images_per_s(dataset, recipe, batch, device)
         flops = flops_per_image(recipe) if count_flops else None
         peak = device_peak(device, config.dtype)
         result.update(
@@ -277,12 +186,15 @@ def run_benchmark(
 
 
 __all__ = [
+    "GUARD_LIMIT",
     "flops_per_image",
     "format_table",
     "peak_for_name",
     "policy_table",
     "profile_table",
     "sampler_table",
+    "numerical_guard",
+    "prepare_step",
     "run_benchmark",
     "saved_activation_mib_per_image",
     "saved_bytes",

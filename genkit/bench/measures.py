@@ -3,6 +3,7 @@ recomputation, the data path."""
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -108,6 +109,22 @@ def compare_policies(
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def elapsed_seconds(fn: Callable[[], Any], device: torch.device, calls: int) -> float:
+    """Seconds that ``calls`` calls of ``fn`` take together, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:

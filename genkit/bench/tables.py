@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 
@@ -92,4 +93,41 @@ def policy_table(result: dict[str, Any]) -> str:
     for row in rows:
         timing = f"{row['ms_per_step']:>9.1f}  {row['ratio']:>6.2f}"
         lines.append(f"{row['policy']:<{width}}  {timing}  {row['saved_mib_per_image']:>15.1f}")
+    return "\n".join(lines)
+
+
+def tune_table(result: dict[str, Any]) -> str:
+    """The tuner's candidates, fastest first, and the ``--set`` options of the fastest correct one."""
+    head = (
+        f"{result['recipe']} on {result['device']}, torch {result['torch']}, {result['date']}: "
+        f"batch {result['batch']}, {result['steps']} timed steps per setting in {result['rounds']} alternating rounds"
+    )
+    header = ("setting", "ms/step", "images/s", "vs float32", "guard", "")
+    rows = []
+    for row in sorted(result["candidates"], key=lambda r: (r["failed"] is not None, r.get("ms_per_step", 0.0))):
+        if row["failed"] is not None:
+            rows.append((row["setting"], "-", "-", "-", "-", row["failed"]))
+            continue
+        relative = row["relative_to_float32"]
+        rows.append(
+            (
+                row["setting"],
+                f"{row['ms_per_step']:.1f}",
+                f"{row['images_per_s']:.1f}",
+                "n/a" if relative is None else f"{relative:.2f}×",
+                f"{100 * row['loss_relative_difference']:.4f}%",
+                "" if row["correct"] else f"over {100 * result['guard_limit']:g}%",
+            )
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if 0 < i < 5 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    lines = [head, fmt(header).rstrip(), *(fmt(r).rstrip() for r in rows)]
+    if result["fastest"] is None:
+        lines.append("no setting kept the numerical guard: train in float32 as the recipe says")
+    else:
+        options = " ".join(f"--set {shlex.quote(text)}" for text in result["set"])
+        lines.append(f"fastest correct: {result['fastest']}\n  {options}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import sys
 import click
 
 from genkit.cli.groups import PluginGroup
+from genkit.cpu_threads import apply_cpu_defaults
 from genkit.errors import ConfigError, GenkitError, is_out_of_memory, printable
 from genkit.version import __version__
 
@@ -39,6 +40,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+apply_cpu_defaults()  # before the command modules load PyTorch: OpenMP reads its thread count once, as it starts
 for _module in COMMAND_MODULES:
     for _command in importlib.import_module(_module).COMMANDS:
         cli.add_command(_command)

@@ -76,6 +76,21 @@ from genkit.cli.options import ByteSize, Count, Device, emit_json, json_option, 
     help="Profile STEPS training steps after the timed ones and print the ten most expensive operations "
     "with their share of the step (0: no profile).",
 )
+@click.option(
+    "--tune",
+    is_flag=True,
+    help="Find the fastest correct training settings: time every dtype, channels-last, compile and CUDA graph "
+    "setting this device offers, alternating, and print the --set options of the fastest whose numerical guard "
+    "holds. --dtype, --channels-last, --compile and --cuda-graph (and their --no- forms) hold a setting instead; "
+    "on a CPU compilation stays off unless --compile holds it on. --steps is the timed steps per setting.",
+)
+@click.option(
+    "--rounds",
+    type=Count(1),
+    default=5,
+    show_default=True,
+    help="With --tune: the rounds the timed steps are spread over, every setting once per round.",
+)
 @json_option
 def bench(
     recipes,
@@ -96,6 +111,8 @@ def bench(
     no_flops,
     profile,
     policies,
+    tune,
+    rounds,
     json_path,
 ) -> None:
     """Measure RECIPEs' models on this device: training speed and memory, every sampler's latency, evaluation
@@ -104,6 +121,10 @@ def bench(
     Several recipes are measured one after the other and their samplers compared in one table, e.g.
 
         genkit bench A.toml B.toml C.toml --no-train
+
+    With --tune it measures settings instead and prints the fastest correct one as --set options:
+
+        genkit bench recipes/digits.toml --tune
     """
     import torch
 
@@ -114,6 +135,13 @@ def bench(
 
     if profile and no_train:
         raise ConfigError(f"--profile {profile}: profiles training steps, and --no-train leaves them out")
+    if tune and (no_train or profile or policies):
+        other = "--no-train" if no_train else "--profile" if profile else "--activation-checkpointing"
+        raise ConfigError(f"--tune: times training steps alone, so {other} has nothing to do with it")
+    if tune:
+        held = {"dtype": dtype, "channels_last": channels_last, "compile": compile_, "cuda_graph": cuda_graph}
+        _tune(recipes, list(overrides), held, batch_size, steps, rounds, warmup, device, weights, no_data, json_path)
+        return
     compared = None
     if policies is not None:
         if no_train:
@@ -157,6 +185,34 @@ def bench(
         if compared:
             say(policy_table(result) + "\n", json_path)
     say(sampler_table(results), json_path)
+    if json_path:
+        emit_json(json_path, results)
+
+
+def _tune(recipes, overrides, held, batch_size, steps, rounds, warmup, device, weights, no_data, json_path) -> None:
+    import torch
+
+    from genkit.bench.tables import tune_table
+    from genkit.bench.tune import tune
+    from genkit.recipe import load_recipe
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    results = []
+    for recipe in recipes:
+        resolved = load_recipe(recipe, overrides)
+        result = tune(
+            resolved,
+            batch=batch_size or resolved.train.batch_size,
+            device=device,
+            held=held,
+            steps=steps,
+            rounds=rounds,
+            warmup=warmup,
+            weights=weights,
+            use_data=not no_data,
+        )
+        results.append(result)
+        say(tune_table(result) + "\n", json_path)
     if json_path:
         emit_json(json_path, results)
 

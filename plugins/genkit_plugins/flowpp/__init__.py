@@ -7,7 +7,7 @@ Adds six kinds through the same hooks a third party would use — ``coupling`` (
 command ``genkit convert flowpp`` that imports the official TensorFlow variables.
 
 ``kinds`` declares the kinds' interfaces, ``contracts`` and ``layer_contracts`` their contract
-tests; ``mixture`` holds the logistic mixture and its bisection inverse, ``layers`` the Norm,
+tests; ``mixture`` holds the logistic mixture and its inverse CDF, ``layers`` the Norm,
 Pointwise, logit preprocessing, splits and squeeze, ``network`` the conditioning network, ``flow``
 the steps and stages, ``couplings`` and ``dequantizers`` those components, ``config`` and ``model``
 the model, ``convert`` and ``commands`` the converter.

@@ -6,7 +6,7 @@ per element; then ::
 
     y = e^a · logit F(x) + b          log|dy/dx| = log f(x) − log F(x) − log(1 − F(x)) + a
 
-and the inverse solves ``logit F(x) = (y − b)·e^{−a}`` by bisection. ``affine`` (the official
+and the inverse solves ``logit F(x) = (y − b)·e^{−a}`` by a safeguarded Newton search. ``affine`` (the official
 ``abl_nomixlog.py``'s ``AffineAttnCoupling``) keeps only ``y = e^a·x + b``. The network runs in the
 autocast dtype; its outputs, the element-wise transform and the log-determinant in at least float32.
 """

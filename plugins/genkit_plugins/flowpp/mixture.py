@@ -11,9 +11,29 @@ For one element ``x`` with ``K`` components (weights ``w = softmax(π)``, means 
 ``logit F`` comes from the two log-sums, never as ``exp(log F)`` followed by ``−log(1/F − 1)`` as
 in the official code (``flows.py``), which saturates to ±∞ in float32 once ``|logit F| ≳ 17``.
 
-The inverse solves ``logit F(x) = u`` by bisection on the logit scale, in the official bracket
-``[min_k(μ_k − 200·Σ s), max_k(μ_k + 200·Σ s)]``, for a fixed number of halvings: no step reads a
-value back to the host, so sampling can be captured in a CUDA graph.
+The inverse solves ``logit F(x) = u`` with Newton steps kept inside a bracket that every
+evaluation shrinks (``rtsafe`` in *Numerical Recipes*, §9.4):
+
+* the bracket: ``F`` is a weighted mean of the components' CDFs, so it lies between the smallest
+  and the largest of them, and the root lies between the components' own roots ``μ_k + s_k·u``
+  (``s = e^ℓ``) — a bracket that holds for every ``u``, unlike the official ``μ ± 200·Σ s``, which
+  the root leaves once ``|u|`` passes about 200;
+* each pass evaluates ``logit F`` and its slope at ``x`` (two log-sigmoids, three log-sums), moves
+  the bracket's end on ``x``'s side to ``x``, and takes the Newton step when it lands inside the
+  bracket and is at most half the step before last; otherwise it bisects. So it never does worse
+  than about one halving per two passes, and converges quadratically once the bracket holds one
+  smooth piece of ``logit F``;
+* the number of passes is fixed (``NEWTON_PASSES``): no step reads a value back to the host, so
+  sampling runs on the meta device and can be captured in a CUDA graph.
+
+The official bisection stops when its step is below 1e-12 (at most 200 halvings). The pass counts
+are the fewest for which the worst error over a stress set — 1 to 32 components, weights spread
+over e^±20, means over ±50 and more, log-scales from the floor of −7 to +7, ``|u|`` up to several
+thousand, and a component at the floor scale with the root on its step among wide ones — stays
+within 1e-12 (relative above 1) in float64 and 2e-6 in float32 (about 16 units in the last place),
+plus two passes to spare; ``tests/test_flowpp_mixture.py`` checks a sample of it. The hardest
+case is that narrow step: finding it takes about ``log₂(bracket / s_min)`` halvings before Newton's
+steps take over.
 """
 
 from __future__ import annotations
@@ -25,11 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 MIN_LOGSCALE = -7.0
-#: the half-width of the bisection bracket in units of the summed component scales (official value)
-BRACKET_SCALE = 200.0
-#: halvings of the bracket: enough to shrink a bracket of 2^20 to below one unit in the last place
-BISECTION_ITERATIONS = {torch.float64: 100}
-DEFAULT_ITERATIONS = 50
+#: evaluations of logit F and its slope in the inverse, per dtype (the module docstring says how they were chosen)
+NEWTON_PASSES = {torch.float64: 36, torch.float32: 32}
 
 
 def log_logistic_density(z: Tensor) -> Tensor:
@@ -77,23 +94,46 @@ class LogisticMixture(NamedTuple):
 
     def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(logit F(x), log |d logit F / dx|) = (log F − log(1−F), log f − log F − log(1−F)), from one ``z``."""
-        z = self.standardise(x)
-        log_cdf = torch.logsumexp(self.log_weights + F.logsigmoid(z), -1)
-        log_sf = torch.logsumexp(self.log_weights + F.logsigmoid(-z), -1)
-        log_pdf = torch.logsumexp(self.log_weights + log_logistic_density(z) - self.logscales, -1)
+        return self._logit_and_log_slope(self.standardise(x))
+
+    def _logit_and_log_slope(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``transform`` from ``z``: two log-sigmoids and three log-sums.
+
+        (``log σ(−z)`` is not taken as ``log σ(z) − z``, which loses everything but ``ulp(z)`` where ``z ≪ 0``:
+        0.008 at ``z = −10⁵`` in float32, a distance of 100 from a component at the floor scale e^−7.)
+        """
+        log_sigmoid = F.logsigmoid(z)
+        log_sf_terms = self.log_weights + F.logsigmoid(-z)  # log w_k σ(−z_k)
+        log_cdf = torch.logsumexp(self.log_weights + log_sigmoid, -1)
+        log_sf = torch.logsumexp(log_sf_terms, -1)
+        log_pdf = torch.logsumexp(log_sf_terms + log_sigmoid - self.logscales, -1)  # log w_k σ(z_k)σ(−z_k)/s_k
         return log_cdf - log_sf, log_pdf - log_cdf - log_sf
 
-    def inverse_logit_cdf(self, u: Tensor, iterations: int | None = None) -> Tensor:
-        """``x`` with ``logit F(x) = u``, by bisection on the logit scale (no gradient flows through the search)."""
-        if iterations is None:
-            iterations = BISECTION_ITERATIONS.get(u.dtype, DEFAULT_ITERATIONS)
+    def inverse_logit_cdf(self, u: Tensor, passes: int | None = None) -> Tensor:
+        """``x`` with ``logit F(x) = u``: Newton steps kept inside a shrinking bracket, ``passes`` evaluations of
+        logit F and its slope (no gradient flows through the search)."""
+        passes = NEWTON_PASSES.get(u.dtype, NEWTON_PASSES[torch.float32]) if passes is None else passes
+        eps = torch.finfo(u.dtype).eps
         with torch.no_grad():
-            spread = BRACKET_SCALE * torch.exp(self.logscales).sum(-1, keepdim=True)
-            low = (self.means - spread).amin(-1)
-            high = (self.means + spread).amax(-1)
-            for _ in range(iterations):
-                middle = (low + high) / 2
-                above = self.logit_cdf(middle) > u
-                high = torch.where(above, middle, high)
-                low = torch.where(above, low, middle)
-            return (low + high) / 2
+            inverse_scales = torch.exp(-self.logscales)
+            spread = torch.exp(self.logscales) * u.unsqueeze(-1)
+            component_roots = self.means + spread  # logit F_k(μ_k + s_k·u) = u
+            # widened by the roots' rounding, so that a root at an end of the bracket (one component's tail) is inside
+            rounding = 4 * eps * (self.means.abs() + spread.abs()).amax(-1)
+            low, high = component_roots.amin(-1) - rounding, component_roots.amax(-1) + rounding
+            x = (low + high) / 2
+            last_step = step_before = high - low
+            for index in range(passes):
+                logit, log_slope = self._logit_and_log_slope((x.unsqueeze(-1) - self.means) * inverse_scales)
+                excess = logit - u
+                above = excess > 0
+                high = torch.where(above, x, high)
+                low = torch.where(above, low, x)
+                newton = torch.where(excess == 0, x, x - excess * torch.exp(-log_slope))
+                step = (newton - x).abs()
+                take = (newton >= low) & (newton <= high)
+                if index < passes - 1:  # too slow, so bisect, unless logit F already equals u to its rounding
+                    take &= (2 * step <= step_before) | (excess.abs() <= 16 * eps * (1 + u.abs()))
+                moved = torch.where(take, newton, (low + high) / 2)
+                step_before, last_step, x = last_step, (moved - x).abs(), moved
+            return x
