@@ -1,7 +1,7 @@
 """A training step's time on idle cores against the same with other busy processes on the machine.
 
     python tools/busy_cpu_step.py recipes/digits.toml --rounds 5
-    python tools/busy_cpu_step.py recipes/digits.toml --env GENKIT_CPU_DEFAULTS=0     # PyTorch's own defaults
+    python tools/busy_cpu_step.py recipes/digits.toml --env OMP_NUM_THREADS=2     # PyTorch's own: every core
 
 Each measurement is a fresh ``python -m genkit bench RECIPE --steps N ... --json`` process (genkit
 chooses its thread settings when it starts, so every measurement starts under its own condition).
@@ -12,7 +12,7 @@ step's median ms and the thread count genkit chose), the median of each conditio
 loaded/idle ratio. Run it on a machine whose cores are otherwise idle: any other load is noise.
 
 ``--env KEY=VALUE`` sets a variable for the measured processes (not for the busy ones), which is
-how the settings are compared: ``GENKIT_CPU_DEFAULTS=0`` leaves threads and waiting to PyTorch,
+how the settings are compared: ``OMP_NUM_THREADS=2`` on two cores is what PyTorch does by itself,
 ``OMP_NUM_THREADS=1`` forces one thread. Options after ``--`` go to ``genkit bench`` as they are.
 """
 

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Everything genkit needs measured on a GPU, in one call of at most 9 minutes:
+# Everything genkit needs measured on a GPU, in one call of at most 8 minutes:
 #
-#   tune    genkit bench --tune on recipes/cifar10.toml at batch 32 on natural images read through the
-#           real CIFAR-10 reader: float32 and bf16, with and without channels-last and the CUDA graph
-#           (not compiled: that takes minutes per setting), timed in alternating rounds, each with its
-#           numerical guard; the fastest correct one (guard ≤ 0.5 %) is the setting of every later
-#           phase                                                                         (≤ 150 s)
-#   tests   the GPU-only tests: graphed against eager step and sampling, bf16 on CUDA, resume across
-#           graph settings                                                               (≤ 60 s)
-#   bench   genkit bench with the tuned setting: 64-sample latency, peak memory, time to the first
-#           step and the guard; a profile of one step                                     (≤ 70 s)
-#   train   the CIFAR-10 recipe with the tuned setting for TRAIN_SECONDS (default 180), training
-#           bits/dim logged every 100 steps; the time box sends SIGTERM, which makes genkit
-#           checkpoint and stop; then a short test evaluation                             (≤ 230 s)
+#   tune     genkit bench --tune on recipes/cifar10.toml at batch 32 on natural images read through the
+#            real CIFAR-10 reader: float32 and bf16, with and without channels-last and the CUDA graph
+#            (not compiled: that takes minutes per setting), timed in alternating rounds, each with its
+#            numerical guard; the fastest correct one (guard ≤ 0.5 %) is the setting of every later
+#            phase                                                                        (≤ 90 s)
+#   tests    the GPU-only tests: graphed against eager step and sampling, bf16 on CUDA, resume across
+#            graph settings                                                              (≤ 45 s)
+#   bench    genkit bench with the tuned setting: 64-sample latency, peak memory, time to the first
+#            step and the guard; then a profile of three steps, into check.log           (≤ 55 s)
+#   memory   genkit plan's predicted peak against torch.cuda.max_memory_allocated, CIFAR-10 at batch
+#            32 in float32, without recomputation and with train.activation_checkpointing =
+#            "resolution>=32" (tools/plan_vs_peak.py)                                     (≤ 45 s)
+#   samplers the three families' sampler table on the same GPU: genkit bench --no-train of the
+#            CIFAR-10 VDVAE, PixelCNN++ (cached, row-truncated and naive) and Flow++       (≤ 60 s)
+#   train    the CIFAR-10 recipe with the tuned setting for TRAIN_SECONDS (default 100), training
+#            bits/dim logged every 100 steps; the time box sends SIGTERM, which makes genkit
+#            checkpoint and stop; then a short test evaluation and a sample grid          (≤ 170 s)
 #
 # Each phase is cut short by this script (timeout) so a slow one cannot eat the next one's share.
 #
@@ -21,16 +26,17 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       -d .whl tomli-w                                                           # missing on the GPU image
 # then run `bash tools/gpu-check.sh` through the device tool with carry [".gpu", ".whl"].
-# It writes at most eight files to $OUT: check.log, tune.json, bench.json, profile.txt, train-metrics.jsonl,
-# train-results.json, train-curve.png, train-samples.png.
+# It writes eight files to $OUT: check.log, tune.json, bench.json, memory.json, samplers.json,
+# train-metrics.jsonl, train-results.json, train-samples.png (the learning curve is drawn afterwards from
+# train-metrics.jsonl with genkit curve).
 #
-# GPU_CHECK_DRY_RUN=1 runs the same phases on a CPU with a small model and tiny budgets, to check
+# GPU_CHECK_DRY_RUN=1 runs the same phases on a CPU with small models and tiny budgets, to check
 # the script itself before spending device time on it.
 set -uo pipefail
 
 OUT=${OUT:-gpu-results}
 PY=${PYTHON:-python3}
-TRAIN_SECONDS=${TRAIN_SECONDS:-180}
+TRAIN_SECONDS=${TRAIN_SECONDS:-100}
 DATA=/tmp/genkit-cifar10
 RUN=/tmp/genkit-gpu-check/train
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=10  # progress bars: a line every 10 s in the log, not ten a second
@@ -40,11 +46,15 @@ exec > >(tee -a "$OUT/check.log") 2>&1
 # the CIFAR-10 recipe on the natural images (10,000 train, 2,000 test) through its real-format reader
 CIFAR=(recipes/cifar10.toml --set "data.root=\"$DATA\"" --set 'data.md5=""' --set data.validation_size=500)
 BENCH=(--batch-size 32 --steps 20 --warmup 8)
-TUNE_S=150 TESTS_S=60 BENCH_S=50 PROFILE_S=20 EVAL_S=40 DEVICE=cuda
+TUNE_S=90 TESTS_S=45 BENCH_S=40 PROFILE_S=15 MEMORY_S=45 SAMPLERS_S=60 EVAL_S=30 DEVICE=cuda
+MEMORY=(--batch-size 32 --policies "off,resolution>=32")
+SAMPLERS=(recipes/cifar10.toml recipes/pixelcnnpp-cifar10.toml recipes/flowpp-cifar10.toml --samples 64)
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then  # a CPU: a 2-layer model, a few steps, no graph
   CIFAR+=(--set model.width=16 --set 'model.enc_blocks="32x1,32d2,16x1,16d16,1x1"'
     --set 'model.dec_blocks="1x1,16m1,16x1,32m16,32x1"')
   BENCH=(--batch-size 4 --steps 2 --warmup 1 --samples 4 --no-flops)
+  MEMORY=(--batch-size 4 --policies "off,resolution>=32" --steps 1)
+  SAMPLERS=(recipes/digits.toml recipes/pixelcnnpp-digits.toml recipes/flowpp-digits.toml --samples 4)
   TRAIN_SECONDS=${TRAIN_SECONDS_DRY:-20} DEVICE=cpu
 fi
 
@@ -83,7 +93,15 @@ timeout "$BENCH_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" "${SETS[@]}" 
   echo "##### bench: failed or cut short ($?)"
 phase profile
 timeout "$PROFILE_S" $PY -m genkit bench "${CIFAR[@]}" "${BENCH[@]}" "${SETS[@]}" --no-flops --profile 3 \
-  --json /tmp/bench-profile.json >"$OUT/profile.txt" 2>&1 || echo "##### profile: failed or cut short ($?)"
+  --json /tmp/bench-profile.json || echo "##### profile: failed or cut short ($?)"
+
+phase memory
+timeout "$MEMORY_S" $PY tools/plan_vs_peak.py "${CIFAR[@]}" "${MEMORY[@]}" --json "$OUT/memory.json" ||
+  echo "##### memory: failed or cut short ($?)"
+
+phase samplers
+timeout "$SAMPLERS_S" $PY -m genkit bench "${SAMPLERS[@]}" --no-train --no-data --sample-repeats 1 \
+  --device "$DEVICE" --json "$OUT/samplers.json" || echo "##### samplers: failed or cut short ($?)"
 
 phase train
 rm -rf "$RUN"
@@ -98,8 +116,6 @@ else  # stopped by the time box: evaluate its checkpoint (EMA weights) on the 2,
   timeout "$EVAL_S" $PY -m genkit eval "$RUN" --split test --batch-size 100 --device "$DEVICE" --json "$OUT/train-results.json" ||
     echo "##### eval: failed or cut short ($?)"
 fi
-timeout 30 $PY -m genkit sample "$RUN" --n 64 --device "$DEVICE" --out "$OUT/train-samples.png" ||
+timeout 20 $PY -m genkit sample "$RUN" --n 64 --device "$DEVICE" --out "$OUT/train-samples.png" ||
   echo "##### sample: failed or cut short ($?)"
-$PY -m genkit curve "$RUN" --at 100,200,400,600,800,1000,1200,1500,2000,2500,3000 --plot "$OUT/train-curve.png" \
-  --title "genkit, CIFAR-10 recipe, natural images, batch 32" || true
 phase done
