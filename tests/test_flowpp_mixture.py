@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from genkit_plugins.flowpp.couplings import MixtureCDFCoupling
-from genkit_plugins.flowpp.mixture import NEWTON_PASSES, LogisticMixture
+from genkit_plugins.flowpp.mixture import NEWTON_PASSES, LogisticMixture, ScaledSums
 
 # The official test's mixture (flows/logistic.py): one very narrow component among two wide ones.
 LOGITS, MEANS, LOGSCALES = [0.1, 0.2, 4.0], [-1.0, 0.0, 1.0], [-5.0, 0.0, 0.2]
@@ -190,9 +190,9 @@ def test_inverse_holds_in_tails_beyond_the_official_bracket():
 def test_inverse_evaluates_the_mixture_a_fixed_number_of_times(monkeypatch, dtype):
     """The search's cost in CDF-and-density evaluations, counted: the same for every input, however easy."""
     calls = []
-    evaluate = LogisticMixture._logit_and_log_slope
+    evaluate = ScaledSums.excess_and_slope
     monkeypatch.setattr(
-        LogisticMixture, "_logit_and_log_slope", lambda self, z: calls.append(z.shape) or evaluate(self, z)
+        ScaledSums, "excess_and_slope", lambda self, z, scales: calls.append(z.shape) or evaluate(self, z, scales)
     )
     for u in (torch.zeros(5, dtype=dtype), torch.linspace(-900, 900, 5, dtype=dtype)):
         calls.clear()
@@ -241,3 +241,53 @@ def test_mlc_coupling_forward_logdet_and_inverse_match_a_numpy_reference():
     assert logdet.item() == pytest.approx(expected_logdet, abs=1e-11)
     assert (back - x).abs().max() < 1e-10
     assert inverse_logdet.item() == pytest.approx(-expected_logdet, abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_searchs_scaled_evaluation_agrees_with_the_log_space_one_and_never_has_the_wrong_sign(extremes, dtype):
+    """Near the root the scaled sums give logit F − u and its slope as the forward pass's log-sums do; far from
+    it, where a sum overflows or underflows, the sign of logit F − u that steers the bracket is still right."""
+    logits, means, logscales, u, roots = extremes
+    as_torch = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
+    mixture = LogisticMixture.from_network(as_torch(logits), as_torch(means), as_torch(logscales))
+    u_t, scaled = as_torch(u), ScaledSums.at(mixture, as_torch(u))
+    inverse_scales = torch.exp(-mixture.logscales)
+    near = as_torch(roots)
+    offsets = torch.tensor([-1e3, -10.0, -0.1, 0.1, 10.0, 1e3], dtype=dtype)
+    tolerance = 1e-9 if dtype == torch.float64 else 1e-3
+    for x in (near + d * (1 + near.abs()) for d in offsets):
+        excess, slope = scaled.excess_and_slope(mixture.standardise(x), inverse_scales)
+        reference = scipy_logit_cdf_rows(x.double().numpy(), logits, means, logscales) - u
+        clear = np.abs(reference) > tolerance * (1 + np.abs(u))  # (where logit F is flat, x is its root to rounding)
+        wrong_sign = clear & (np.sign(excess.double().numpy()) != np.sign(reference))
+        assert not wrong_sign.any(), f"{wrong_sign.sum()} wrong signs, e.g. at u = {u[wrong_sign][:3]}"
+    excess, slope = scaled.excess_and_slope(mixture.standardise(near), inverse_scales)
+    logit, log_slope = mixture.transform(near)
+    finite = torch.isfinite(log_slope)
+    np.testing.assert_allclose(excess.numpy(), (logit - u_t).numpy(), atol=tolerance * 100, rtol=0)
+    np.testing.assert_allclose(slope[finite].log().numpy(), log_slope[finite].numpy(), atol=tolerance, rtol=0)
+
+
+def scipy_logit_cdf_rows(x: np.ndarray, logits, means, logscales) -> np.ndarray:
+    """logit F at one point per row of mixtures, float64."""
+    log_w = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
+    z = (x[:, None] - means) * np.exp(-np.maximum(logscales, -7.0))
+    log_cdf = scipy.special.logsumexp(log_w + scipy.special.log_expit(z), axis=1)
+    return log_cdf - scipy.special.logsumexp(log_w + scipy.special.log_expit(-z), axis=1)
+
+
+def test_the_inverse_searched_in_slices_on_a_cpu_equals_the_search_over_everything(monkeypatch):
+    """The slices only keep the search's working set in cache: every element's root is the same, to rounding
+    (vectorised kernels may round an element differently at another offset)."""
+    import genkit_plugins.flowpp.mixture as mixture_module
+
+    generator = torch.Generator().manual_seed(0)
+    fields = [torch.randn(3, 5, 7, 4, generator=generator) * spread for spread in (3.0, 5.0, 2.0)]
+    mixture = LogisticMixture.from_network(*fields)
+    u = torch.randn(3, 5, 7, generator=generator) * 20
+    whole = mixture._search(u, NEWTON_PASSES[torch.float32])
+    monkeypatch.setattr(mixture_module, "CPU_SLICE_VALUES", 4 * 9)  # slices of 9 elements: the last one short
+    sliced = mixture.inverse_logit_cdf(u)
+    assert sliced.shape == u.shape
+    torch.testing.assert_close(sliced, whole, rtol=1e-5, atol=1e-6)
+    assert (mixture.logit_cdf(sliced) - u).abs().max() < 1e-3
