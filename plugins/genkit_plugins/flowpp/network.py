@@ -52,8 +52,9 @@ class LayerNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-        return (x - mean) * torch.rsqrt(var + LAYERNORM_EPS) * self.g[:, None, None] + self.b[:, None, None]
+        # PyTorch's fused layer_norm over the last dimension (3× faster on a CPU than a variance over dim 1); its
+        # output stays in the channels-last layout, which the convolutions after it take as they are
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.g.shape, self.g, self.b, LAYERNORM_EPS).permute(0, 3, 1, 2)
 
 
 class GatedConv(nn.Module):
@@ -90,7 +91,9 @@ class GatedAttention(nn.Module):
     def forward(self, x: Tensor, position: Tensor) -> Tensor:
         height = x.shape[2]
         qkv = self.proj1(x + position)  # (B, 3F, H, W), channels ordered (q/k/v, head, dim) as the official reshape
-        q, k, v = rearrange(qkv, "b (s n d) h w -> s b n (h w) d", s=3, n=self.heads)
+        # contiguous, so that d is the innermost dimension: the fused attention kernels need it, and without it
+        # PyTorch falls back to forming every (HW × HW) score matrix (7× slower at 32×32 on a CPU)
+        q, k, v = rearrange(qkv, "b (s n d) h w -> s b n (h w) d", s=3, n=self.heads).contiguous()
         a = F.scaled_dot_product_attention(q, k, v)  # softmax(q·kᵀ/√d)·v; dropout acts on the output, below
         a = rearrange(a, "b n (h w) d -> b (n d) h w", h=height)
         a = F.dropout(a, self.dropout, self.training)
