@@ -148,6 +148,7 @@ class LogisticMixture(NamedTuple):
             rounding = 4 * eps * (self.means.abs() + spread.abs()).amax(-1)
             low, high = component_roots.amin(-1) - rounding, component_roots.amax(-1) + rounding
             scaled = ScaledSums.at(self, u)
+            rounding_of_u = 16 * eps * (1 + u.abs())  # where logit F equals u to its rounding
             x = (low + high) / 2
             last_step = step_before = high - low
             for index in range(passes):
@@ -159,7 +160,7 @@ class LogisticMixture(NamedTuple):
                 step = (newton - x).abs()
                 take = (newton >= low) & (newton <= high)
                 if index < passes - 1:  # too slow, so bisect, unless logit F already equals u to its rounding
-                    take &= (2 * step <= step_before) | (excess.abs() <= 16 * eps * (1 + u.abs()))
+                    take &= (2 * step <= step_before) | (excess.abs() <= rounding_of_u)
                 moved = torch.where(take, newton, (low + high) / 2)
                 step_before, last_step, x = last_step, (moved - x).abs(), moved
             return x
