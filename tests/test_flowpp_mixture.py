@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from genkit_plugins.flowpp.couplings import MixtureCDFCoupling
-from genkit_plugins.flowpp.mixture import NEWTON_PASSES, LogisticMixture, ScaledSums
+from genkit_plugins.flowpp.inverse import NEWTON_PASSES, TOLERANCE, ScaledSums, search_every_pass
+from genkit_plugins.flowpp.mixture import LogisticMixture
 
 # The official test's mixture (flows/logistic.py): one very narrow component among two wide ones.
 LOGITS, MEANS, LOGSCALES = [0.1, 0.2, 4.0], [-1.0, 0.0, 1.0], [-5.0, 0.0, 0.2]
@@ -164,14 +165,23 @@ def within_tolerance(x: np.ndarray, root: np.ndarray, logits, means, logscales, 
     return close | (np.abs(residual - u) <= tolerance * (1 + np.abs(u)))
 
 
-@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
-def test_inverse_meets_the_official_tolerance_against_bisection_on_extreme_mixtures(extremes, dtype, tolerance):
+def every_pass(mixture: LogisticMixture, u: torch.Tensor) -> torch.Tensor:
+    """The search as it runs off a CPU (a GPU, the meta device): every element for all ``NEWTON_PASSES``."""
+    return search_every_pass(*mixture, u, NEWTON_PASSES[u.dtype])
+
+
+@pytest.mark.parametrize("search", ["settling", "every pass"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_inverse_meets_the_official_tolerance_against_bisection_on_extreme_mixtures(extremes, dtype, search):
     """1e-12 is where the official bisection stops (flows/logistic.py); float32 gets about 16 units in the last
-    place, what a float32 bisection gets."""
+    place, what a float32 bisection gets. Both ways of running the search: on a CPU each element leaves it once
+    settled, elsewhere every element takes every pass."""
     logits, means, logscales, u, roots = extremes
     as_torch = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
     mixture = LogisticMixture.from_network(as_torch(logits), as_torch(means), as_torch(logscales))
-    x = mixture.inverse_logit_cdf(as_torch(u)).double().numpy()
+    invert = mixture.inverse_logit_cdf if search == "settling" else lambda u: every_pass(mixture, u)
+    x = invert(as_torch(u)).double().numpy()
+    tolerance = TOLERANCE[dtype]
     misses = ~within_tolerance(x, roots, logits, means, logscales, u, tolerance)
     assert misses.sum() == 0, (
         f"outside {tolerance:g}: u = {u[misses][:5]}, x = {x[misses][:5]}, root {roots[misses][:5]}"
@@ -186,18 +196,59 @@ def test_inverse_holds_in_tails_beyond_the_official_bracket():
     np.testing.assert_allclose(mixture.inverse_logit_cdf(u).numpy(), (3.0 + np.exp(-2.0) * u).numpy(), rtol=1e-14)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_inverse_evaluates_the_mixture_a_fixed_number_of_times(monkeypatch, dtype):
-    """The search's cost in CDF-and-density evaluations, counted: the same for every input, however easy."""
-    calls = []
+def count_evaluations(monkeypatch) -> list[int]:
+    """The number of elements at each evaluation of logit F and its slope in the search, from now on."""
+    rows = []
     evaluate = ScaledSums.excess_and_slope
     monkeypatch.setattr(
-        ScaledSums, "excess_and_slope", lambda self, z, scales: calls.append(z.shape) or evaluate(self, z, scales)
+        ScaledSums, "excess_and_slope", lambda self, z, scales: rows.append(z.shape[0]) or evaluate(self, z, scales)
     )
+    return rows
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_off_a_cpu_the_inverse_evaluates_the_mixture_a_fixed_number_of_times(monkeypatch, dtype):
+    """On the meta device (as on a GPU) the search reads nothing back: the same passes for every input, however
+    easy, which is what lets a CUDA graph capture it."""
+    rows = count_evaluations(monkeypatch)
     for u in (torch.zeros(5, dtype=dtype), torch.linspace(-900, 900, 5, dtype=dtype)):
-        calls.clear()
-        official_mixture(5, dtype).inverse_logit_cdf(u)
-        assert len(calls) == NEWTON_PASSES[dtype] and set(calls) == {(5, 3)}
+        rows.clear()
+        mixture = LogisticMixture(*(field.to("meta") for field in official_mixture(5, dtype)))
+        x = mixture.inverse_logit_cdf(u.to("meta"))
+        assert x.device.type == "meta" and x.shape == (5,)
+        assert rows == [5] * NEWTON_PASSES[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_on_a_cpu_elements_leave_the_search_once_settled_and_the_hard_ones_keep_going(monkeypatch, dtype, extremes):
+    """Easy elements (a single logistic, whose logit F is a line: its bracket is the root) leave after one pass,
+    gathered out of the search once they are more than half of it;
+    the extremes' hard ones keep the search going on fewer and fewer elements, never past ``NEWTON_PASSES``, and
+    every element lands where the search with every pass puts it, to the tolerance."""
+    logits, means, logscales, u, _ = extremes
+    as_torch = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
+    hard = LogisticMixture.from_network(as_torch(logits), as_torch(means), as_torch(logscales))
+    easy = LogisticMixture.from_network(
+        torch.full((1500, 32), -torch.inf, dtype=dtype).index_fill(1, torch.tensor([0]), 0.0),
+        torch.linspace(-20, 20, 1500, dtype=dtype).unsqueeze(1).expand(-1, 32),
+        torch.full((1500, 32), 0.5, dtype=dtype),
+    )
+    rows = count_evaluations(monkeypatch)
+    easy_u = torch.linspace(-50, 50, 1500, dtype=dtype)
+    np.testing.assert_allclose(easy.inverse_logit_cdf(easy_u), easy.means[:, 0] + np.exp(0.5) * easy_u, rtol=1e-5)
+    assert rows == [1500]
+    # the easy rows before the hard ones, in one search
+    mixture = LogisticMixture(*(torch.cat([a, b]) for a, b in zip(easy, hard)))
+    everything = torch.cat([easy_u, as_torch(u)])
+    rows.clear()
+    x = mixture.inverse_logit_cdf(everything)
+    assert rows[0] == len(everything) and rows[1] < len(u) < rows[0], "the easy half did not leave after one pass"
+    assert rows == sorted(rows, reverse=True) and 2 < len(rows) <= NEWTON_PASSES[dtype]
+    assert sum(rows) < 0.5 * len(everything) * NEWTON_PASSES[dtype]
+    rows.clear()
+    reference = every_pass(mixture, everything)
+    close = (x - reference).abs() <= 2 * TOLERANCE[dtype] * reference.abs().clamp_min(1)
+    assert close.all(), f"settled {x[~close][:5]}, every pass {reference[~close][:5]}"
 
 
 class FixedOutput(nn.Module):
@@ -250,7 +301,7 @@ def test_the_searchs_scaled_evaluation_agrees_with_the_log_space_one_and_never_h
     logits, means, logscales, u, roots = extremes
     as_torch = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
     mixture = LogisticMixture.from_network(as_torch(logits), as_torch(means), as_torch(logscales))
-    u_t, scaled = as_torch(u), ScaledSums.at(mixture, as_torch(u))
+    u_t, scaled = as_torch(u), ScaledSums.at(mixture.log_weights, as_torch(u))
     inverse_scales = torch.exp(-mixture.logscales)
     near = as_torch(roots)
     offsets = torch.tensor([-1e3, -10.0, -0.1, 0.1, 10.0, 1e3], dtype=dtype)
@@ -277,17 +328,18 @@ def scipy_logit_cdf_rows(x: np.ndarray, logits, means, logscales) -> np.ndarray:
 
 
 def test_the_inverse_searched_in_slices_on_a_cpu_equals_the_search_over_everything(monkeypatch):
-    """The slices only keep the search's working set in cache: every element's root is the same, to rounding
-    (vectorised kernels may round an element differently at another offset)."""
-    import genkit_plugins.flowpp.mixture as mixture_module
+    """The slices only keep the search's working set in cache: every element's root is the same, to the search's
+    tolerance (which elements leave the search together depends on the slice they are in)."""
+    import genkit_plugins.flowpp.inverse as inverse_module
 
     generator = torch.Generator().manual_seed(0)
     fields = [torch.randn(3, 5, 7, 4, generator=generator) * spread for spread in (3.0, 5.0, 2.0)]
     mixture = LogisticMixture.from_network(*fields)
     u = torch.randn(3, 5, 7, generator=generator) * 20
-    whole = mixture._search(u, NEWTON_PASSES[torch.float32])
-    monkeypatch.setattr(mixture_module, "CPU_SLICE_VALUES", 4 * 9)  # slices of 9 elements: the last one short
+    whole = mixture.inverse_logit_cdf(u)
+    rows = count_evaluations(monkeypatch)
+    monkeypatch.setattr(inverse_module, "CPU_SLICE_VALUES", 4 * 9)  # slices of 9 elements: the last one short
     sliced = mixture.inverse_logit_cdf(u)
-    assert sliced.shape == u.shape
-    torch.testing.assert_close(sliced, whole, rtol=1e-5, atol=1e-6)
+    assert sliced.shape == u.shape and max(rows) == 9
+    assert ((sliced - whole).abs() <= 2 * TOLERANCE[torch.float32] * whole.abs().clamp_min(1)).all()
     assert (mixture.logit_cdf(sliced) - u).abs().max() < 1e-3
