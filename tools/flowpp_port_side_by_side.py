@@ -2,12 +2,16 @@
 
     python tools/flowpp_port_side_by_side.py recipes/flowpp-digits.toml --port /path/to/flowplusplus
     python tools/flowpp_port_side_by_side.py recipes/flowpp-cifar10.toml --port /path/to/flowplusplus --threads 2
+    python tools/flowpp_port_side_by_side.py recipes/flowpp-digits.toml --port ../port --weights runs/flowpp-digits
 
 Nothing is fetched and none of the port is copied: ``--port`` names a local checkout, which goes on
 ``sys.path`` so that its ``models.FlowPlusPlus`` is imported from there. genkit's model is built as
 ``genkit bench --no-train --no-data`` builds it (``genkit.bench.prepare_step``: the recipe's seed, random
-images of its shape, data-dependent init, the EMA copy in eval mode) and draws with ``model.sample``
-at temperature 1. The port is built with the arguments below, initialised by one forward pass in
+images of its shape, data-dependent init, the EMA copy in eval mode), with ``--weights`` (a model or
+run directory) loaded in place of the initialisation, and draws with ``model.sample`` at temperature 1.
+A trained model's mixtures take genkit's search more passes than an untrained one's, so ``--weights``
+is the fair setting; the port's bisection takes the same number of halvings whatever its weights, and
+stays at its initialisation. The port is built with the arguments below, initialised by one forward pass in
 training mode on the same images (its ActNorms set themselves on their first batch, and sample
 infinities before), and draws as its ``train.py`` does: ``sigmoid`` of the reverse pass of ``N(0, 1)``
 latents of the image's shape. Both run in float32 under ``torch.no_grad`` on the CPU with the same
@@ -37,8 +41,9 @@ What still differs (docs/flowpp.md lists the first seven):
   channel order; a fixed sinusoidal position encoding (genkit's is learned); ``(logit F + b)·e^a``;
   weight normalisation without data-dependent init (its weights are those of ``nn.Conv2d``'s init);
 * the inverse of each coupling: the port bisects until a step is below 1e-10 or 100 halvings, reading
-  the step back to the host at every pass; genkit runs a fixed number of safeguarded Newton passes
-  (``NEWTON_PASSES``) with no read-back. The script prints the port's passes per coupling;
+  the step back to the host at every pass; genkit runs safeguarded Newton passes, on a CPU until each
+  element has settled (at most ``NEWTON_PASSES``), elsewhere all of them with no read-back. The script
+  prints both searches' passes per coupling (genkit's: evaluations per element, on average);
 * the dequantizer, which sampling does not run, so it changes the parameter count only: the port's
   uses ``mid_channels`` filters, 32 components, 4 couplings, 32 context channels and 3 gated
   convolutions with a 1×1 gate, whatever the recipe says;
@@ -67,7 +72,7 @@ from genkit.errors import GenkitError
 from genkit.fileio import write_json
 from genkit.recipe import load_recipe
 from genkit_plugins.flowpp.flow import parse_stages
-from genkit_plugins.flowpp.mixture import NEWTON_PASSES
+from genkit_plugins.flowpp.inverse import NEWTON_PASSES
 
 FLOAT32_EAGER = ['train.dtype="float32"', "train.compile=false", "train.channels_last=false", "train.cuda_graph=false"]
 
@@ -136,6 +141,29 @@ def build_port(port: Path, arguments: dict, heads: int, seed: int):
     return model
 
 
+def genkit_passes(draw) -> float:
+    """Evaluations of logit F per searched element in one call of ``draw``, averaged over every search."""
+    from genkit_plugins.flowpp.inverse import ScaledSums
+
+    evaluate, start = ScaledSums.excess_and_slope, ScaledSums.__dict__["at"]
+    counts = {"evaluated": 0, "elements": 0}
+
+    def counted_evaluation(self, z, inverse_scales):
+        counts["evaluated"] += z.shape[:-1].numel()
+        return evaluate(self, z, inverse_scales)
+
+    def counted_start(cls, log_weights, u):
+        counts["elements"] += u.numel()
+        return start.__func__(cls, log_weights, u)
+
+    ScaledSums.excess_and_slope, ScaledSums.at = counted_evaluation, classmethod(counted_start)
+    try:
+        draw()
+    finally:
+        ScaledSums.excess_and_slope, ScaledSums.at = evaluate, start
+    return counts["evaluated"] / counts["elements"]
+
+
 def port_passes(draw, couplings: int) -> float:
     """Bisection passes per coupling in one call of ``draw``: the port's ``mixture_log_cdf`` calls, counted."""
     from models.flowplusplus import log_dist
@@ -161,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("recipe", help="a flowpp recipe, e.g. recipes/flowpp-digits.toml")
     parser.add_argument("--port", type=Path, required=True, help="a local checkout of chrischute/flowplusplus")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--weights", default=None, help="genkit's trained weights: a model or run directory")
     parser.add_argument("--rounds", type=int, default=5, help="timed calls of each (default 5)")
     parser.add_argument("--samples", type=int, default=64, help="images each call draws (default 64)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
@@ -172,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
 
     recipe = load_recipe(args.recipe, [*args.overrides, *FLOAT32_EAGER])
     arguments, heads = port_arguments(recipe)
-    bench = prepare_step(recipe, device, batch=recipe.train.batch_size, use_data=False)
+    bench = prepare_step(recipe, device, batch=recipe.train.batch_size, use_data=False, weights=args.weights)
     genkit_model = bench.ema.model.eval()
     port_model = build_port(args.port.resolve(), arguments, heads, recipe.train.seed)
     with torch.no_grad():  # the port's ActNorms initialise themselves on their first batch in training mode
@@ -189,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         return torch.sigmoid(port_model(z, reverse=True)[0])
 
     draw_genkit()
+    genkit_evaluations = genkit_passes(draw_genkit)
     passes = port_passes(draw_port, sum(sum(scale) for scale in arguments["scales"]))
     times: dict[str, list[float]] = {"genkit": [], "port": []}
     draws = {"genkit": draw_genkit, "port": draw_port}
@@ -209,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
         "genkit_parameters": sum(p.numel() for p in genkit_model.parameters()),
         "port_parameters": sum(p.numel() for p in port_model.parameters()),
         "port_arguments": {**arguments, "heads": heads},
-        "genkit_inverse_passes": NEWTON_PASSES[torch.float32],
+        "weights": args.weights,
+        "genkit_inverse_passes_at_most": NEWTON_PASSES[torch.float32],
+        "genkit_inverse_evaluations_per_element": genkit_evaluations,
         "port_inverse_passes_per_coupling": passes,
         "genkit_ms": times["genkit"],
         "port_ms": times["port"],
@@ -221,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"port arguments: {result['port_arguments']}")
     print(
         f"parameters: genkit {result['genkit_parameters']:,}, port {result['port_parameters']:,}; inverse passes "
-        f"per coupling: genkit {result['genkit_inverse_passes']}, port {passes:.1f}"
+        f"per coupling: genkit {genkit_evaluations:.1f} per element on average (at most "
+        f"{NEWTON_PASSES[torch.float32]}), port {passes:.1f}"
     )
     print(
         f"median of {args.rounds}: genkit {genkit_ms:.1f} ms, port {port_ms:.1f} ms: "
