@@ -164,39 +164,79 @@ def unwritable(path: str | Path, *, folder: bool = False) -> str | None:
     :func:`atomic_write` writes in place (a device, a pipe, ``/dev/stdout``) is only asked about.
     """
     path = Path(path).expanduser()
-    created: list[Path] = []
-    try:
-        if path.exists() or path.is_symlink():
+    problem = f"{path} keeps appearing and vanishing"
+    for _ in range(PROBE_ATTEMPTS):
+        try:
+            return _unwritable_once(path, folder)
+        except _ProbeRaced as raced:  # another process may be probing the same folders at the same moment: again
+            problem = str(raced) or problem
+        except OSError as exc:  # asking about the path failed: a name too long, a loop of links
+            return f"{exc.strerror or exc}"
+    return problem  # the same refusal every time: the system's, not a race
+
+
+def _unwritable_once(path: Path, folder: bool) -> str | None:
+    """:func:`unwritable`, once."""
+    if path.exists() or path.is_symlink():
+        try:
             kind = special_kind(path)
-            if folder and not path.is_dir():
-                return f"{path} is a {kind or 'file'}, not a folder"
-            if not folder and path.is_dir():
-                return f"{path} is a folder, not a file"
+            if folder and not path.is_dir() or not folder and path.is_dir():
+                if not (path.exists() or path.is_symlink()):
+                    raise _ProbeRaced  # a folder another process's probe has just removed
+                return f"{path} is a {kind or 'file'}, not a folder" if folder else f"{path} is a folder, not a file"
             if kind in IN_PLACE or not folder and _descriptor(path) is not None:  # written in place: nothing beside
                 return None if os.access(path, os.W_OK) else f"cannot write to {path} (Permission denied)"
-            if kind is not None:
-                return f"{path} is a {kind}; genkit writes regular files, character devices and named pipes only"
-        target = path if folder else path.parent
+        except FileNotFoundError:
+            raise _ProbeRaced from None
+        if kind is not None:
+            return f"{path} is a {kind}; genkit writes regular files, character devices and named pipes only"
+    return _probe_folder(path if folder else path.parent)
+
+
+#: how often :func:`unwritable` looks again when another process probing the same path gets in its way
+PROBE_ATTEMPTS = 20
+
+
+class _ProbeRaced(Exception):
+    """A folder :func:`_probe_folder` needed appeared or vanished under it, as when another process probes it too;
+    the message is what to report if it happens every time."""
+
+
+def _probe_folder(target: Path) -> str | None:
+    """Create the folders missing down to ``target``, write and remove an empty file in it, remove the folders.
+
+    Several processes may probe the same path at once (every rank under torchrun checks ``--out``): a folder one
+    of them creates, or removes while the other still needs it, raises :class:`_ProbeRaced` to look again (as
+    does a system that answers "no such folder" to every ``mkdir``, such as ``/proc``, until the attempts run out).
+    """
+    created: list[Path] = []
+    try:
         missing, above = [], target
         while not (above.exists() or above.is_symlink()) and above != above.parent:
             missing.append(above)
             above = above.parent
         if not above.is_dir():
+            if not (above.exists() or above.is_symlink()):
+                raise _ProbeRaced  # removed by another process's probe since the loop above saw it
             return f"{above} is a file, not a folder"
         for new in reversed(missing):
             try:
                 new.mkdir()
             except OSError as exc:
-                return f"cannot create the folder {new} ({exc.strerror or exc})"
+                problem = f"cannot create the folder {new} ({exc.strerror or exc})"
+                if isinstance(exc, (FileExistsError, FileNotFoundError)):  # maybe another process's probe's doing
+                    raise _ProbeRaced(problem) from None
+                return problem
             created.append(new)
         try:
             handle, probe = tempfile.mkstemp(dir=target, prefix=".genkit-probe-")
         except OSError as exc:
-            return f"cannot write a file in {target} ({exc.strerror or exc})"
+            problem = f"cannot write a file in {target} ({exc.strerror or exc})"
+            if isinstance(exc, FileNotFoundError):
+                raise _ProbeRaced(problem) from None
+            return problem
         os.close(handle)
         os.unlink(probe)
-    except OSError as exc:  # asking about the path failed: a name too long, a loop of links
-        return f"{exc.strerror or exc}"
     finally:
         for new in reversed(created):
             with contextlib.suppress(OSError):

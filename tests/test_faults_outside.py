@@ -12,6 +12,7 @@ import json
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from fault_helpers import one_line, pixels_registry, tiny_recipe, trained_tiny  # noqa: F401
@@ -170,3 +171,31 @@ def test_a_recipe_naming_a_provider_that_is_no_distribution_name_is_refused(tmp_
     assert "data.provider: expected a distribution name (letters, digits, '.', '_', '-'), found '--pre'" in one_line(
         capsys
     )
+
+
+def _probe_many(base: str, start, results) -> None:
+    """One process's checks of 300 output folders that the others are checking at the same moment."""
+    from genkit.fileio import unwritable
+
+    start.wait()
+    results.put([problem for k in range(300) if (problem := unwritable(Path(base) / f"r{k}" / "run", folder=True))])
+
+
+def test_processes_checking_the_same_output_folder_at_once_do_not_fail_each_other(tmp_path):
+    """Every rank under torchrun checks ``--out`` as it starts: each check creates the missing folders, writes a
+    file, and removes what it made, and one process's folders appearing or vanishing under another's check is not a
+    reason to refuse the run (it was, now and then, "File exists" or "is a file, not a folder")."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(4), context.Queue()
+    processes = [context.Process(target=_probe_many, args=(str(tmp_path), start, results)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    problems = [problem for _ in processes for problem in results.get(timeout=120)]
+    for process in processes:
+        process.join()
+    assert problems == []
+    # no probe file is left; a folder one process made may stay where another's probe file kept it from being
+    # removed (empty: the run that checked it makes it anyway)
+    assert all(path.is_dir() for path in tmp_path.rglob("*"))
