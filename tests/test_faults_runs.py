@@ -127,6 +127,29 @@ def test_a_run_whose_weights_stop_being_finite_stops_and_keeps_the_last_good_che
     assert json.loads((run / "results.json").read_text())["step"] == 2  # the good run's, not the diverged one's
 
 
+def test_a_crash_in_the_validation_figures_loses_no_step_and_the_checkpoint_shows_its_samples(
+    tmp_path, capsys, monkeypatch
+):
+    """The validation set's figures (minutes on a big model) come after the step's checkpoint, so a crash in them,
+    or a stop signal waiting on them, loses no training step; the samples drawn at that step are in it."""
+    import genkit.engine.trainer as trainer_module
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(trainer_module, "evaluate_dataset", crash)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(tiny_recipe(tmp_path, steps=4, eval_every=2, checkpoint_every=2))
+    run = tmp_path / "run"
+    assert main(["run", str(recipe), "--out", str(run)]) == 1
+    assert "RuntimeError: the machine went away" in capsys.readouterr().err
+    latest = rundirs.latest_checkpoint(run)
+    assert latest.name == "step-00000002" and (latest / "samples.png").is_file()
+    monkeypatch.undo()
+    assert main(["run", str(recipe), "--resume", str(run)]) == 0
+    assert json.loads((run / "results.json").read_text())["step"] == 4
+
+
 def test_save_pretrained_refuses_weights_that_are_not_all_finite(tmp_path):
     from genkit.models import build_model
     from genkit.pretrained import save_pretrained

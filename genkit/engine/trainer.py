@@ -218,10 +218,13 @@ class Trainer:
                         if context.enabled:
                             flag = torch.tensor(float(stop.signal is not None), device=device)
                             stopping = bool(context.all_reduce_(flag, "max").item())
-                    if self.step % config.eval_every == 0 or last:
-                        self._validate(log)
+                    validating = self.step % config.eval_every == 0 or last
+                    if validating:  # the pictures first: the checkpoint's card shows its step's samples
+                        self._draw_pictures()
                     if self.step % config.checkpoint_every == 0 or last or stopping:
                         self._checkpoint(skipped_total, sums)
+                    if validating:  # after the checkpoint: a crash or a wait in the figures loses no step
+                        self._validate(log)
                     if stopping and not last:
                         progress.close()
                         if context.is_main:
@@ -297,8 +300,24 @@ class Trainer:
         devices = [self.context.device] if self.context.device.type == "cuda" else []
         return torch.random.fork_rng(devices=devices)
 
-    def _validate(self, log: MetricsLog | None) -> None:
+    def _draw_pictures(self) -> None:
+        """The EMA model's samples and pictures of this step, under RUN/samples (main process)."""
         self._require_finite_weights()
+        if self.context.is_main:
+            with self._evaluation_rng():
+                torch.manual_seed(self.config.seed + 7919)
+                folder, device = self.run_dir / rundirs.SAMPLES, self.context.device
+                save_pictures(
+                    self.ema.model,
+                    self.dataset.split("validation"),
+                    folder,
+                    step=self.step,
+                    config=self.config,
+                    device=device,
+                )
+
+    def _validate(self, log: MetricsLog | None) -> None:
+        """The EMA model's figures on the validation images, logged."""
         with self._evaluation_rng():
             torch.manual_seed(self.config.seed + 7919)
             result = evaluate_dataset(
@@ -311,15 +330,6 @@ class Trainer:
                 progress=False,
                 context=self.context,
             )
-            if self.context.is_main:
-                save_pictures(
-                    self.ema.model,
-                    self.dataset.split("validation"),
-                    self.run_dir / rundirs.SAMPLES,
-                    step=self.step,
-                    config=self.config,
-                    device=self.context.device,
-                )
         if log is not None:
             log.write({"step": self.step, "split": "validation", **result})
 
