@@ -66,12 +66,12 @@ def invert_logit_cdf(
             return search_every_pass(log_weights, means, logscales, u, passes)
         components = means.shape[-1]
         fields = [field.reshape(-1, components) for field in (log_weights, means, logscales)]
-        u_flat, rows = u.reshape(-1), max(1, CPU_SLICE_VALUES // components)
+        u_flat, per_slice = u.reshape(-1), max(1, CPU_SLICE_VALUES // components)
         parts = [
             _search_until_settled(
-                *(field[start : start + rows] for field in fields), u_flat[start : start + rows], passes
+                *(field[start : start + per_slice] for field in fields), u_flat[start : start + per_slice], passes
             )
-            for start in range(0, u_flat.numel(), rows) or [0]  # [0]: no elements, one empty search
+            for start in range(0, u_flat.numel(), per_slice) or [0]  # [0]: no elements, one empty search
         ]
         return torch.cat(parts).reshape(u.shape)
 
